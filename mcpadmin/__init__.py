@@ -1,0 +1,58 @@
+"""mcpadmin: connect AI agents to remote MCP servers and keep their credentials working."""
+
+import os
+
+from flask import Flask, redirect, url_for
+from flask_migrate import upgrade
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import config, crypto, errors, filters
+from .extensions import csrf, db, migrate
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def create_app(test_config=None, instance_path=None):
+    """Build the app; on first start create the schema, keys and the admin setup link.
+
+    :raise ValueError: the configured encryption keys are not valid Fernet keys.
+    """
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
+    config.load(app, test_config)
+    crypto.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    csrf.init_app(app)
+    filters.init_app(app)
+
+    from . import agents, auth, cli, connectors, health, oauth
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(connectors.bp)
+    app.register_blueprint(agents.bp)
+    app.register_blueprint(oauth.bp)
+    cli.init_app(app)
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("connectors.index"))
+
+    errors.init_app(app)
+
+    if app.config["AUTO_MIGRATE"]:
+        with app.app_context():
+            upgrade(directory=MIGRATIONS)
+            auth.announce_setup_link(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """Enforce foreign keys (cascading deletes) and wait for locks on SQLite."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()

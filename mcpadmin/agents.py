@@ -1,0 +1,160 @@
+"""Agent pages: index, new, the agent page (details + one card per connector), delete.
+
+Card actions (save a token, choose tools, disconnect) answer an htmx request with the card
+partial plus the flash area out of band, and a plain form post with a redirect.
+"""
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from .connectors import get_connector
+from .extensions import db
+from .forms import AgentForm, AgentSecretForm
+from .models import Agent, AgentConnection
+from .services import agents as service
+
+bp = Blueprint("agents", __name__, url_prefix="/agents")
+
+
+def get_agent(id) -> Agent:
+    """:raise 404: no agent with this id."""
+    agent = db.session.get(Agent, id)
+    if agent is None:
+        abort(404)
+    return agent
+
+
+@bp.get("/")
+def index():
+    agents = db.session.scalars(select(Agent).order_by(func.lower(Agent.name))).all()
+    connected = dict(
+        db.session.execute(
+            select(AgentConnection.agent_id, func.count())
+            .where(AgentConnection.status == "connected")
+            .group_by(AgentConnection.agent_id)
+        ).all()
+    )
+    return render_template("agents/index.html", agents=agents, connected=connected)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def create():
+    form = AgentForm()
+    if not _valid(form, None):
+        return render_template("agents/new.html", form=form), 422 if form.errors else 200
+    agent = Agent(name=form.name.data, description=form.description.data or None)
+    db.session.add(agent)
+    if not _commit(form):
+        return render_template("agents/new.html", form=form), 422
+    flash(f"Agent {agent.name} created. Give it credentials and choose its tools below.", "success")
+    return redirect(url_for("agents.update", id=agent.id))
+
+
+@bp.route("/<int:id>", methods=["GET", "POST"])
+def update(id):
+    """The agent page: its details form and one card per connector."""
+    agent = get_agent(id)
+    form = AgentForm(obj=agent)
+    status = 200
+    if request.method == "POST":
+        if _valid(form, agent.id):
+            agent.name, agent.description = form.name.data, form.description.data or None
+            if _commit(form):
+                flash(f"Agent {agent.name} saved.", "success")
+                return redirect(url_for("agents.update", id=agent.id))
+        status = 422
+    return render_template(
+        "agents/edit.html",
+        agent=agent,
+        form=form,
+        cards=service.cards(agent),
+        secret_form=AgentSecretForm(formdata=None),
+    ), status
+
+
+@bp.route("/<int:id>/delete", methods=["GET", "POST"])
+def delete(id):
+    """GET asks for confirmation; POST deletes the agent and its connections."""
+    agent = get_agent(id)
+    if request.method == "GET":
+        return render_template("agents/delete.html", agent=agent)
+    name = agent.name
+    db.session.delete(agent)
+    db.session.commit()
+    flash(f"Agent {name} deleted, with its credentials and tool choices.", "success")
+    return redirect(url_for("agents.index"))
+
+
+@bp.post("/<int:id>/connectors/<int:connector_id>/secret")
+def save_secret(id, connector_id):
+    """Store the agent's own token or key for a per-agent bearer/API-key connector."""
+    agent, connector = get_agent(id), get_connector(connector_id)
+    form = AgentSecretForm()
+    if not form.validate_on_submit():
+        flash("Enter the token or key before saving.", "error")
+        return _card_response(agent, connector, form)
+    try:
+        service.save_secret(agent, connector, form.secret.data.strip())
+    except service.AgentConnectionError as exc:
+        flash(str(exc), "error")
+        return _card_response(agent, connector, form)
+    db.session.commit()
+    flash(f"Token saved for {agent.name} on {connector.name}.", "success")
+    return _card_response(agent, connector)
+
+
+@bp.post("/<int:id>/connectors/<int:connector_id>/tools")
+def choose_tools(id, connector_id):
+    """Enable the ticked tools for the agent (the others are disabled)."""
+    agent, connector = get_agent(id), get_connector(connector_id)
+    chosen = service.choose_tools(agent, connector, request.form.getlist("tools"))
+    db.session.commit()
+    flash(f"{len(chosen)} of {len(connector.tools)} tools enabled on {connector.name}.", "success")
+    return _card_response(agent, connector)
+
+
+@bp.post("/<int:id>/connectors/<int:connector_id>/disconnect")
+def disconnect(id, connector_id):
+    """Forget the agent's own credential for the connector; tool choices are kept."""
+    agent, connector = get_agent(id), get_connector(connector_id)
+    service.disconnect(agent, connector)
+    db.session.commit()
+    flash(f"{agent.name} disconnected from {connector.name}.", "success")
+    return _card_response(agent, connector)
+
+
+def _card_response(agent, connector, secret_form=None):
+    """The card partial (+ flashes out of band) for htmx, else back to the agent page.
+
+    Errors are answered 200 too: htmx swaps only 2xx by default, and the card shows them.
+    """
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for("agents.update", id=agent.id) + f"#connector-{connector.id}")
+    connection = service.connection_for(agent, connector)
+    body = render_template(
+        "agents/_card_response.html",
+        agent=agent,
+        card=service.card(connector, connection),
+        secret_form=secret_form or AgentSecretForm(formdata=None),
+    )
+    return body, 200, {"Vary": "HX-Request"}
+
+
+def _valid(form, agent_id):
+    if not form.validate_on_submit():
+        return False
+    if service.name_taken(form.name.data, agent_id):
+        form.name.errors.append("Another agent already has this name.")
+        return False
+    return True
+
+
+def _commit(form):
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        form.name.errors.append("Another agent already has this name.")
+        return False
+    return True

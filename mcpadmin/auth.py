@@ -1,0 +1,149 @@
+"""Admin sign-in, sign-out, first-run setup, and the login guard on every other page."""
+
+import hmac
+import os
+import secrets
+from datetime import timedelta
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from . import config
+from .extensions import db
+from .forms import LoginForm, SetupForm
+from .models import AdminUser, utcnow
+from .services import admins
+
+bp = Blueprint("auth", __name__)
+
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static"}
+SETUP_TOKEN_FILE = "setup_token"  # noqa: S105 (a file name)
+
+
+def announce_setup_link(app):
+    """With no admin yet, log the one-time link that creates the first one."""
+    if admins.any_admin():
+        return
+    token = config.instance_secret(app, SETUP_TOKEN_FILE, secrets.token_urlsafe(32))
+    app.logger.warning(
+        "No admin account yet. Create one at %s/setup/%s (or run: flask create-admin NAME)",
+        app.config["PUBLIC_BASE_URL"],
+        token,
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else the connectors index."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and not any(ch.isspace() or ch == "\\" for ch in target)
+    ):
+        return target
+    return url_for("connectors.index")
+
+
+@bp.before_app_request
+def require_login():
+    """Load the signed-in admin into ``g.admin``; send everyone else to the login page."""
+    admin_id = session.get("admin_id")
+    g.admin = db.session.get(AdminUser, admin_id) if admin_id else None
+    if g.admin or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    login_url = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    if request.headers.get("HX-Request"):
+        return Response(status=401, headers={"HX-Redirect": login_url})
+    return redirect(login_url)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in. After 5 failures for a username or address, 429 for 15 minutes."""
+    if g.admin:
+        return redirect(url_for("connectors.index"))
+    if not admins.any_admin():
+        flash("No admin account exists yet: use the setup link printed in the server log.", "info")
+    form = LoginForm()
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form)
+    now = utcnow()
+    keys = [f"user:{form.username.data.strip().lower()}", f"ip:{request.remote_addr}"]
+    locked = admins.locked_until(keys, now)
+    if locked:
+        minutes = max(1, round((locked - now).total_seconds() / 60))
+        flash(f"Too many failed sign-ins. Try again in {minutes} minutes.", "error")
+        return render_template("auth/login.html", form=form), 429
+    admin = admins.authenticate(form.username.data, form.password.data)
+    if admin is None:
+        admins.record_failure(
+            keys,
+            now,
+            current_app.config["LOGIN_MAX_FAILURES"],
+            timedelta(seconds=current_app.config["LOGIN_LOCKOUT_SECONDS"]),
+        )
+        db.session.commit()
+        flash("Wrong username or password.", "error")
+        return render_template("auth/login.html", form=form), 401
+    admins.clear_failures(keys)
+    db.session.commit()
+    _sign_in(admin)
+    flash(f"Signed in as {admin.username}.", "success")
+    return redirect(safe_next(request.args.get("next")))
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    flash("Signed out.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/setup/<token>", methods=["GET", "POST"])
+def setup(token):
+    """Create the first admin with the one-time token from the server log.
+
+    :raise 404: the token is wrong, or an admin already exists.
+    """
+    path = os.path.join(current_app.instance_path, SETUP_TOKEN_FILE)
+    if admins.any_admin() or not _token_matches(path, token):
+        abort(404)
+    form = SetupForm()
+    if not form.validate_on_submit():
+        return render_template("auth/setup.html", form=form)
+    try:
+        admin = admins.create_admin(form.username.data, form.password.data)
+    except admins.AdminError as exc:
+        form.username.errors.append(str(exc))
+        return render_template("auth/setup.html", form=form), 400
+    db.session.commit()
+    os.remove(path)
+    _sign_in(admin)
+    flash(f"Admin account {admin.username} created. Welcome!", "success")
+    return redirect(url_for("connectors.index"))
+
+
+def _token_matches(path, token):
+    try:
+        with open(path, encoding="utf-8") as f:
+            expected = f.read().strip()
+    except FileNotFoundError:
+        return False
+    return hmac.compare_digest(expected.encode(), token.encode())
+
+
+def _sign_in(admin):
+    session.clear()
+    session["admin_id"] = admin.id
+    session.permanent = True

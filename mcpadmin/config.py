@@ -1,0 +1,102 @@
+"""Configuration: defaults here, then ``instance/config.py``, then ``MCPADMIN_*`` environment.
+
+Secrets the operator did not provide (``SECRET_KEY``, ``ENCRYPTION_KEYS``) are generated on first
+start and kept under the instance folder with mode 0600, so a restart keeps sessions and, above
+all, keeps every stored credential readable.
+"""
+
+import os
+import secrets
+from datetime import timedelta
+
+from cryptography.fernet import Fernet
+
+
+class Defaults:
+    # The public URL the app is reached at; OAuth redirect URIs are built from it, never from
+    # the request's Host header.
+    PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+    # Seconds allowed for one outbound HTTP call (connect + read).
+    HTTP_TIMEOUT = 10.0
+    # Largest response body accepted from a remote server, in bytes.
+    HTTP_MAX_BYTES = 5 * 1024 * 1024
+    # Outbound calls to loopback/private/link-local addresses: off unless the operator allows it.
+    ALLOW_PRIVATE_NETWORKS = False
+    # Run Alembic migrations when the app starts, so an upgrade needs no extra step.
+    AUTO_MIGRATE = True
+
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_LOCKOUT_SECONDS = 15 * 60
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_NAME = "mcpadmin_session"
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    # The CSRF token lives as long as the login session instead of one hour, so a page left
+    # open over lunch still saves.
+    WTF_CSRF_TIME_LIMIT = None
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+
+def load(app, test_config=None):
+    """Fill ``app.config``: defaults, instance file, environment, then ``test_config``.
+
+    :raise ValueError: an encryption key is not a valid Fernet key.
+    """
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("MCPADMIN")
+    if os.environ.get("DATABASE_URL") and "SQLALCHEMY_DATABASE_URI" not in app.config:
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if "DATABASE_URL" in app.config:
+        app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    if test_config:
+        app.config.update(test_config)
+
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.setdefault(
+        "SQLALCHEMY_DATABASE_URI",
+        "sqlite:///" + os.path.join(app.instance_path, "mcpadmin.sqlite3"),
+    )
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret(app, "secret_key", secrets.token_urlsafe(48))
+    keys = app.config.get("ENCRYPTION_KEYS")
+    if not keys:
+        keys = instance_secret(app, "encryption_keys", Fernet.generate_key().decode())
+    app.config["ENCRYPTION_KEYS"] = key_list(keys)
+    app.config["PUBLIC_BASE_URL"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
+    app.config["HTTP_TIMEOUT"] = float(app.config["HTTP_TIMEOUT"])
+    if app.config["PUBLIC_BASE_URL"].startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = True
+
+
+def key_list(keys):
+    """Normalise keys given as a list, or as one string separated by commas or newlines."""
+    if isinstance(keys, str):
+        keys = keys.replace(",", "\n").splitlines()
+    return [k.strip() for k in keys if k and k.strip()]
+
+
+def database_url(url):
+    """Point plain ``postgresql://`` URLs at the psycopg 3 driver the project installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def instance_secret(app, filename, fresh_value):
+    """Read ``instance/<filename>``, creating it (mode 0600) with ``fresh_value`` if absent.
+
+    Two workers starting at once both end up with the value of whichever created the file.
+    """
+    path = os.path.join(app.instance_path, filename)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(fresh_value + "\n")
+    return fresh_value

@@ -1,0 +1,114 @@
+"""Flask-WTF forms. Secret fields are PasswordFields: they never render a stored value."""
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
+
+from .models import AUTH_TYPES, CREDENTIAL_MODES
+from .protocol.urls import InvalidURL, check_header_name, check_http_url
+
+
+def _choices(labels):
+    return [SelectChoice(value, label) for value, label in labels.items()]
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def _http_url(form, field):
+    if field.data:
+        try:
+            check_http_url(field.data)
+        except InvalidURL as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired()], filters=[_strip])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+class SetupForm(FlaskForm):
+    username = StringField(
+        "Username", validators=[DataRequired(), Length(max=80)], filters=[_strip]
+    )
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=10)])
+    confirm = PasswordField(
+        "Repeat password", validators=[EqualTo("password", message="The passwords differ.")]
+    )
+
+
+class ConnectorForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
+    url = StringField(
+        "MCP server URL",
+        validators=[DataRequired(), Length(max=2048), _http_url],
+        filters=[_strip],
+        description="The server's Streamable HTTP endpoint, e.g. https://mcp.linear.app/mcp",
+    )
+    auth_type = SelectField("Authentication", choices=_choices(AUTH_TYPES), default="none")
+    credential_mode = RadioField(
+        "Credentials", choices=_choices(CREDENTIAL_MODES), default="shared"
+    )
+    api_key_header_name = StringField(
+        "Header name", validators=[Optional(), Length(max=100)], filters=[_strip],
+        description="The request header that carries the key, e.g. X-API-Key",
+    )  # fmt: skip
+    secret = PasswordField("Token or key", validators=[Optional(), Length(max=8192)])
+    clear_secret = BooleanField("Remove the stored token or key")
+    oauth_scopes = StringField(
+        "Scopes", validators=[Optional(), Length(max=1000)], filters=[_strip],
+        description="Space-separated; used only when the server does not say which it needs",
+    )  # fmt: skip
+    oauth_authorization_endpoint = StringField(
+        "Authorization endpoint", validators=[Optional(), Length(max=2048), _http_url],
+        filters=[_strip],
+    )  # fmt: skip
+    oauth_token_endpoint = StringField(
+        "Token endpoint", validators=[Optional(), Length(max=2048), _http_url], filters=[_strip]
+    )
+    oauth_registration_endpoint = StringField(
+        "Registration endpoint", validators=[Optional(), Length(max=2048), _http_url],
+        filters=[_strip],
+    )  # fmt: skip
+    oauth_revocation_endpoint = StringField(
+        "Revocation endpoint", validators=[Optional(), Length(max=2048), _http_url],
+        filters=[_strip],
+    )  # fmt: skip
+    oauth_client_id = PasswordField(
+        "Client ID", validators=[Optional(), Length(max=1000)], filters=[_strip]
+    )
+    oauth_client_secret = PasswordField("Client secret", validators=[Optional(), Length(max=4096)])
+    clear_oauth_client = BooleanField("Remove the stored client ID and secret")
+
+    def validate(self, extra_validators=None):
+        """Field checks, then the ones that depend on the chosen auth type."""
+        valid = super().validate(extra_validators)
+        if self.auth_type.data == "api_key_header":
+            try:
+                if not self.api_key_header_name.data:
+                    raise ValueError("Enter the header that carries the API key.")
+                check_header_name(self.api_key_header_name.data)
+            except ValueError as exc:
+                self.api_key_header_name.errors = [*self.api_key_header_name.errors, str(exc)]
+                valid = False
+        endpoints = (self.oauth_authorization_endpoint.data, self.oauth_token_endpoint.data)
+        if self.auth_type.data == "oauth" and any(endpoints) and not all(endpoints):
+            self.oauth_token_endpoint.errors = [
+                *self.oauth_token_endpoint.errors,
+                "Enter both the authorization and the token endpoint, or neither "
+                "(then they are discovered).",
+            ]
+            valid = False
+        return valid
+
+
+class AgentForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+
+
+class AgentSecretForm(FlaskForm):
+    secret = PasswordField("Token or key", validators=[DataRequired(), Length(max=8192)])

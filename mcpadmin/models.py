@@ -1,0 +1,219 @@
+"""The data: admins, connectors (MCP servers), their tools, agents and agent connections.
+
+Models hold data and small pure helpers; they never do network I/O and never commit. Every
+secret lives in an ``EncryptedText`` column whose name ends in ``_enc``.
+"""
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from .crypto import EncryptedText, Sealed
+from .extensions import db
+
+AUTH_TYPES = {
+    "none": "No authentication",
+    "bearer": "Bearer token",
+    "api_key_header": "API key header",
+    "oauth": "OAuth",
+}
+CREDENTIAL_MODES = {
+    "shared": "Shared (one admin credential for every agent)",
+    "per_agent": "Per agent (each agent its own account)",
+}
+STATUSES = {
+    "not_connected": "Not connected",
+    "connected": "Connected",
+    "needs_reconnect": "Needs reconnect",
+    "error": "Error",
+}
+# Auth types whose credential is a secret the operator pastes (not obtained by a flow).
+PASTED_SECRET_TYPES = ("bearer", "api_key_header")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class AdminUser(db.Model):
+    __tablename__ = "admin_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoginThrottle(db.Model):
+    """Failed logins counted per key (``user:<name>`` and ``ip:<address>``), shared by workers."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    first_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Connector(db.Model):
+    """One remote MCP server and how mcpadmin authenticates to it."""
+
+    __tablename__ = "connector"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    auth_type: Mapped[str] = mapped_column(String(20), default="none")
+    credential_mode: Mapped[str] = mapped_column(String(20), default="shared")
+    api_key_header_name: Mapped[str | None] = mapped_column(String(100))
+    # Shared bearer token or API key (per-agent ones live on AgentConnection).
+    secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+
+    # OAuth, as the operator configured it (all optional: discovery fills the gaps).
+    oauth_scopes: Mapped[str | None] = mapped_column(String(1000))
+    oauth_authorization_endpoint: Mapped[str | None] = mapped_column(String(2048))
+    oauth_token_endpoint: Mapped[str | None] = mapped_column(String(2048))
+    oauth_registration_endpoint: Mapped[str | None] = mapped_column(String(2048))
+    oauth_revocation_endpoint: Mapped[str | None] = mapped_column(String(2048))
+    oauth_client_id_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    oauth_client_secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    # OAuth, as discovered: issuer, endpoints, scopes, S256/iss/CIMD support; and the URLs
+    # discovery tried with their outcome.
+    oauth_metadata: Mapped[dict | None] = mapped_column(JSON)
+    discovery_log: Mapped[list | None] = mapped_column(JSON)
+    # Shared OAuth tokens.
+    access_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    refresh_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    token_scope: Mapped[str | None] = mapped_column(String(1000))
+
+    # Tool sync: the protocol era last seen at this server, and the outcome of the last sync.
+    protocol_era: Mapped[str | None] = mapped_column(String(20))
+    protocol_version: Mapped[str | None] = mapped_column(String(20))
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="not_connected")
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    tools: Mapped[list["Tool"]] = relationship(
+        back_populates="connector", cascade="all, delete-orphan", order_by="Tool.name"
+    )
+    connections: Mapped[list["AgentConnection"]] = relationship(
+        back_populates="connector", cascade="all, delete-orphan"
+    )
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+    @property
+    def per_agent(self) -> bool:
+        return self.credential_mode == "per_agent"
+
+    @property
+    def uses_pasted_secret(self) -> bool:
+        return self.auth_type in PASTED_SECRET_TYPES
+
+    def forget_credentials(self):
+        """Drop every stored shared credential (used when the auth type changes)."""
+        self.secret_enc = None
+        self.access_token_enc = None
+        self.refresh_token_enc = None
+        self.token_expires_at = None
+        self.token_scope = None
+
+
+class Tool(db.Model):
+    """One tool a connector's server offers, as last synced."""
+
+    __tablename__ = "tool"
+    __table_args__ = (UniqueConstraint("connector_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    description: Mapped[str | None] = mapped_column(Text)
+    input_schema: Mapped[dict | None] = mapped_column(JSON)
+    annotations: Mapped[dict | None] = mapped_column(JSON)
+    # SHA-256 of the canonical definition, to flag tools whose definition changed.
+    definition_hash: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    connector: Mapped[Connector] = relationship(back_populates="tools")
+
+    @property
+    def display_title(self) -> str:
+        return self.title or (self.annotations or {}).get("title") or self.name
+
+
+class Agent(db.Model):
+    __tablename__ = "agent"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    connections: Mapped[list["AgentConnection"]] = relationship(
+        back_populates="agent", cascade="all, delete-orphan"
+    )
+
+
+class AgentConnection(db.Model):
+    """An agent's use of a connector: its own credential (per-agent mode) and its chosen tools."""
+
+    __tablename__ = "agent_connection"
+    __table_args__ = (UniqueConstraint("agent_id", "connector_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"))
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id", ondelete="CASCADE"))
+    # Per-agent bearer token or API key.
+    secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    # Per-agent OAuth tokens.
+    access_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    refresh_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    token_scope: Mapped[str | None] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(20), default="not_connected")
+    enabled_tools: Mapped[list] = mapped_column(JSON, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    agent: Mapped[Agent] = relationship(back_populates="connections")
+    connector: Mapped[Connector] = relationship(back_populates="connections")
+
+    def forget_credentials(self):
+        self.secret_enc = None
+        self.access_token_enc = None
+        self.refresh_token_enc = None
+        self.token_expires_at = None
+        self.token_scope = None
+
+
+def expires_soon(expires_at: datetime | None, now: datetime, margin=timedelta(minutes=5)) -> bool:
+    """Whether a token with this absolute expiry should be refreshed at ``now``."""
+    return expires_at is not None and expires_at - margin <= now

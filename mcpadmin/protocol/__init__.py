@@ -1,0 +1,1 @@
+"""Wire-level code: no Flask, no database. Pure functions where possible."""

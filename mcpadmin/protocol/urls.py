@@ -1,0 +1,64 @@
+"""Validation of URLs and header names an operator types or a remote document names."""
+
+import re
+from urllib.parse import urlsplit
+
+# RFC 9110 §5.1: a field name is a token.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Headers the MCP client sets itself or that HTTP owns; an API key must not replace them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection",
+        "Accept", "Accept-Encoding", "Cookie", "Upgrade", "TE", "Trailer", "Keep-Alive",
+        "Mcp-Session-Id", "MCP-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID",
+    )
+)  # fmt: skip
+
+
+class InvalidURL(ValueError):
+    """The value is not an acceptable URL; the message says why, for the operator."""
+
+
+def check_http_url(value: str) -> str:
+    """Return ``value`` if it is an absolute http(s) URL with a host and no credentials.
+
+    Refuses whitespace or control characters anywhere (no trimming tricks), backslashes,
+    other schemes (``javascript:``, ``data:``, ``file:``), relative URLs and ``user:pass@``.
+
+    :raise InvalidURL: with a sentence fit for the page.
+    """
+    if not value:
+        raise InvalidURL("Enter the server URL.")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise InvalidURL("The URL must not contain spaces or control characters.")
+    if "\\" in value:
+        raise InvalidURL("The URL must not contain backslashes.")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidURL("The URL must start with https:// (or http:// for a local server).")
+    if not value.lower().startswith(parts.scheme.lower() + "://") or not parts.netloc:
+        raise InvalidURL("The URL must be absolute, like https://mcp.example.com/mcp.")
+    if "@" in parts.netloc:
+        raise InvalidURL("Put credentials in the authentication fields, not in the URL.")
+    try:
+        valid_port = parts.port is None or parts.port > 0
+    except ValueError:
+        valid_port = False
+    if not valid_port:
+        raise InvalidURL("The URL's port is not valid.")
+    if not parts.hostname:
+        raise InvalidURL("The URL has no host name.")
+    return value
+
+
+def check_header_name(value: str) -> str:
+    """Return ``value`` if it can carry an API key.
+
+    :raise ValueError: not an RFC 9110 token, or a header HTTP or MCP reserve.
+    """
+    if not value or not _TOKEN.match(value):
+        raise ValueError("A header name uses letters, digits and - only, e.g. X-API-Key.")
+    if value.lower() in RESERVED_HEADERS:
+        raise ValueError(f"{value} is set by mcpadmin itself; choose another header name.")
+    return value

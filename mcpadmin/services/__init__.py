@@ -1,0 +1,1 @@
+"""Orchestration callable from views, the CLI and tests alike: no request context here."""

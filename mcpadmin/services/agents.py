@@ -1,0 +1,107 @@
+"""An agent's connections: per-agent credentials and tool choices. The caller commits."""
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from ..crypto import seal
+from ..extensions import db
+from ..models import Agent, AgentConnection, Connector, Tool
+from .credentials import credential_state
+
+
+class AgentConnectionError(ValueError):
+    """The action does not apply to this connector; the message says why."""
+
+
+@dataclass
+class Card:
+    """What the agent page shows for one connector. Holds no secret."""
+
+    connector: Connector
+    connection: AgentConnection | None
+    # "connect" (per-agent OAuth, nothing stored), "enter_secret" (per-agent token/key to
+    # paste), "reenter" (stored value unreadable), "reconnect" (OAuth needs consent again),
+    # "ready" (usable: tools can be chosen).
+    state: str
+    credential: str
+    tools: list[Tool] = field(default_factory=list)
+    enabled: set[str] = field(default_factory=set)
+
+
+def name_taken(name: str, exclude_id: int | None = None) -> bool:
+    query = select(Agent.id).where(func.lower(Agent.name) == name.lower())
+    if exclude_id is not None:
+        query = query.where(Agent.id != exclude_id)
+    return db.session.scalar(query) is not None
+
+
+def connection_for(agent: Agent, connector: Connector, create=False) -> AgentConnection | None:
+    """The agent's row for this connector; a new, unsaved-until-commit one if ``create``."""
+    connection = db.session.scalar(
+        select(AgentConnection).filter_by(agent_id=agent.id, connector_id=connector.id)
+    )
+    if connection is None and create:
+        connection = AgentConnection(agent=agent, connector=connector, enabled_tools=[])
+        db.session.add(connection)
+    return connection
+
+
+def card(connector: Connector, connection: AgentConnection | None) -> Card:
+    credential = credential_state(connector, connection)
+    if credential == "unreadable":
+        state = "reenter"
+    elif connector.per_agent and credential == "missing":
+        state = "connect" if connector.auth_type == "oauth" else "enter_secret"
+    elif connector.per_agent and connection and connection.status == "needs_reconnect":
+        state = "reconnect"
+    else:
+        state = "ready"
+    return Card(
+        connector=connector,
+        connection=connection,
+        state=state,
+        credential=credential,
+        tools=list(connector.tools),
+        enabled=set(connection.enabled_tools or []) if connection else set(),
+    )
+
+
+def cards(agent: Agent) -> list[Card]:
+    """One card per connector, in name order, in a fixed number of queries."""
+    connectors = db.session.scalars(select(Connector).order_by(func.lower(Connector.name))).all()
+    connections = {c.connector_id: c for c in agent.connections}
+    return [card(c, connections.get(c.id)) for c in connectors]
+
+
+def save_secret(agent: Agent, connector: Connector, plaintext: str) -> AgentConnection:
+    """Store the agent's own bearer token or API key for a per-agent connector.
+
+    :raise AgentConnectionError: the connector is shared, or its credential is not pasted.
+    """
+    if not (connector.per_agent and connector.uses_pasted_secret):
+        raise AgentConnectionError(f"{connector.name} does not take a per-agent token or key.")
+    connection = connection_for(agent, connector, create=True)
+    connection.secret_enc = seal(plaintext)
+    connection.status = "connected"
+    connection.last_error = None
+    return connection
+
+
+def disconnect(agent: Agent, connector: Connector) -> AgentConnection | None:
+    """Forget the agent's own credential for this connector; its tool choices stay."""
+    connection = connection_for(agent, connector)
+    if connection is not None:
+        connection.forget_credentials()
+        connection.status = "not_connected"
+    return connection
+
+
+def choose_tools(agent: Agent, connector: Connector, names: list[str]) -> list[str]:
+    """Enable exactly ``names`` (those the connector offers) for the agent; return them."""
+    offered = [t.name for t in connector.tools]
+    wanted = set(names)
+    chosen = [n for n in offered if n in wanted]
+    connection = connection_for(agent, connector, create=True)
+    connection.enabled_tools = chosen
+    return chosen

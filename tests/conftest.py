@@ -1,0 +1,129 @@
+"""Fixtures: an app per test on a database migrated once per session and emptied after each
+test; ``TEST_DATABASE_URL`` points the whole suite at PostgreSQL instead of SQLite."""
+
+import os
+import re
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mcpadmin import create_app
+from mcpadmin.config import database_url
+from mcpadmin.extensions import db
+from mcpadmin.models import AdminUser
+from mcpadmin.services import admins
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def database_uri(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    engine = create_engine(database_url(url))
+    with engine.begin() as conn:  # start from an empty schema, whatever an earlier run left
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def app(database_uri, tmp_path):
+    app = create_app(
+        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_uri},
+        instance_path=str(tmp_path / "instance"),
+    )
+    yield app
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+        db.engine.dispose()
+
+
+@pytest.fixture
+def make_app(database_uri, app):
+    """Build more apps on the test database (other keys, other config); closed after the test."""
+    made = []
+
+    def make(config=None, **kwargs):
+        kwargs.setdefault("instance_path", app.instance_path)
+        extra = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, **(config or {})}, **kwargs)
+        made.append(extra)
+        return extra
+
+    yield make
+    for extra in made:
+        with extra.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def client(app):
+    return Browser(app.test_client())
+
+
+@pytest.fixture
+def admin(app):
+    with app.app_context():
+        user = admins.create_admin("admin", PASSWORD)
+        db.session.commit()
+        return db.session.get(AdminUser, user.id).username
+
+
+@pytest.fixture
+def logged_in(client, admin):
+    response = client.post("/login", data={"username": admin, "password": PASSWORD})
+    assert response.status_code == 302
+    client.get("/connectors/")  # signing in starts a new session, so a new CSRF token
+    return client
+
+
+class Browser:
+    """A test client that carries the CSRF token like the pages do: as a form field for plain
+    posts, as the ``X-CSRFToken`` header (from ``<body hx-headers>``) for htmx posts."""
+
+    def __init__(self, client):
+        self.client = client
+        self.token = None
+
+    def get(self, url, **kwargs):
+        response = self.client.get(url, **kwargs)
+        self._remember_token(response)
+        return response
+
+    def post(self, url, data=None, csrf=True, **kwargs):
+        data = dict(data or {})
+        if csrf:
+            data.setdefault("csrf_token", self._csrf())
+        return self.client.post(url, data=data, **kwargs)
+
+    def hx_post(self, url, data=None, **kwargs):
+        headers = {"HX-Request": "true", "X-CSRFToken": self._csrf()}
+        return self.client.post(url, data=data or {}, headers=headers, **kwargs)
+
+    def hx_get(self, url, **kwargs):
+        return self.client.get(url, headers={"HX-Request": "true"}, **kwargs)
+
+    def _csrf(self):
+        if self.token is None:
+            self.get("/login")
+        return self.token
+
+    def _remember_token(self, response):
+        match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', response.data)
+        match = match or re.search(rb'"X-CSRFToken": "([^"]+)"', response.data)
+        if match:
+            self.token = match.group(1).decode()
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
