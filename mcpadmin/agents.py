@@ -13,6 +13,7 @@ from .extensions import db
 from .forms import AgentForm, AgentSecretForm
 from .models import Agent, AgentConnection
 from .services import agents as service
+from .services import name_taken
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
 
@@ -144,7 +145,7 @@ def _card_response(agent, connector, secret_form=None):
 def _valid(form, agent_id):
     if not form.validate_on_submit():
         return False
-    if service.name_taken(form.name.data, agent_id):
+    if name_taken(Agent, form.name.data, agent_id):
         form.name.errors.append("Another agent already has this name.")
         return False
     return True

@@ -9,6 +9,7 @@ from .extensions import db
 from .forms import ConnectorForm
 from .models import AgentConnection, Connector, Tool
 from .services import connectors as service
+from .services import name_taken
 from .services.credentials import credential_state
 
 bp = Blueprint("connectors", __name__, url_prefix="/connectors")
@@ -104,7 +105,7 @@ def _save(connector, template):
     if request.method == "GET" or request.form.get("refresh"):
         return render_template(template, form=form, connector=connector, **flags)
     valid = form.validate_on_submit()
-    if valid and service.name_taken(form.name.data, connector.id):
+    if valid and name_taken(Connector, form.name.data, connector.id):
         form.name.errors.append("Another connector already has this name.")
         valid = False
     if not valid:

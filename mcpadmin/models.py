@@ -75,7 +75,26 @@ class LoginThrottle(db.Model):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class Connector(db.Model):
+class CredentialColumns:
+    """The credential a connector holds in shared mode and an agent connection in per-agent
+    mode: a pasted bearer token or API key, or OAuth tokens."""
+
+    secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    access_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    refresh_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    token_scope: Mapped[str | None] = mapped_column(String(1000))
+
+    def forget_credentials(self):
+        """Drop the stored credential (auth changed, or disconnect)."""
+        self.secret_enc = None
+        self.access_token_enc = None
+        self.refresh_token_enc = None
+        self.token_expires_at = None
+        self.token_scope = None
+
+
+class Connector(CredentialColumns, db.Model):
     """One remote MCP server and how mcpadmin authenticates to it."""
 
     __tablename__ = "connector"
@@ -86,8 +105,6 @@ class Connector(db.Model):
     auth_type: Mapped[str] = mapped_column(String(20), default="none")
     credential_mode: Mapped[str] = mapped_column(String(20), default="shared")
     api_key_header_name: Mapped[str | None] = mapped_column(String(100))
-    # Shared bearer token or API key (per-agent ones live on AgentConnection).
-    secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
 
     # OAuth, as the operator configured it (all optional: discovery fills the gaps).
     oauth_scopes: Mapped[str | None] = mapped_column(String(1000))
@@ -101,11 +118,6 @@ class Connector(db.Model):
     # discovery tried with their outcome.
     oauth_metadata: Mapped[dict | None] = mapped_column(JSON)
     discovery_log: Mapped[list | None] = mapped_column(JSON)
-    # Shared OAuth tokens.
-    access_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
-    refresh_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
-    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    token_scope: Mapped[str | None] = mapped_column(String(1000))
 
     # Tool sync: the protocol era last seen at this server, and the outcome of the last sync.
     protocol_era: Mapped[str | None] = mapped_column(String(20))
@@ -135,14 +147,6 @@ class Connector(db.Model):
     @property
     def uses_pasted_secret(self) -> bool:
         return self.auth_type in PASTED_SECRET_TYPES
-
-    def forget_credentials(self):
-        """Drop every stored shared credential (used when the auth type changes)."""
-        self.secret_enc = None
-        self.access_token_enc = None
-        self.refresh_token_enc = None
-        self.token_expires_at = None
-        self.token_scope = None
 
 
 class Tool(db.Model):
@@ -182,7 +186,7 @@ class Agent(db.Model):
     )
 
 
-class AgentConnection(db.Model):
+class AgentConnection(CredentialColumns, db.Model):
     """An agent's use of a connector: its own credential (per-agent mode) and its chosen tools."""
 
     __tablename__ = "agent_connection"
@@ -191,13 +195,6 @@ class AgentConnection(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"))
     connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id", ondelete="CASCADE"))
-    # Per-agent bearer token or API key.
-    secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
-    # Per-agent OAuth tokens.
-    access_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
-    refresh_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
-    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    token_scope: Mapped[str | None] = mapped_column(String(1000))
     status: Mapped[str] = mapped_column(String(20), default="not_connected")
     enabled_tools: Mapped[list] = mapped_column(JSON, default=list)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -205,13 +202,6 @@ class AgentConnection(db.Model):
 
     agent: Mapped[Agent] = relationship(back_populates="connections")
     connector: Mapped[Connector] = relationship(back_populates="connections")
-
-    def forget_credentials(self):
-        self.secret_enc = None
-        self.access_token_enc = None
-        self.refresh_token_enc = None
-        self.token_expires_at = None
-        self.token_scope = None
 
 
 def expires_soon(expires_at: datetime | None, now: datetime, margin=timedelta(minutes=5)) -> bool:

@@ -29,13 +29,6 @@ class Card:
     enabled: set[str] = field(default_factory=set)
 
 
-def name_taken(name: str, exclude_id: int | None = None) -> bool:
-    query = select(Agent.id).where(func.lower(Agent.name) == name.lower())
-    if exclude_id is not None:
-        query = query.where(Agent.id != exclude_id)
-    return db.session.scalar(query) is not None
-
-
 def connection_for(agent: Agent, connector: Connector, create=False) -> AgentConnection | None:
     """The agent's row for this connector; a new, unsaved-until-commit one if ``create``."""
     connection = db.session.scalar(

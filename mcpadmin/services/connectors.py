@@ -5,10 +5,7 @@ drops the credentials that no longer apply and says so, instead of keeping token
 be sent to the wrong place.
 """
 
-from sqlalchemy import func, select
-
 from ..crypto import seal
-from ..extensions import db
 from ..models import Connector
 from .credentials import credential_state
 
@@ -25,14 +22,6 @@ SETTINGS = (
     "oauth_revocation_endpoint",
 )
 OAUTH_SETTINGS = tuple(s for s in SETTINGS if s.startswith("oauth_"))
-
-
-def name_taken(name: str, exclude_id: int | None = None) -> bool:
-    """Whether another connector already has this name (case-insensitively)."""
-    query = select(Connector.id).where(func.lower(Connector.name) == name.lower())
-    if exclude_id is not None:
-        query = query.where(Connector.id != exclude_id)
-    return db.session.scalar(query) is not None
 
 
 def apply_settings(connector: Connector, data: dict) -> list[str]:
