@@ -62,7 +62,9 @@ def require_login():
     g.admin = db.session.get(AdminUser, admin_id) if admin_id else None
     if g.admin or request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    login_url = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    login_url = url_for(
+        "auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None
+    )
     if request.headers.get("HX-Request"):
         return Response(status=401, headers={"HX-Redirect": login_url})
     return redirect(login_url)

@@ -264,3 +264,9 @@ def test_switching_to_per_agent_keeps_no_shared_secret(app, logged_in):
     connector = stored(app)
     logged_in.post(f"/connectors/{connector.id}/edit", data=form(credential_mode="per_agent"))
     assert stored(app).secret_enc is None
+
+
+def test_credential_in_place_but_never_synced_is_not_called_connected(app, logged_in):
+    logged_in.post("/connectors/new", data=form())
+    page = logged_in.get("/connectors/").get_data(as_text=True)
+    assert "Not synced yet" in page and ">Connected</span>" not in page
