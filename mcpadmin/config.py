@@ -54,10 +54,11 @@ def load(app, test_config=None):
         app.config.update(test_config)
 
     os.makedirs(app.instance_path, exist_ok=True)
-    app.config.setdefault(
-        "SQLALCHEMY_DATABASE_URI",
-        "sqlite:///" + os.path.join(app.instance_path, "mcpadmin.sqlite3"),
-    )
+    if "SQLALCHEMY_DATABASE_URI" not in app.config:
+        path = os.path.join(app.instance_path, "mcpadmin.sqlite3")
+        # Created by us, owner-only, before SQLite creates it with the default umask.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + path
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(app, "secret_key", secrets.token_urlsafe(48))

@@ -4,9 +4,10 @@ import os
 
 import pytest
 from cryptography.fernet import Fernet
+from flask import Flask
 from sqlalchemy import text
 
-from mcpadmin.config import database_url, key_list
+from mcpadmin.config import database_url, key_list, load
 from mcpadmin.crypto import Sealed, UnreadableSecret, seal
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, AgentConnection, Connector
@@ -141,3 +142,12 @@ def test_rotate_keys_reports_unreadable_secrets_and_keeps_them(app, make_app):
     assert "could not be decrypted" in result.output
     with app.app_context():
         assert db.session.query(Connector).one().secret_enc == before
+
+
+def test_default_sqlite_database_is_created_owner_only(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    bare = Flask("mcpadmin", instance_path=str(tmp_path))
+    load(bare)
+    path = tmp_path / "mcpadmin.sqlite3"
+    assert bare.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{path}"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
