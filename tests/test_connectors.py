@@ -268,5 +268,7 @@ def test_switching_to_per_agent_keeps_no_shared_secret(app, logged_in):
 
 def test_credential_in_place_but_never_synced_is_not_called_connected(app, logged_in):
     logged_in.post("/connectors/new", data=form())
-    page = logged_in.get("/connectors/").get_data(as_text=True)
-    assert "Not synced yet" in page and ">Connected</span>" not in page
+    connector = stored(app)
+    for url in ("/connectors/", f"/connectors/{connector.id}"):
+        page = logged_in.get(url).get_data(as_text=True)
+        assert "Not synced yet" in page and ">Connected</span>" not in page
