@@ -22,6 +22,11 @@ class Defaults:
     HTTP_MAX_BYTES = 5 * 1024 * 1024
     # Outbound calls to loopback/private/link-local addresses: off unless the operator allows it.
     ALLOW_PRIVATE_NETWORKS = False
+    # Development mode: accept http:// OAuth endpoints on loopback hosts (never other hosts).
+    ALLOW_HTTP_LOOPBACK = False
+    # Seconds one worker may hold the right to refresh a token; the refresh request's timeout
+    # is kept well below it, so the right never lapses while a request is in flight.
+    REFRESH_LOCK_SECONDS = 30
     # Run Alembic migrations when the app starts, so an upgrade needs no extra step.
     AUTO_MIGRATE = True
 

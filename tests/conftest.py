@@ -15,6 +15,8 @@ from mcpadmin.services import admins
 
 PASSWORD = "correct horse battery"
 
+pytest_plugins = ["tests.peers.oauth_fixtures", "tests.peers.mcp_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def database_uri(tmp_path_factory):
@@ -32,7 +34,13 @@ def database_uri(tmp_path_factory):
 @pytest.fixture
 def app(database_uri, tmp_path):
     app = create_app(
-        {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_uri},
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            # The peers run on 127.0.0.1 over plain http.
+            "ALLOW_PRIVATE_NETWORKS": True,
+            "ALLOW_HTTP_LOOPBACK": True,
+        },
         instance_path=str(tmp_path / "instance"),
     )
     yield app

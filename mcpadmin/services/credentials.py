@@ -68,10 +68,16 @@ def credential_state(connector: Connector, connection: AgentConnection | None = 
     return secret_state(stored_credential(connector, connection))
 
 
-def auth_headers(connector: Connector, connection: AgentConnection | None = None) -> dict:
+def auth_headers(
+    connector: Connector, connection: AgentConnection | None = None, force_refresh: bool = False
+) -> dict:
     """The headers that authenticate an MCP request; ``{}`` when nothing is stored.
 
+    OAuth tokens are refreshed first when they expire soon, or always with ``force_refresh``
+    (after a 401).
+
     :raise crypto.UnreadableSecret: the stored credential cannot be decrypted.
+    :raise tokens.NeedsReconnect, tokens.TokenError: an OAuth refresh failed.
     """
     sealed = stored_credential(connector, connection)
     if sealed is None:

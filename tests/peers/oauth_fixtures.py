@@ -1,0 +1,1 @@
+"""Fixtures for the oauth peers (see tests/peers/__init__.py)."""
