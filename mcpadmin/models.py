@@ -84,6 +84,12 @@ class CredentialColumns:
     refresh_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     token_scope: Mapped[str | None] = mapped_column(String(1000))
+    # The scope a server's 403 insufficient_scope asked for; the next Connect requests it too.
+    step_up_scope: Mapped[str | None] = mapped_column(String(1000))
+    # The right to refresh, held by one worker at a time where the database has no row locks
+    # (SQLite): taken by compare-and-swap, released with the new tokens.
+    refresh_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
 
     def forget_credentials(self):
         """Drop the stored credential (auth changed, or disconnect)."""
@@ -202,6 +208,54 @@ class AgentConnection(CredentialColumns, db.Model):
 
     agent: Mapped[Agent] = relationship(back_populates="connections")
     connector: Mapped[Connector] = relationship(back_populates="connections")
+
+
+class OAuthClient(db.Model):
+    """mcpadmin's registration at one authorization server (RFC 7591), keyed by issuer and
+    redirect URI: never reused at another server (MCP authorization, client registration)."""
+
+    __tablename__ = "oauth_client"
+    __table_args__ = (UniqueConstraint("issuer", "redirect_uri"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(2048))
+    redirect_uri: Mapped[str] = mapped_column(String(2048))
+    client_id_enc: Mapped[Sealed] = mapped_column(EncryptedText)
+    client_secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    # How the token endpoint authenticates us: none, client_secret_post or client_secret_basic.
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingAuthorization(db.Model):
+    """One started Connect, waiting for the provider to send the browser back. Holds what the
+    callback must check and send (PKCE verifier, expected issuer, endpoints); deleted on use."""
+
+    __tablename__ = "pending_authorization"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"))
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admin_user.id", ondelete="CASCADE"))
+    code_verifier_enc: Mapped[Sealed] = mapped_column(EncryptedText)
+    # The issuer the authorization server metadata named; None for hand-entered endpoints.
+    issuer: Mapped[str | None] = mapped_column(String(2048))
+    iss_required: Mapped[bool] = mapped_column(default=False)
+    token_endpoint: Mapped[str] = mapped_column(String(2048))
+    resource: Mapped[str] = mapped_column(String(2048))
+    redirect_uri: Mapped[str] = mapped_column(String(2048))
+    scope: Mapped[str | None] = mapped_column(String(1000))
+    # Which client the flow used: "pre_registered", "cimd" or "dcr" (then oauth_client_id).
+    client_method: Mapped[str] = mapped_column(String(20))
+    oauth_client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("oauth_client.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    connector: Mapped[Connector] = relationship()
+    agent: Mapped[Agent | None] = relationship()
+    oauth_client: Mapped[OAuthClient | None] = relationship()
 
 
 def expires_soon(expires_at: datetime | None, now: datetime, margin=timedelta(minutes=5)) -> bool:
