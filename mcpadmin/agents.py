@@ -119,9 +119,12 @@ def choose_tools(id, connector_id):
 def disconnect(id, connector_id):
     """Forget the agent's own credential for the connector; tool choices are kept."""
     agent, connector = get_agent(id), get_connector(connector_id)
-    service.disconnect(agent, connector)
+    warning = service.disconnect(agent, connector)
     db.session.commit()
-    flash(f"{agent.name} disconnected from {connector.name}.", "success")
+    flash(
+        warning or f"{agent.name} disconnected from {connector.name}.",
+        "info" if warning else "success",
+    )
     return _card_response(agent, connector)
 
 

@@ -27,7 +27,7 @@ from .services import admins
 
 bp = Blueprint("auth", __name__)
 
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static", "oauth.client_metadata"}
 SETUP_TOKEN_FILE = "setup_token"  # noqa: S105 (a file name)
 
 

@@ -1,19 +1,105 @@
-"""OAuth Connect: starting the authorization flow and the callback.
+"""OAuth Connect: start the flow (shared from the connectors index, per agent from the agent
+page), the provider's callback, disconnect, and mcpadmin's client ID metadata document."""
 
-The flow itself (discovery, registration, PKCE, token exchange) arrives with the OAuth issue;
-until then Connect explains that instead of failing silently.
-"""
+from flask import Blueprint, abort, flash, g, jsonify, redirect, request, url_for
 
-from flask import Blueprint, flash, redirect, request, url_for
+from .agents import get_agent
+from .connectors import get_connector
+from .extensions import db
+from .models import Agent
+from .protocol.registration import metadata_document
+from .services import clients, connect, tokens
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 
 
 @bp.post("/connect/<int:connector_id>")
-def connect(connector_id):
-    """Start Connect for a connector (shared) or, with ``agent_id``, for one agent."""
+def start(connector_id):
+    """Discover, register and send the browser to the provider's consent page; with
+    ``agent_id`` in the form, for that agent's own account."""
+    connector = get_connector(connector_id)
     agent_id = request.form.get("agent_id", type=int)
-    flash("OAuth Connect is not available in this version of mcpadmin yet.", "error")
-    if agent_id:
-        return redirect(url_for("agents.update", id=agent_id))
-    return redirect(url_for("connectors.index"))
+    agent = get_agent(agent_id) if agent_id else None
+    try:
+        url = connect.start(connector, agent, g.admin.id)
+    except connect.ConnectError as exc:
+        db.session.commit()  # keep the discovery log, so the connector page shows the attempts
+        flash(f"Could not connect {connector.name}: {exc}", "error")
+        return _leave(_back(exc.agent_id))
+    db.session.commit()
+    return _leave(url)
+
+
+@bp.get("/callback")
+def callback():
+    """Where the provider sends the browser back: check, redeem, store, sync, return to the
+    page the flow started from (the agent page when it carried an agent) with a message."""
+    try:
+        finished = connect.finish(request.args, g.admin.id)
+    except connect.ConnectError as exc:
+        db.session.commit()  # the pending authorization stays used up
+        flash(str(exc), "error")
+        return redirect(_back(exc.agent_id))
+    if finished.restart:
+        db.session.commit()
+        try:
+            url = connect.start(finished.connector, finished.agent, g.admin.id, retried=True)
+        except connect.ConnectError as exc:
+            db.session.commit()
+            flash(f"Could not connect {finished.connector.name}: {exc}", "error")
+            return redirect(_back(exc.agent_id))
+        db.session.commit()
+        return redirect(url)
+    db.session.commit()
+    connector, agent = finished.connector, finished.agent
+    sync_error = connect.first_sync(finished)
+    db.session.commit()
+    who = f"{agent.name} on {connector.name}" if agent else connector.name
+    if sync_error:
+        flash(f"Connected {who}, but the tool sync failed: {sync_error}", "error")
+    else:
+        flash(f"Connected {who}: {len(connector.tools)} tools available.", "success")
+    return redirect(_back(agent.id if agent else None, connector.id))
+
+
+@bp.post("/disconnect/<int:connector_id>")
+def disconnect(connector_id):
+    """Revoke (where the provider offers it) and delete the shared OAuth tokens; the client
+    registration and the tool list stay."""
+    connector = get_connector(connector_id)
+    if connector.auth_type != "oauth" or connector.per_agent:
+        abort(404)
+    warning = tokens.revoke(connector, connector)
+    connector.forget_credentials()
+    connector.status = "not_connected"
+    db.session.commit()
+    flash(warning or f"{connector.name} disconnected; its tokens were revoked.", "info")
+    return _leave(url_for("connectors.index"))
+
+
+@bp.get("/client-metadata.json")
+def client_metadata():
+    """mcpadmin's client ID metadata document (public), when served over https."""
+    client_id = clients.metadata_document_url()
+    if client_id is None:
+        abort(404)
+    response = jsonify(metadata_document(client_id, clients.redirect_uri()))
+    response.cache_control.public = True
+    response.cache_control.max_age = 3600
+    return response
+
+
+def _back(agent_id, connector_id=None) -> str:
+    """The page the flow started from: the agent's (if it still exists), else the index."""
+    if agent_id and db.session.get(Agent, agent_id):
+        anchor = f"#connector-{connector_id}" if connector_id else ""
+        return url_for("agents.update", id=agent_id) + anchor
+    return url_for("connectors.index")
+
+
+def _leave(url):
+    """Leave the page: ``HX-Redirect`` for htmx (a cross-origin 302 inside an XHR is followed
+    invisibly and the click seems to do nothing), a plain redirect otherwise."""
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url)

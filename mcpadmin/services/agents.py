@@ -81,13 +81,21 @@ def save_secret(agent: Agent, connector: Connector, plaintext: str) -> AgentConn
     return connection
 
 
-def disconnect(agent: Agent, connector: Connector) -> AgentConnection | None:
-    """Forget the agent's own credential for this connector; its tool choices stay."""
+def disconnect(agent: Agent, connector: Connector) -> str | None:
+    """Forget the agent's own credential for this connector, revoking OAuth tokens at the
+    provider first where it offers revocation; tool choices stay. Returns a warning when the
+    revocation failed (the tokens are deleted here all the same)."""
     connection = connection_for(agent, connector)
-    if connection is not None:
-        connection.forget_credentials()
-        connection.status = "not_connected"
-    return connection
+    if connection is None:
+        return None
+    warning = None
+    if connector.auth_type == "oauth" and connector.per_agent:
+        from .tokens import revoke
+
+        warning = revoke(connector, connection)
+    connection.forget_credentials()
+    connection.status = "not_connected"
+    return warning
 
 
 def choose_tools(agent: Agent, connector: Connector, names: list[str]) -> list[str]:

@@ -79,6 +79,11 @@ def auth_headers(
     :raise crypto.UnreadableSecret: the stored credential cannot be decrypted.
     :raise tokens.NeedsReconnect, tokens.TokenError: an OAuth refresh failed.
     """
+    if connector.auth_type == "oauth":
+        from .tokens import access_token  # tokens builds on this module
+
+        token = access_token(connector, connection, force_refresh)
+        return _bearer_headers(connector, token) if token else {}
     sealed = stored_credential(connector, connection)
     if sealed is None:
         return {}

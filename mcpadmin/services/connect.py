@@ -1,0 +1,300 @@
+"""OAuth Connect, for a connector (shared) or one agent (per agent): discovery, client
+registration and the authorization request (``start``); the callback's checks, the code
+exchange and the first tool sync (``finish``). The caller commits."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import delete
+
+from ..crypto import seal
+from ..extensions import db
+from ..models import Agent, Connector, PendingAuthorization, utcnow
+from ..protocol import discovery, pkce
+from ..protocol import tokens as grants
+from ..protocol.endpoints import InsecureEndpoint, check_endpoint
+from . import clients, outbound
+from .agents import connection_for
+from .tokens import store_tokens
+
+STATE_SALT = "mcpadmin.oauth.state"
+STATE_MAX_AGE = 600  # seconds: a consent not finished in ten minutes starts over
+
+
+class ConnectError(Exception):
+    """Connect cannot go on; ``str()`` is the operator's message, ``agent_id`` says where the
+    flow started (the agent page) when known."""
+
+    def __init__(self, message: str, agent_id: int | None = None):
+        super().__init__(message)
+        self.agent_id = agent_id
+
+
+@dataclass
+class Finished:
+    connector: Connector
+    agent: Agent | None
+    # invalid_client at the code exchange: the registration was dropped; Connect again once.
+    restart: bool = False
+
+
+def start(connector: Connector, agent: Agent | None, admin_id: int, retried=False) -> str:
+    """Discover, register and record a pending authorization; return the URL to send the
+    browser to.
+
+    :raise ConnectError: wrong kind of connector, nothing discovered (the attempts are stored
+        in ``connector.discovery_log``), no S256, no usable client, an unsafe endpoint.
+    """
+    agent_id = agent.id if agent else None
+    if connector.auth_type != "oauth":
+        raise ConnectError(f"{connector.name} does not use OAuth.", agent_id)
+    if connector.per_agent != (agent is not None):
+        where = "on an agent's page" if connector.per_agent else "on the connectors page"
+        raise ConnectError(f"{connector.name} is connected {where}.", agent_id)
+    http = outbound.http()
+    metadata = _server_metadata(connector, http, agent_id)
+    holder = connection_for(agent, connector) if agent else connector
+    scope = _scope(connector, metadata, holder)
+    try:
+        client = clients.resolve(connector, metadata, http, scope)
+        authorize = check_endpoint(metadata["authorization_endpoint"], _http_loopback())
+    except (clients.NoClient, InsecureEndpoint) as exc:
+        raise ConnectError(str(exc), agent_id) from None
+    except clients.registration.RegistrationError as exc:
+        raise ConnectError(str(exc), agent_id) from None
+
+    _purge_expired()
+    verifier, nonce = pkce.make_verifier(), secrets.token_urlsafe(24)
+    resource = discovery.canonical_resource(connector.url)
+    db.session.add(
+        PendingAuthorization(
+            nonce=nonce,
+            connector_id=connector.id,
+            agent_id=agent_id,
+            admin_id=admin_id,
+            code_verifier_enc=seal(verifier),
+            issuer=metadata.get("issuer"),
+            iss_required=bool(metadata.get("authorization_response_iss_parameter_supported")),
+            token_endpoint=metadata["token_endpoint"],
+            resource=resource,
+            redirect_uri=clients.redirect_uri(),
+            scope=scope,
+            client_method=client.method,
+            oauth_client_id=client.registration.id if client.registration else None,
+        )
+    )
+    params = {
+        "response_type": "code",
+        "client_id": client.auth.client_id,
+        "redirect_uri": clients.redirect_uri(),
+        "state": write_state(connector.id, agent_id, nonce, retried),
+        "code_challenge": pkce.challenge(verifier),
+        "code_challenge_method": "S256",
+        "resource": resource,  # RFC 8707, MCP authorization: resource parameter
+    }
+    if scope:
+        params["scope"] = scope
+    return authorize + ("&" if "?" in authorize else "?") + urlencode(params)
+
+
+def finish(args: dict, admin_id: int) -> Finished:
+    """Check the provider's answer, redeem the code and store the tokens.
+
+    :raise ConnectError: bad/expired/replayed/foreign state, an ``error`` answer, an ``iss``
+        mismatch, or a failed token request. Nothing stored is changed then.
+    """
+    payload = read_state(args.get("state", ""))
+    agent_id = payload.get("a")
+    pending = db.session.scalar(
+        db.select(PendingAuthorization).filter_by(nonce=str(payload.get("n")))
+    )
+    if (
+        pending is None
+        or pending.connector_id != payload.get("c")
+        or pending.agent_id != agent_id
+        or pending.created_at < utcnow() - timedelta(seconds=STATE_MAX_AGE)
+    ):
+        raise ConnectError(
+            "This sign-in link was already used or has expired: Connect again.", agent_id
+        )
+    if pending.admin_id != admin_id:
+        raise ConnectError("This sign-in was started by another admin: Connect again.", agent_id)
+    connector, agent, _ = pending.connector, pending.agent, pending.oauth_client  # load now
+    # Single use: whoever deletes the row owns the flow; a replay finds nothing to delete.
+    if db.session.execute(delete(PendingAuthorization).filter_by(id=pending.id)).rowcount != 1:
+        raise ConnectError("This sign-in link was already used: Connect again.", agent_id)
+
+    _check_issuer(args.get("iss"), pending, agent_id)
+    if args.get("error") == "invalid_scope" and pending.oauth_client and not payload.get("r"):
+        # A registration made for fewer scopes than a step-up now asks: register anew, once.
+        clients.forget(pending.oauth_client)
+        return Finished(connector, agent, restart=True)
+    if args.get("error"):
+        described = args.get("error_description")
+        detail = f"{args['error']}" + (f" ({described})" if described else "")
+        raise ConnectError(f"{connector.name} did not grant access: {detail[:300]}.", agent_id)
+    if not args.get("code"):
+        raise ConnectError("The provider sent no authorization code: Connect again.", agent_id)
+
+    client = _pending_client(connector, pending)
+    try:
+        tokens = grants.exchange_code(
+            outbound.http(),
+            pending.token_endpoint,
+            client.auth,
+            code=args["code"],
+            verifier=pending.code_verifier_enc.reveal(),
+            redirect_uri=pending.redirect_uri,
+            resource=pending.resource,
+        )
+    except grants.TokenError as exc:
+        if exc.error == "invalid_client" and client.registration is not None:
+            clients.forget(client.registration)
+            if not payload.get("r"):
+                return Finished(connector, agent, restart=True)
+        raise ConnectError(f"Signing in to {connector.name} failed: {exc}", agent_id) from None
+
+    holder = connection_for(agent, connector, create=True) if agent else connector
+    store_tokens(holder, tokens, requested_scope=pending.scope)
+    return Finished(connector, agent)
+
+
+def first_sync(finished: Finished) -> str | None:
+    """After the tokens are committed: sync the tool list (per agent only while the connector
+    has none yet). The error message, or None. The caller commits.
+
+    The tokens are committed first on purpose: a credential just obtained must never be lost
+    to a failed sync, and a refresh during the sync runs in its own transaction, which on
+    SQLite must not wait for ours.
+    """
+    connector, agent = finished.connector, finished.agent
+    if connector.per_agent and connector.tools:
+        return None
+    from . import sync  # sync builds on the token functions Connect also uses
+
+    try:
+        sync.sync_tools(connector, agent)
+    except sync.SyncError as exc:
+        return str(exc)
+    return None
+
+
+def write_state(connector_id: int, agent_id: int | None, nonce: str, retried=False) -> str:
+    """The signed ``state``: which connector and agent, and the pending row's nonce."""
+    payload = {"c": connector_id, "a": agent_id, "n": nonce}
+    if retried:
+        payload["r"] = 1
+    return _serializer().dumps(payload)
+
+
+def read_state(state: str) -> dict:
+    """The payload ``write_state`` signed.
+
+    :raise ConnectError: tampered, foreign or older than ten minutes (then ``agent_id`` is
+        still filled in from the expired payload, so the operator lands where they started).
+    """
+    try:
+        payload = _serializer().loads(state, max_age=STATE_MAX_AGE)
+    except SignatureExpired as exc:
+        expired = _serializer().load_payload(exc.payload) if exc.payload else {}
+        agent_id = expired.get("a") if isinstance(expired, dict) else None
+        raise ConnectError("The sign-in took longer than ten minutes: Connect again.",
+                           agent_id if isinstance(agent_id, int) else None) from None  # fmt: skip
+    except BadSignature:
+        raise ConnectError("The sign-in answer could not be verified: Connect again.") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("c"), int):
+        raise ConnectError("The sign-in answer could not be verified: Connect again.")
+    if payload.get("a") is not None and not isinstance(payload.get("a"), int):
+        raise ConnectError("The sign-in answer could not be verified: Connect again.")
+    return payload
+
+
+def _serializer():
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=STATE_SALT)
+
+
+def _http_loopback() -> bool:
+    return current_app.config["ALLOW_HTTP_LOOPBACK"]
+
+
+def _server_metadata(connector, http, agent_id) -> dict:
+    """Hand-entered endpoints skip discovery; otherwise discover afresh and store the result
+    and the log of attempts on the connector.
+
+    :raise ConnectError: nothing found, or no PKCE S256.
+    """
+    if connector.oauth_authorization_endpoint and connector.oauth_token_endpoint:
+        connector.discovery_log = [{"step": "skipped", "url": connector.url,
+                                    "outcome": "endpoints entered by hand"}]  # fmt: skip
+        return clients.server_metadata(connector)
+    try:
+        found = discovery.discover(http, connector.url, _http_loopback())
+    except discovery.DiscoveryError as exc:
+        connector.discovery_log = exc.log
+        raise ConnectError(str(exc), agent_id) from None
+    connector.discovery_log = found.log
+    connector.oauth_metadata = found.as_metadata()
+    # MCP security: clients MUST refuse to proceed without PKCE support advertised.
+    if "S256" not in found.code_challenge_methods_supported:
+        raise ConnectError(
+            f"The authorization server {found.issuer} does not advertise PKCE with S256, which "
+            "MCP requires; mcpadmin will not start a sign-in there.",
+            agent_id,
+        )
+    return clients.server_metadata(connector)
+
+
+def _scope(connector, metadata, holder) -> str | None:
+    """MCP scope selection: the 401 challenge's scope, else the resource's scopes_supported,
+    else the operator's; plus what a 403 insufficient_scope asked for (the union with what was
+    held before), plus offline_access when the server lists it (for a refresh token)."""
+    scopes = (
+        metadata.get("challenge_scope")
+        or " ".join(metadata.get("resource_scopes") or [])
+        or connector.oauth_scopes
+        or ""
+    ).split()
+    if holder is not None and holder.step_up_scope:
+        scopes += (holder.token_scope or "").split() + holder.step_up_scope.split()
+    if "offline_access" in (metadata.get("scopes_supported") or []):
+        scopes.append("offline_access")
+    return " ".join(dict.fromkeys(scopes)) or None
+
+
+def _check_issuer(iss, pending, agent_id):
+    """RFC 9207 §2.4 (MCP 2026-07-28 authorization response validation): a present ``iss``
+    must equal the recorded issuer exactly; an absent one is refused when the server said it
+    sends it. On mismatch the response's ``error`` is not shown (it may be an attacker's)."""
+    if iss is not None and iss != pending.issuer:
+        raise ConnectError(
+            "The answer came from another authorization server than the one asked (issuer "
+            "mismatch); it was refused. Connect again.",
+            agent_id,
+        )
+    if iss is None and pending.iss_required:
+        raise ConnectError(
+            "The authorization server did not identify itself (no iss parameter) although it "
+            "promised to; the answer was refused. Connect again.",
+            agent_id,
+        )
+
+
+def _pending_client(connector, pending) -> clients.Resolved:
+    if pending.client_method == "dcr":
+        if pending.oauth_client is None:
+            raise ConnectError("The client registration is gone: Connect again.", pending.agent_id)
+        stored = pending.oauth_client
+        secret = stored.client_secret_enc
+        auth = grants.ClientAuth(stored.client_id_enc.reveal(), secret and secret.reveal(),
+                                 stored.token_endpoint_auth_method)  # fmt: skip
+        return clients.Resolved(auth, "dcr", stored)
+    return clients.resolve(connector, clients.server_metadata(connector))
+
+
+def _purge_expired():
+    cutoff = utcnow() - timedelta(seconds=STATE_MAX_AGE)
+    db.session.execute(delete(PendingAuthorization).where(PendingAuthorization.created_at < cutoff))
