@@ -5,13 +5,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, Connector
 
 
-def add_connector(app, url, mode="shared", name="Peer", **fields) -> int:
+def add_connector(app, url, mode="shared", name="Peer", client_id=None, **fields) -> int:
+    """An OAuth connector; ``client_id`` as if the operator entered a pre-registered one."""
     with app.app_context():
         connector = Connector(name=name, url=url, auth_type="oauth", credential_mode=mode, **fields)
+        if client_id:
+            connector.oauth_client_id_enc = seal(client_id)
         db.session.add(connector)
         db.session.commit()
         return connector.id
