@@ -156,12 +156,9 @@ def test_discover_falls_back_to_the_server_origin_without_prm():
 @responses.activate
 def test_discover_404_everywhere_says_the_server_does_not_use_oauth():
     responses.post(MCP, status=200, json={})
-    responses.get(
-        responses.matchers.re.compile(r"https://mcp\.example\.com/\.well-known/.*")
-        if False
-        else "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
-        status=404,
-    )  # noqa: E501
+    for path in ("oauth-protected-resource/mcp", "oauth-protected-resource",
+                 "oauth-authorization-server", "openid-configuration"):  # fmt: skip
+        responses.get("https://mcp.example.com/.well-known/" + path, status=404)
     with pytest.raises(discovery.DiscoveryError) as caught:
         discovery.discover(http(), MCP)
     assert "does not advertise OAuth" in str(caught.value)
@@ -285,3 +282,21 @@ def test_client_auth_methods_put_the_secret_where_asked():
     assert sent.headers["Authorization"] == "Basic aWQ6czM="
     assert "client_secret" not in sent.body and "client_id=id" in sent.body
     assert "resource=https%3A%2F%2Fmcp.example.com%2Fmcp" in sent.body
+
+
+@responses.activate
+def test_refused_metadata_is_named_instead_of_no_oauth():
+    challenge_401(responses)
+    responses.get(
+        "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+        json={"resource": MCP, "authorization_servers": [ISSUER]},
+    )
+    responses.get(
+        ISSUER + "/.well-known/oauth-authorization-server",
+        json=as_metadata(token_endpoint="http://auth.example.com/token"),
+    )
+    responses.get(ISSUER + "/.well-known/openid-configuration", status=404)
+    with pytest.raises(discovery.DiscoveryError) as caught:
+        discovery.discover(http(), MCP)
+    assert "was refused: token_endpoint refused" in str(caught.value)
+    assert "does not advertise OAuth" not in str(caught.value)

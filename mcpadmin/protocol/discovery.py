@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .endpoints import InsecureEndpoint, check_endpoint
-from .http import Http, HttpError
+from .http import BadResponse, Http, HttpError
 
 MODERN_VERSION = "2026-07-28"
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_.\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
@@ -138,6 +138,13 @@ def discover(http: Http, server_url: str, allow_http_loopback: bool = False) -> 
         lambda doc: _check_server(doc, issuer, allow_http_loopback),
     )  # fmt: skip
     if metadata is None:
+        refused = [e for e in log if e["step"] == "server metadata" and e.get("refused")]
+        if refused:
+            raise DiscoveryError(
+                f"The authorization server's metadata at {refused[0]['url']} was refused: "
+                f"{refused[0]['outcome']}. The connector page lists every URL tried.",
+                log,
+            )
         raise DiscoveryError(
             "This server does not advertise OAuth: no authorization server metadata was found. "
             "Choose bearer token or API key, or enter the OAuth endpoints by hand.",
@@ -206,13 +213,17 @@ def _first_document(http, urls, log, check):
                 log.append({"step": step, "url": url, "outcome": f"{response.status}"})
                 continue
             doc = response.json()
+        except BadResponse as exc:
+            log.append({"step": step, "url": url, "outcome": str(exc), "refused": True})
+            continue
         except HttpError as exc:
             log.append({"step": step, "url": url, "outcome": str(exc)})
             continue
         problem = "not a JSON object" if not isinstance(doc, dict) else check(doc)
-        log.append({"step": step, "url": url, "outcome": problem or "found"})
         if problem is None:
+            log.append({"step": step, "url": url, "outcome": "found"})
             return doc
+        log.append({"step": step, "url": url, "outcome": problem, "refused": True})
     return None
 
 
