@@ -1,4 +1,5 @@
-"""Shell commands: ``flask create-admin`` and ``flask rotate-keys``. Thin wrappers over services."""
+"""Shell commands: ``flask create-admin``, ``flask rotate-keys`` and ``flask sync-tools``. Thin
+wrappers over services."""
 
 import sys
 
@@ -6,7 +7,7 @@ import click
 from flask.cli import with_appcontext
 
 from .extensions import db
-from .services import admins, keys
+from .services import admins, keys, sync
 
 
 @click.command("create-admin")
@@ -43,6 +44,36 @@ def rotate_keys_command():
         sys.exit(1)
 
 
+@click.command("sync-tools")
+@click.argument("name", required=False)
+@click.option("--agent", "agent_name", help="Only this agent's connections.")
+@click.option("--stale", is_flag=True, help="Skip listings still fresh by the server's ttlMs.")
+@click.option("--workers", default=4, show_default=True, help="Connectors synced at once.")
+@with_appcontext
+def sync_tools_command(name, agent_name, stale, workers):
+    """Fetch the tool list of every connector (or NAME); exit 1 if any sync failed."""
+    try:
+        pairs = sync.plan(name, agent_name)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not pairs:
+        click.echo("Nothing to sync.")
+        return
+
+    def progress(outcome):
+        mark = "skip" if outcome.skipped else ("ok" if outcome.ok else "FAILED")
+        click.echo(f"{mark:>6}  {outcome.label}: {outcome.message}")
+
+    outcomes = sync.sync_many(pairs, workers=workers, stale_only=stale, on_done=progress)
+    failed = sum(not o.ok for o in outcomes)
+    skipped = sum(o.skipped for o in outcomes)
+    synced = len(outcomes) - failed - skipped
+    click.echo(f"{synced} synced, {skipped} skipped (fresh), {failed} failed.")
+    if failed:
+        sys.exit(1)
+
+
 def init_app(app):
     app.cli.add_command(create_admin_command)
     app.cli.add_command(rotate_keys_command)
+    app.cli.add_command(sync_tools_command)

@@ -1,4 +1,4 @@
-"""Connector pages: index, new/edit with htmx-swapped auth fields, details, delete."""
+"""Connector pages: index, new/edit with htmx-swapped auth fields, details, delete, tool sync."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
@@ -6,10 +6,12 @@ from sqlalchemy.exc import IntegrityError
 
 from .crypto import secret_state
 from .extensions import db
-from .forms import ConnectorForm
-from .models import AgentConnection, Connector, Tool
+from .forms import AgentSecretForm, ConnectorForm
+from .models import Agent, AgentConnection, Connector, Tool
+from .services import agents as agents_service
 from .services import connectors as service
 from .services import name_taken
+from .services import sync as sync_service
 from .services.credentials import credential_state
 
 bp = Blueprint("connectors", __name__, url_prefix="/connectors")
@@ -26,6 +28,11 @@ def get_connector(id) -> Connector:
 @bp.get("/")
 def index():
     connectors = db.session.scalars(select(Connector).order_by(func.lower(Connector.name))).all()
+    return render_template("connectors/index.html", **_rows(connectors))
+
+
+def _rows(connectors):
+    """What ``connectors/_row.html`` needs besides the connector, in a fixed number of queries."""
     tool_counts = dict(
         db.session.execute(
             select(Tool.connector_id, func.count()).group_by(Tool.connector_id)
@@ -38,13 +45,12 @@ def index():
             .group_by(AgentConnection.connector_id)
         ).all()
     )
-    return render_template(
-        "connectors/index.html",
-        connectors=connectors,
-        tool_counts=tool_counts,
-        agent_counts=agent_counts,
-        states={c.id: credential_state(c) for c in connectors if not c.per_agent},
-    )
+    return {
+        "connectors": connectors,
+        "tool_counts": tool_counts,
+        "agent_counts": agent_counts,
+        "states": {c.id: credential_state(c) for c in connectors if not c.per_agent},
+    }
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -92,10 +98,67 @@ def delete(id):
 
 @bp.post("/<int:id>/sync")
 def sync(id):
-    """Fetch the server's tool list (arrives with the tool-sync issue)."""
+    """Fetch the server's tool list now: with the shared credential, or with each connected
+    agent's (per-agent), or with the ``agent_id`` form field's only. htmx gets the row (or
+    that agent's card) with the outcome inline; a plain post a redirect and a flash.
+
+    :raise 404: no such connector or agent.
+    """
     connector = get_connector(id)
-    flash(f"Tool sync for {connector.name} is not available in this version yet.", "error")
-    return redirect(url_for("connectors.index"))
+    agent = _agent(request.form.get("agent_id", type=int))
+    if agent is not None:
+        outcomes = [sync_service.sync_outcome(connector, agent)]
+    else:
+        outcomes = sync_service.sync_connector(connector)
+    db.session.commit()
+    htmx = request.headers.get("HX-Request")
+    if agent is None and htmx:
+        body = render_template("connectors/_row.html", connector=connector, outcomes=outcomes,
+                               **_rows([connector]))  # fmt: skip
+        return body, 200, {"Vary": "HX-Request"}
+    for outcome in outcomes:
+        if outcome.ok:
+            flash(f"Synced {outcome.label}: {outcome.message}.", "success")
+        else:
+            flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
+    if agent is None:
+        return redirect(url_for("connectors.index"))
+    return _card(agent, connector)
+
+
+@bp.post("/<int:id>/agents/<int:agent_id>/reviewed")
+def reviewed(id, agent_id):
+    """Stop flagging the changed definition of the ``tool`` form field for this agent.
+
+    :raise 404: no such connector, agent, or connection between them.
+    """
+    connector, agent = get_connector(id), _agent(agent_id)
+    connection = agents_service.connection_for(agent, connector)
+    if connection is None:
+        abort(404)
+    sync_service.mark_reviewed(connection, request.form.get("tool", ""))
+    db.session.commit()
+    return _card(agent, connector)
+
+
+def _agent(agent_id):
+    """:raise 404: an id was given and no agent has it."""
+    if not agent_id:
+        return None
+    agent = db.session.get(Agent, agent_id)
+    if agent is None:
+        abort(404)
+    return agent
+
+
+def _card(agent, connector):
+    """The agent's card for this connector (htmx, flashes out of band), else its page."""
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for("agents.update", id=agent.id) + f"#connector-{connector.id}")
+    card = agents_service.card(connector, agents_service.connection_for(agent, connector))
+    body = render_template("agents/_card_response.html", agent=agent, card=card,
+                           secret_form=AgentSecretForm(formdata=None))  # fmt: skip
+    return body, 200, {"Vary": "HX-Request"}
 
 
 def _save(connector, template):

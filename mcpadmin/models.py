@@ -154,6 +154,10 @@ class Connector(CredentialColumns, db.Model):
     def uses_pasted_secret(self) -> bool:
         return self.auth_type in PASTED_SECRET_TYPES
 
+    # Tool sync (migration 0003): the last listing may be reused until then (the server's
+    # ttlMs); for a per-agent connector only when the server called the listing public.
+    tools_fresh_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
 
 class Tool(db.Model):
     """One tool a connector's server offers, as last synced."""
@@ -208,6 +212,15 @@ class AgentConnection(CredentialColumns, db.Model):
 
     agent: Mapped[Agent] = relationship(back_populates="connections")
     connector: Mapped[Connector] = relationship(back_populates="connections")
+
+    # Tool sync with this agent's own credential (migration 0003; per-agent connectors): when
+    # it last worked and until when its listing is fresh; the tool names this account is
+    # offered (None: never listed with it, so the whole catalog applies); enabled tools whose
+    # definition changed since the operator last reviewed them.
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tools_fresh_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    offered_tools: Mapped[list | None] = mapped_column(JSON)
+    changed_tools: Mapped[list | None] = mapped_column(JSON)
 
 
 class OAuthClient(db.Model):

@@ -1,1 +1,134 @@
-"""Fixtures for the mcp peers (see tests/peers/__init__.py)."""
+"""Fixtures for the mcp peers (see tests/peers/__init__.py): real MCP servers from the
+official SDK, started once per session. ``mcp_server.py`` runs on the 2.x line in ``.venv``
+(both eras); ``mcp_legacy_server.py`` on 1.30.0 in ``.venv-mcp1`` (legacy only), which
+``scripts/test`` installs."""
+
+import json
+import os
+import tempfile
+
+import pytest
+import requests
+
+from . import start
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LEGACY_PYTHON = os.path.join(ROOT, ".venv-mcp1", "bin", "python")
+
+
+class McpPeer:
+    """A running peer: its MCP URL, the requests it received, and (with a tools file) the
+    tool list it serves."""
+
+    def __init__(self, peer, tools_file=None):
+        self.peer, self.tools_file = peer, tools_file
+
+    @property
+    def url(self) -> str:
+        return self.peer.base_url + "/mcp"
+
+    def requests(self) -> list[list]:
+        """Every request so far, as ``[http_method, jsonrpc_method]``."""
+        return requests.get(self.peer.base_url + "/_stats", timeout=5).json()["requests"]
+
+    def set_tools(self, tools: list[dict]):
+        with open(self.tools_file, "w", encoding="utf-8") as f:
+            json.dump(tools, f)
+
+
+def _start(script, *args, python=None, tools=None):
+    tools_file = None
+    if tools is not None:
+        fd, tools_file = tempfile.mkstemp(suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(tools, f)
+        args = (*args, "--tools-file", tools_file)
+    if python is not None and not os.path.exists(python):
+        raise RuntimeError(f"{python} is missing: run scripts/test to install the mcp 1.x peer")
+    peer = start(script, *args, **({"python": python} if python else {}))
+    return McpPeer(peer, tools_file)
+
+
+def _stop(mcp_peer):
+    mcp_peer.peer.stop()
+    if mcp_peer.tools_file:
+        os.unlink(mcp_peer.tools_file)
+
+
+@pytest.fixture(scope="session")
+def modern_peer():
+    """2.x, SSE mode, a notification before each tools/list answer (so both eras answer with
+    an event stream); its tool list comes from a file tests rewrite."""
+    from .mcp_wrap import generated_tools
+
+    peer = _start("mcp_server.py", "--notify", "--ttl-ms", "600000", tools=generated_tools(3))
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def json_peer():
+    """2.x in JSON-response mode."""
+    peer = _start("mcp_server.py", "--json", "--tools", "4")
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def legacy_peer():
+    """1.30.0 (legacy only), stateful, SSE responses; tool list from a file."""
+    from .mcp_wrap import generated_tools
+
+    peer = _start("mcp_legacy_server.py", python=LEGACY_PYTHON, tools=generated_tools(3))
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def stateless_legacy_peer():
+    """1.30.0, stateless (no session id), JSON responses."""
+    peer = _start("mcp_legacy_server.py", "--stateless", "--json", "--tools", "2",
+                  python=LEGACY_PYTHON)  # fmt: skip
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def bearer_peer():
+    """2.x requiring ``Authorization: Bearer peer-token``."""
+    peer = _start("mcp_server.py", "--bearer", "peer-token", "--tools", "2")
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def api_key_peer():
+    """1.30.0 requiring the header ``X-Api-Key: peer-key``."""
+    peer = _start("mcp_legacy_server.py", "--api-key", "X-Api-Key=peer-key", "--tools", "2",
+                  python=LEGACY_PYTHON)  # fmt: skip
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def paged_peer():
+    """2.x with 250 tools, 40 per page (7 pages)."""
+    peer = _start("mcp_server.py", "--tools", "250", "--page-size", "40")
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def dropping_peer():
+    """2.x that cuts every tools/list answer off mid-stream."""
+    peer = _start("mcp_server.py", "--drop")
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def slow_peer():
+    """2.x that waits 3 seconds before answering tools/list."""
+    peer = _start("mcp_server.py", "--slow", "3")
+    yield peer
+    _stop(peer)

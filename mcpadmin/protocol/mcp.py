@@ -1,0 +1,611 @@
+"""An MCP client for Streamable HTTP that lists a server's tools, in either protocol era.
+
+- **Modern** (2026-07-28): stateless requests, each carrying its version and client info in
+  ``params._meta``; found by probing ``server/discover``.
+- **Legacy** (2025-11-25, 2025-06-18, 2025-03-26): ``initialize`` → ``notifications/initialized``
+  → requests with ``Mcp-Session-Id`` → DELETE.
+
+Era detection follows ``shared/PROTOCOL.md`` §1.2: probe, adopt a mutual modern version, fall
+back to ``initialize`` only on legacy signals (a 4xx without a modern error, ``-32601``, a
+discover result listing only legacy versions) and never on 401/403/5xx/network errors. A known
+era (cached by the caller) skips the probe; if it no longer works the server is probed again.
+
+No Flask, no database: the caller passes the ``Http`` client and the auth headers, and stores
+``Listing.era``/``version`` for next time. Failures raise ``McpError`` (or a subclass) whose
+message is one sentence for the operator.
+"""
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+from . import sse
+from .http import Http, HttpError, Stream, Timeout
+
+log = logging.getLogger(__name__)
+
+MODERN_VERSIONS = ("2026-07-28",)  # newest first
+LEGACY_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
+CLIENT_INFO = {"name": "mcpadmin", "version": "0.1.0"}
+# [26/http §Sending Messages] MUST list both; some SDK versions refuse */* with 406.
+ACCEPT = "application/json, text/event-stream"
+META = "io.modelcontextprotocol/"
+
+MAX_PAGES = 200
+MAX_TOOLS = 10_000
+SYNC_DEADLINE = 120.0  # seconds for a whole listing, every page and handshake included
+
+# JSON-RPC codes [26/ver §Protocol Version Negotiation; 26/base §_meta; 26/chg Minor 12].
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_VERSION = -32022
+MODERN_REQUEST_ERRORS = (HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, INVALID_PARAMS)
+
+# [26/tools §Tool Names] SHOULD: warn, don't reject.
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# RFC 9110 §5.6.2 token, for x-mcp-header names.
+HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+MAX_STORED_NAME = 255
+
+
+class McpError(Exception):
+    """The server could not be listed; ``str()`` is one sentence for the operator."""
+
+    status: int | None = None
+
+
+class HttpStatusError(McpError):
+    """The server answered an HTTP error status."""
+
+    def __init__(self, message: str, status: int, www_authenticate: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.www_authenticate = www_authenticate
+
+
+class Unauthorized(HttpStatusError):
+    """401: the credential is missing, expired or refused."""
+
+
+class Forbidden(HttpStatusError):
+    """403: the credential is valid but not allowed (maybe ``insufficient_scope``)."""
+
+    @property
+    def insufficient_scope(self) -> bool:
+        return "insufficient_scope" in self.www_authenticate
+
+
+class RpcError(McpError):
+    """The server answered a JSON-RPC error object."""
+
+    def __init__(self, method: str, code, message: str, data=None, status: int = 200):
+        text = str(message or "no message").strip()[:300]
+        super().__init__(f"The server answered {method} with error {code}: {text}")
+        self.code, self.rpc_message, self.data, self.status = code, text, data, status
+
+
+@dataclass
+class Listing:
+    tools: list[dict]
+    era: str  # "modern" or "legacy"
+    version: str
+    requests: int = 0
+    ttl_ms: int = 0
+    cache_scope: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: dict
+    message: dict | None  # the JSON-RPC response with our id (or an error object)
+    text: str = ""
+
+
+class _Restart(Exception):
+    """Start the listing again (invalid cursor, or a legacy session that vanished)."""
+
+
+class Client:
+    """Lists one server's tools. ``era``/``version`` are a cached verdict from an earlier
+    listing (None: probe). Not thread-safe; build one per sync."""
+
+    def __init__(self, http: Http, url: str, headers: dict | None = None, *, era=None,
+                 version=None, max_pages=MAX_PAGES, max_tools=MAX_TOOLS,
+                 deadline=SYNC_DEADLINE):  # fmt: skip
+        self.http, self.url, self.auth = http, url, dict(headers or {})
+        self.era, self.version = era, version
+        self.max_pages, self.max_tools = max_pages, max_tools
+        self.requests = 0
+        self._ends = time.monotonic() + deadline
+        self._next_id = 0
+
+    def list_tools(self) -> Listing:
+        """Every tool the server lists, all pages, in one era.
+
+        :raise Unauthorized, Forbidden: 401/403 (the caller may refresh and retry).
+        :raise McpError: anything else (HTTP failures included), one sentence for the operator.
+        """
+        try:
+            return self._list_tools()
+        except HttpError as exc:
+            raise McpError(str(exc)) from exc
+
+    def _list_tools(self) -> Listing:
+        if self.era == "modern" and self.version in MODERN_VERSIONS:
+            try:
+                return self._modern(self.version)
+            except (Unauthorized, Forbidden):
+                raise
+            except McpError as exc:
+                if not _legacy_signal(exc):
+                    raise
+                log.info("%s no longer answers as a modern server; probing again", self.url)
+        elif self.era == "legacy":
+            try:
+                return self._legacy()
+            except (Unauthorized, Forbidden):
+                raise
+            except McpError as exc:
+                if exc.status is None or not 400 <= exc.status < 500:
+                    raise
+                log.info("%s refused the legacy handshake; probing again", self.url)
+        version = self._probe()
+        return self._modern(version) if version else self._legacy()
+
+    # -- era detection ---------------------------------------------------------------------
+
+    def _probe(self) -> str | None:
+        """The modern version to use, or None for legacy [26/ver §Protocol Version Negotiation;
+        26/http §Backward Compatibility]."""
+        offered = MODERN_VERSIONS[0]
+        for _attempt in range(2):
+            reply = self._post(self._request("server/discover", {}, offered), offered)
+            if reply.status in (401, 403):
+                raise _status_error(reply, self.url)
+            if reply.status >= 500:
+                raise _status_error(reply, self.url)
+            error = (reply.message or {}).get("error")
+            if 200 <= reply.status < 300 and reply.message is not None and error is None:
+                result = reply.message.get("result")
+                supported = result.get("supportedVersions") if isinstance(result, dict) else None
+                mutual = _mutual(supported if isinstance(supported, list) else [])
+                return mutual  # None: only legacy versions, or a result we cannot read
+            if not isinstance(error, dict):
+                if 200 <= reply.status < 300 and reply.message is None:
+                    return None  # a 2xx body we cannot parse: legacy (SDK behaviour)
+                if 400 <= reply.status < 500:
+                    return None  # a 4xx without a JSON-RPC error: legacy
+                raise _status_error(reply, self.url)
+            code = error.get("code")
+            if code == UNSUPPORTED_VERSION:
+                data = error.get("data") if isinstance(error.get("data"), dict) else {}
+                supported = [v for v in data.get("supported") or [] if isinstance(v, str)]
+                mutual = _mutual(supported)
+                if mutual and mutual != offered:
+                    offered = mutual
+                    continue  # retry once with the mutual version
+                if mutual is None and any(v in LEGACY_VERSIONS for v in supported):
+                    return None
+                raise McpError(
+                    "The server speaks only protocol versions mcpadmin does not know "
+                    f"({', '.join(supported) or 'none listed'})."
+                )
+            if code in MODERN_REQUEST_ERRORS and reply.status == 400:
+                # A modern server refusing our envelope: per spec, fix the request, never fall
+                # back [26/http §Backward Compatibility].
+                raise RpcError("server/discover", code, error.get("message"), status=400)
+            if 400 <= reply.status < 500 or code == METHOD_NOT_FOUND:
+                return None  # -32601, -32600, -32000, "Session not found"…: legacy
+            raise RpcError("server/discover", code, error.get("message"), status=reply.status)
+        raise McpError("The server kept refusing every protocol version mcpadmin offered.")
+
+    # -- modern era ------------------------------------------------------------------------
+
+    def _modern(self, version: str) -> Listing:
+        listing = Listing(tools=[], era="modern", version=version, ttl_ms=None)
+        for _attempt in range(2):
+            try:
+                self._pages(listing, partial(self._call_modern, version))
+                break
+            except _Restart:
+                listing.tools, listing.ttl_ms, listing.cache_scope = [], None, None
+        else:
+            raise McpError("The server refused its own page cursor twice; listing abandoned.")
+        listing.ttl_ms = listing.ttl_ms or 0
+        return self._finish(listing)
+
+    def _call_modern(self, version, params):
+        reply = self._post(self._request("tools/list", params, version), version, "tools/list")
+        return self._result(reply, "tools/list")
+
+    # -- legacy era ------------------------------------------------------------------------
+
+    def _legacy(self) -> Listing:
+        for _attempt in range(2):
+            session, version = self._initialize()
+            listing = Listing(tools=[], era="legacy", version=version)
+            try:
+                self._pages(listing, partial(self._call_legacy, session, version))
+            except _Restart:
+                continue  # the session vanished (404): initialize again, once
+            except BaseException:
+                self._close(session, version)
+                raise
+            self._close(session, version)
+            return self._finish(listing)
+        raise McpError("The server lost the session twice in a row (404); listing abandoned.")
+
+    def _initialize(self) -> tuple[str | None, str]:
+        """[25N/life §Initialization]: the session id (may be None) and the agreed version."""
+        offered = LEGACY_VERSIONS[0]
+        for _attempt in range(2):
+            params = {"protocolVersion": offered, "capabilities": {}, "clientInfo": CLIENT_INFO}
+            reply = self._post(self._request("initialize", params))
+            error = (reply.message or {}).get("error")
+            data = error.get("data") if isinstance(error, dict) else None
+            if isinstance(data, dict) and isinstance(data.get("supported"), list):
+                # [25N/life §Error Handling]: -32602 with the versions the server supports.
+                mutual = next((v for v in LEGACY_VERSIONS if v in data["supported"]), None)
+                if mutual and mutual != offered:
+                    offered = mutual
+                    continue
+            result = self._result(reply, "initialize")
+            session = reply.headers.get("mcp-session-id") or None
+            version = result.get("protocolVersion")
+            if version not in LEGACY_VERSIONS:
+                self._close(session, None)
+                raise McpError(
+                    f"The server chose protocol version {str(version)[:40]!r}, which mcpadmin "
+                    f"does not speak (it offered {offered})."
+                )
+            note = self._post({"jsonrpc": "2.0", "method": "notifications/initialized"},
+                              _legacy_version_header(version), session=session)  # fmt: skip
+            if not 200 <= note.status < 300:
+                raise _status_error(note, self.url, "notifications/initialized")
+            return session, version
+        raise McpError("The server refused every protocol version mcpadmin offered.")
+
+    def _call_legacy(self, session, version, params):
+        request = self._request("tools/list", params)
+        reply = self._post(request, _legacy_version_header(version), session=session)
+        if reply.status == 404 and session:
+            raise _Restart()  # [25N/http §Session Management]: start a new session
+        return self._result(reply, "tools/list")
+
+    def _close(self, session, version):
+        """DELETE the session [25N/http §Session Management]; 405 (not allowed) is fine."""
+        if not session:
+            return
+        headers = {"Mcp-Session-Id": session, **self.auth}
+        if version and version != "2025-03-26":
+            headers["MCP-Protocol-Version"] = version
+        try:
+            self.requests += 1
+            self._http().request("DELETE", self.url, headers=headers)
+        except HttpError as exc:
+            log.info("closing the session at %s failed: %s", self.url, exc)
+
+    # -- pagination ------------------------------------------------------------------------
+
+    def _pages(self, listing: Listing, call):
+        """Follow ``nextCursor`` to the end [26/page §Implementation Guidelines], bounded."""
+        cursor, seen = None, set()
+        for _page in range(self.max_pages):
+            params = {} if cursor is None else {"cursor": cursor}
+            try:
+                result = call(params)
+            except RpcError as exc:
+                if cursor is not None and exc.code == INVALID_PARAMS:
+                    raise _Restart() from exc  # invalid cursor: drop pages, start over
+                raise
+            tools = result.get("tools")
+            if not isinstance(tools, list):
+                raise McpError("The server's tools/list answer has no tool list.")
+            listing.tools.extend(tools)
+            if len(listing.tools) > self.max_tools:
+                raise McpError(f"The server lists more than {self.max_tools} tools; stopped.")
+            if listing.era == "modern":
+                _cache_fields(listing, result)
+            cursor = result.get("nextCursor")
+            if cursor is None:
+                return
+            if not isinstance(cursor, str) or cursor in seen:
+                raise McpError("The server sent the same page cursor twice; stopped listing.")
+            seen.add(cursor)
+        raise McpError(f"The server's tool list goes on past {self.max_pages} pages; stopped.")
+
+    def _finish(self, listing: Listing) -> Listing:
+        listing.tools, listing.warnings = checked_tools(listing.tools)
+        for warning in listing.warnings:
+            log.warning("%s: %s", self.url, warning)
+        listing.requests = self.requests
+        self.era, self.version = listing.era, listing.version
+        return listing
+
+    # -- one exchange ----------------------------------------------------------------------
+
+    def _request(self, method, params, modern_version=None) -> dict:
+        self._next_id += 1
+        params = dict(params)
+        if modern_version:  # [26/base §_meta]: version and capabilities MUST, client info SHOULD
+            params["_meta"] = {
+                META + "protocolVersion": modern_version,
+                META + "clientInfo": CLIENT_INFO,
+                META + "clientCapabilities": {},
+            }
+        return {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
+
+    def _post(self, payload, version=None, mcp_method=None, session=None) -> _Reply:
+        """POST one message; read a JSON body, or an event stream up to our response."""
+        headers = {"Accept": ACCEPT, "Content-Type": "application/json", **self.auth}
+        if version:
+            headers["MCP-Protocol-Version"] = version
+        if version in MODERN_VERSIONS:  # [26/http §Standard Request Headers]
+            headers["Mcp-Method"] = mcp_method or payload["method"]
+        if session:
+            headers["Mcp-Session-Id"] = session
+        body = json.dumps(payload).encode()
+        self.requests += 1
+        # No redirects: a POST carries the credential and must not go elsewhere.
+        with self._http().open("POST", self.url, headers=headers, data=body) as stream:
+            if 300 <= stream.status < 400:
+                target = stream.headers.get("Location", "another address")
+                raise McpError(
+                    f"The server redirected to {target[:200]}; redirects are not followed "
+                    "with credentials, so put the final address in the connector URL."
+                )
+            if stream.status in (202, 204) or "id" not in payload:
+                return _Reply(stream.status, stream.headers, None)
+            if 200 <= stream.status < 300 and stream.content_type == "text/event-stream":
+                return _Reply(stream.status, stream.headers, self._from_stream(stream, payload))
+            raw = _read(stream)
+            if 200 <= stream.status < 300 and stream.content_type != "application/json":
+                raise McpError(
+                    f"The server answered with Content-Type {stream.content_type or 'none'!r}, "
+                    "neither JSON nor an event stream."
+                )
+            message = _match(_json(raw), payload["id"], strict=200 <= stream.status < 300)
+            text = raw.decode("utf-8", errors="replace")[:200]
+            return _Reply(stream.status, stream.headers, message, text)
+
+    def _from_stream(self, stream: Stream, payload) -> dict:
+        """The message answering ``payload`` in an SSE body; notifications, pings and server
+        requests before it are skipped [26/http §Receiving Messages]."""
+        unreadable = 0
+        try:
+            for event in sse.events(stream.chunks()):
+                if event.event != "message" or not event.data.strip():
+                    continue
+                try:
+                    message = json.loads(event.data)
+                except ValueError:
+                    unreadable += 1
+                    continue
+                found = _match(message, payload["id"], strict=True)
+                if found is not None:
+                    return found
+        except sse.SseError as exc:
+            raise McpError(f"The server's event stream is unusable: {exc}.") from None
+        except HttpError as exc:
+            if type(exc) is HttpError:  # the connection broke while reading
+                raise McpError(
+                    "The server closed the connection before its answer was complete."
+                ) from None
+            raise
+        detail = f" ({unreadable} event(s) were not JSON)" if unreadable else ""
+        raise McpError(
+            f"The server's event stream ended without an answer to {payload['method']}{detail}."
+        )
+
+    def _result(self, reply: _Reply, method: str) -> dict:
+        """The ``result`` of a reply, or the error it carries as an exception."""
+        error = (reply.message or {}).get("error")
+        if reply.status >= 300 and not isinstance(error, dict):
+            raise _status_error(reply, self.url, method)
+        if reply.status in (401, 403):
+            raise _status_error(reply, self.url, method)
+        if isinstance(error, dict):
+            code, message = error.get("code"), error.get("message")
+            if reply.status == 400 and _is_session_required(message):
+                raise McpError(
+                    "The server requires a session (400 “Missing session ID”) but did not "
+                    "assign one when mcpadmin initialized."
+                )
+            raise RpcError(method, code, message, error.get("data"), reply.status)
+        if reply.status == 202:
+            raise McpError(f"The server accepted {method} but sent no answer (202).")
+        if reply.message is None:
+            raise McpError(f"The server's answer to {method} is not a JSON-RPC response.")
+        result = reply.message.get("result")
+        if not isinstance(result, dict):
+            raise McpError(f"The server's answer to {method} has no result object.")
+        kind = result.get("resultType", "complete")  # [26/base §ResultType]: absent = complete
+        if kind != "complete":
+            raise McpError(f"The server answered {method} with resultType {str(kind)[:40]!r}.")
+        return result
+
+    def _http(self) -> Http:
+        """The client, with a deadline no later than the end of the whole listing."""
+        remaining = self._ends - time.monotonic()
+        if remaining <= 0:
+            raise Timeout(f"{self.url} did not finish listing its tools in time.")
+        per_call = self.http.deadline or 3 * self.http.timeout
+        return replace(self.http, deadline=min(per_call, remaining))
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def _mutual(supported: list) -> str | None:
+    return next((v for v in MODERN_VERSIONS if v in supported), None)
+
+
+def _legacy_version_header(version: str) -> str | None:
+    # [25J/chg]: MCP-Protocol-Version exists from 2025-06-18 on; 2025-03-26 has none.
+    return None if version == "2025-03-26" else version
+
+
+def _legacy_signal(exc: McpError) -> bool:
+    """Whether a failed modern request says the server is no longer modern."""
+    if isinstance(exc, RpcError):
+        if exc.code == UNSUPPORTED_VERSION:
+            return True
+        return (
+            exc.status is not None
+            and 400 <= exc.status < 500
+            and exc.code not in (*MODERN_REQUEST_ERRORS,)
+        )
+    return exc.status is not None and 400 <= exc.status < 500
+
+
+def _is_session_required(message) -> bool:
+    return isinstance(message, str) and "session" in message.lower()
+
+
+def _read(stream: Stream) -> bytes:
+    try:
+        return stream.read()
+    except HttpError as exc:
+        if type(exc) is HttpError:
+            raise McpError(
+                "The server closed the connection before its answer was complete."
+            ) from None
+        raise
+
+
+def _json(raw: bytes):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _match(message, request_id, strict: bool) -> dict | None:
+    """The JSON-RPC response for ``request_id`` in a message or batch. With ``strict`` False
+    (an HTTP error body) any error object counts: servers answer ``id: null`` or their own."""
+    candidates = message if isinstance(message, list) else [message]
+    for candidate in candidates:
+        if not isinstance(candidate, dict) or "method" in candidate:
+            continue  # a notification or a server request
+        if candidate.get("id") == request_id and ("result" in candidate or "error" in candidate):
+            return candidate
+        if not strict and isinstance(candidate.get("error"), dict):
+            return candidate
+    return None
+
+
+STATUS_MESSAGES = {
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found: check the connector URL",
+    405: "405 Method Not Allowed: is this the server's MCP endpoint?",
+    406: f"406 Not Acceptable although mcpadmin sent Accept: {ACCEPT}",
+    415: "415 Unsupported Media Type for Content-Type: application/json",
+    429: "429 Too Many Requests: try again later",
+}
+
+
+def _status_error(reply: _Reply, url: str, method: str | None = None) -> McpError:
+    status = reply.status
+    what = STATUS_MESSAGES.get(status) or (
+        f"{status}: the server failed" if status >= 500 else f"HTTP {status}"
+    )
+    during = f" to {method}" if method else ""
+    challenge = reply.headers.get("WWW-Authenticate", "")
+    if status == 401:
+        return Unauthorized(f"The server answered {what}{during}.", status, challenge)
+    if status == 403:
+        return Forbidden(f"The server answered {what}{during}.", status, challenge)
+    error = (reply.message or {}).get("error")
+    if isinstance(error, dict) and error.get("message"):
+        what += f" ({str(error['message'])[:200]})"
+    return HttpStatusError(f"The server answered {what}{during}.", status, challenge)
+
+
+def _cache_fields(listing: Listing, result: dict):
+    """Freshness of the whole list: the shortest page TTL; private if any page is
+    [26/cache §Cacheable Model]. Absent or negative ``ttlMs`` counts as 0."""
+    ttl = result.get("ttlMs")
+    ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else 0
+    listing.ttl_ms = ttl if listing.ttl_ms is None else min(listing.ttl_ms, ttl)
+    scope = result.get("cacheScope")
+    if scope == "private" or listing.cache_scope == "private":
+        listing.cache_scope = "private"
+    elif scope == "public":
+        listing.cache_scope = "public"
+
+
+def checked_tools(tools: list) -> tuple[list[dict], list[str]]:
+    """The tools fit to store, and a warning for each problem.
+
+    Dropped: entries without a string name, duplicates (the first wins), names too long to
+    store, and tools with an invalid ``x-mcp-header`` [26/tools §x-mcp-header MUST exclude].
+    Kept with a warning: names outside ``[A-Za-z0-9_.-]{1,128}`` (a SHOULD) and input schemas
+    whose root is not ``type: object``.
+    """
+    kept, warnings, names = [], [], set()
+    for tool in tools:
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(name, str) or not name:
+            warnings.append("A tool without a name was skipped.")
+            continue
+        shown = name[:80]
+        if name in names:
+            warnings.append(f"Tool {shown!r} is listed twice; the first definition is kept.")
+            continue
+        if len(name) > MAX_STORED_NAME:
+            warnings.append(f"Tool {shown!r}… has a name longer than {MAX_STORED_NAME}; skipped.")
+            continue
+        problem = _header_problem(tool.get("inputSchema"))
+        if problem:
+            warnings.append(f"Tool {shown!r} was skipped: {problem}.")
+            continue
+        if not TOOL_NAME.match(name):
+            warnings.append(f"Tool name {shown!r} does not follow the MCP naming rule.")
+        schema = tool.get("inputSchema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            warnings.append(f"Tool {shown!r} has an input schema whose root is not an object.")
+        names.add(name)
+        kept.append(tool)
+    return kept, warnings
+
+
+def _header_problem(schema) -> str | None:
+    """What is wrong with the schema's ``x-mcp-header`` annotations, if anything. They may
+    only sit on statically reachable string, integer or boolean properties, with token names
+    unique regardless of case."""
+    seen = set()
+
+    def walk(node, depth):
+        if not isinstance(node, dict) or depth > 32:
+            return None
+        for prop in (
+            (node.get("properties") or {}).values()
+            if isinstance(node.get("properties"), dict)
+            else ()
+        ):
+            if not isinstance(prop, dict):
+                continue
+            if "x-mcp-header" in prop:
+                header = prop["x-mcp-header"]
+                if not isinstance(header, str) or not HEADER_TOKEN.match(header):
+                    return f"x-mcp-header {str(header)[:40]!r} is not a valid header name"
+                if prop.get("type") not in ("string", "integer", "boolean"):
+                    return f"x-mcp-header {header!r} is on a property that is not a scalar"
+                if header.lower() in seen:
+                    return f"x-mcp-header {header!r} is used twice"
+                seen.add(header.lower())
+            problem = walk(prop, depth + 1)
+            if problem:
+                return problem
+        return None
+
+    return walk(schema, 0)
