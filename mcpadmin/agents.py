@@ -13,7 +13,7 @@ from .extensions import db
 from .forms import AgentForm, AgentSecretForm
 from .models import Agent, AgentConnection
 from .services import agents as service
-from .services import name_taken
+from .services import name_taken, sync
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
 
@@ -101,7 +101,13 @@ def save_secret(id, connector_id):
         flash(str(exc), "error")
         return _card_response(agent, connector, form)
     db.session.commit()
-    flash(f"Token saved for {agent.name} on {connector.name}.", "success")
+    # Check the new credential at once, and list what this account may use.
+    outcome = sync.sync_outcome(connector, agent)
+    db.session.commit()
+    if outcome.ok:
+        flash(f"Token saved for {agent.name} on {connector.name}: {outcome.message}.", "success")
+    else:
+        flash(f"Token saved for {agent.name} on {connector.name}, but: {outcome.message}", "error")
     return _card_response(agent, connector)
 
 

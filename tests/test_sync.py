@@ -242,3 +242,18 @@ def test_cli_agent_option_syncs_only_that_agents_connections(app, runner, api_ke
     result = runner.invoke(args=["sync-tools", "--agent", "good"])
     assert result.exit_code == 0, result.output
     assert "Keyed (as good)" in result.output and "as bad" not in result.output
+
+
+def test_saving_an_agents_token_lists_its_tools_at_once(app, logged_in, bearer_peer):
+    cid = add_connector(app, "Per agent", bearer_peer.url, auth_type="bearer",
+                        credential_mode="per_agent")  # fmt: skip
+    with app.app_context():
+        agent = Agent(name="Ada")
+        db.session.add(agent)
+        db.session.commit()
+        agent_id = agent.id
+    answer = logged_in.hx_post(f"/agents/{agent_id}/connectors/{cid}/secret",
+                               data={"secret": "peer-token"})  # fmt: skip
+    page = answer.get_data(as_text=True)
+    assert "Token saved for Ada on Per agent: 2 tools" in page
+    assert page.count('type="checkbox"') == 2
