@@ -29,6 +29,8 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from screenshots import swap_fields  # noqa: E402  (scripts/ is on the path)
+
 from tests.peers import start as start_peer  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -63,13 +65,6 @@ def wait_until_up(base, server, log, timeout=30):
         except OSError:
             time.sleep(0.2)
     raise StepFailed(f"the app did not answer on {base} within {timeout}s")
-
-
-def swap_fields(page, action):
-    """Run ``action`` (it changes a control) and wait until htmx has swapped #auth-fields."""
-    with page.expect_response(lambda r: "/connectors/fields" in r.url):
-        action()
-    page.wait_for_function("!document.querySelector('.htmx-request,.htmx-swapping,.htmx-settling')")
 
 
 def create_connector(page, base, name, url, mode):
