@@ -86,6 +86,11 @@ def resolve(connector: Connector, metadata: dict, http=None, scope=None, session
             f"there with the redirect URI {redirect_uri()} and enter the client ID (and secret) "
             "on the connector."
         )
+    return registered(stored)
+
+
+def registered(stored: OAuthClient) -> Resolved:
+    """The client a stored dynamic registration makes us."""
     secret = stored.client_secret_enc
     auth = ClientAuth(
         stored.client_id_enc.reveal(), secret and secret.reveal(), stored.token_endpoint_auth_method

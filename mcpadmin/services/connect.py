@@ -287,11 +287,7 @@ def _pending_client(connector, pending) -> clients.Resolved:
     if pending.client_method == "dcr":
         if pending.oauth_client is None:
             raise ConnectError("The client registration is gone: Connect again.", pending.agent_id)
-        stored = pending.oauth_client
-        secret = stored.client_secret_enc
-        auth = grants.ClientAuth(stored.client_id_enc.reveal(), secret and secret.reveal(),
-                                 stored.token_endpoint_auth_method)  # fmt: skip
-        return clients.Resolved(auth, "dcr", stored)
+        return clients.registered(pending.oauth_client)
     return clients.resolve(connector, clients.server_metadata(connector))
 
 
