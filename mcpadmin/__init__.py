@@ -7,7 +7,7 @@ from flask_migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import config, crypto, errors, filters
+from . import config, crypto, errors, filters, security
 from .extensions import csrf, db, migrate
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -16,13 +16,18 @@ MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 def create_app(test_config=None, instance_path=None):
     """Build the app; on first start create the schema, keys and the admin setup link.
 
+    ``instance_path`` (else ``MCPADMIN_INSTANCE_PATH``, else ``instance/``) holds the SQLite
+    database, the generated keys and the setup token.
+
     :raise ValueError: the configured encryption keys are not valid Fernet keys.
     """
+    instance_path = instance_path or os.environ.get("MCPADMIN_INSTANCE_PATH") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     config.load(app, test_config)
     crypto.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    security.init_app(app)
     csrf.init_app(app)
     filters.init_app(app)
 

@@ -111,16 +111,15 @@ def sync(id):
     else:
         outcomes = sync_service.sync_connector(connector)
     db.session.commit()
-    htmx = request.headers.get("HX-Request")
-    if agent is None and htmx:
-        body = render_template("connectors/_row.html", connector=connector, outcomes=outcomes,
-                               **_rows([connector]))  # fmt: skip
-        return body, 200, {"Vary": "HX-Request"}
     for outcome in outcomes:
         if outcome.ok:
             flash(f"Synced {outcome.label}: {outcome.message}.", "success")
         else:
             flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
+    if agent is None and request.headers.get("HX-Request"):
+        body = render_template("connectors/_row_response.html", connector=connector,
+                               outcomes=outcomes, **_rows([connector]))  # fmt: skip
+        return body, 200, {"Vary": "HX-Request"}
     if agent is None:
         return redirect(url_for("connectors.index"))
     return _card(agent, connector)

@@ -1,15 +1,18 @@
 """An OAuth-protected MCP server for the integration tests, built from the ``mcp`` SDK.
 
 Run as ``python oauth_server.py --port N [--access-ttl S] [--token-delay S] [--json-response]
-[--validate-resource]``. Everything OAuth is the SDK's own (``MCPServer`` with an
+[--validate-resource] [--consent]``. Everything OAuth is the SDK's own (``MCPServer`` with an
 ``auth_server_provider`` and ``AuthSettings``): RFC 8414 metadata, ``/authorize``, ``/token``
 (PKCE S256 checked by the SDK), ``/register`` (RFC 7591), ``/revoke`` (RFC 7009), the RFC 9728
 protected-resource metadata and the bearer check that answers 401 on ``/mcp``. This file adds:
 
 - ``MemoryProvider``: the SDK's provider protocol in memory. ``/authorize`` approves at once
-  (redirects to the client with ``code`` and ``state``, no consent page); refresh rotates both
+  (redirects to the client with ``code`` and ``state``), or with ``--consent`` sends the browser
+  to a consent page whose Approve and Deny buttons answer with a code or ``access_denied``
+  (RFC 6749 §4.1.2.1); refresh rotates both
   tokens and the old refresh token then answers ``invalid_grant``; ``--token-delay`` sleeps
-  inside a refresh so concurrent refreshes pile up behind the first.
+  inside a refresh so concurrent refreshes pile up behind the first; ``--refresh-grace S`` keeps
+  a rotated refresh token working for S more seconds; ``--hang-refresh`` never answers a refresh.
 - ``Recorder``: ASGI middleware that counts what reaches each endpoint (failed requests too) and
   keeps the raw parameters of the last authorization and token requests, before the SDK parses
   them (the SDK drops what its models do not name).
@@ -24,6 +27,7 @@ the access token the call came with).
 
 import argparse
 import asyncio
+import html
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -45,7 +49,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SCOPES = ["mcp:read", "mcp:write"]
@@ -123,15 +127,20 @@ class MemoryProvider:
     (client authentication, redirect URI, PKCE, scope subsets, expiry); this class stores,
     issues, rotates and revokes."""
 
-    def __init__(self, stats: Stats, access_ttl: int, token_delay: float):
+    def __init__(self, stats: Stats, access_ttl: int, token_delay: float, consent_url=None):
         self.stats = stats
         self.access_ttl = access_ttl
         self.token_delay = token_delay
+        self.consent_url = consent_url  # None: approve at once
+        self.pending: dict[str, tuple[OAuthClientInformationFull, AuthorizationParams]] = {}
         self.clients: dict[str, OAuthClientInformationFull] = {}
         self.codes: dict[str, AuthorizationCode] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.partner: dict[str, str] = {}  # access <-> refresh issued together
+        self.refresh_grace = 0.0  # --refresh-grace
+        self.hang_refresh = False  # --hang-refresh
+        self.retired: dict[str, tuple[RefreshToken, float]] = {}  # rotated away: (token, when)
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         return self.clients.get(client_id)
@@ -144,7 +153,15 @@ class MemoryProvider:
     async def authorize(
         self, client: OAuthClientInformationFull, params: AuthorizationParams
     ) -> str:
-        """Approve at once: the redirect carries ``code`` and ``state``, nothing else."""
+        """Approve at once (the redirect carries ``code`` and ``state``, nothing else), or with
+        a consent page, send the browser there to decide."""
+        if self.consent_url:
+            ticket = secrets.token_urlsafe(16)
+            self.pending[ticket] = (client, params)
+            return f"{self.consent_url}?ticket={ticket}"
+        return self.approve(client, params)
+
+    def approve(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
         scopes = params.scopes if params.scopes is not None else (client.scope or "").split()
         code = secrets.token_urlsafe(32)
         self.codes[code] = AuthorizationCode(
@@ -182,17 +199,24 @@ class MemoryProvider:
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
     ) -> RefreshToken | None:
-        return self.refresh_tokens.get(refresh_token)
+        return self.refresh_tokens.get(refresh_token) or self._in_grace(refresh_token)
 
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
         """Rotate: new access and refresh tokens; the old refresh token is dead. Requests that
         loaded the same refresh token while this one slept lose with ``invalid_grant``."""
+        if self.hang_refresh:
+            log("hanging refresh", refresh_token.token)
+            await asyncio.Event().wait()  # never set: the client must time out
         if self.token_delay:
             await asyncio.sleep(self.token_delay)
         if self.refresh_tokens.pop(refresh_token.token, None) is None:
-            raise TokenError("invalid_grant", "refresh token was already used or revoked")
+            if self._in_grace(refresh_token.token) is None:
+                raise TokenError("invalid_grant", "refresh token was already used or revoked")
+            log("reused within grace", refresh_token.token)
+        elif self.refresh_grace:
+            self.retired[refresh_token.token] = (refresh_token, time.monotonic())
         old_access = self.partner.pop(refresh_token.token, None)
         self.partner.pop(old_access or "", None)  # the old access token lives out its ttl
         # RFC 6749 §6: a narrower scope applies to the new access token; the grant keeps its own.
@@ -205,6 +229,15 @@ class MemoryProvider:
         )
         log("rotated", refresh_token.token, "->", tokens.refresh_token)
         return tokens
+
+    def _in_grace(self, token: str) -> RefreshToken | None:
+        """With ``--refresh-grace S``, a refresh token rotated less than S seconds ago still
+        works (as Okta's grace period and Auth0's reuse interval allow): a client that crashed
+        before storing the new one can retry. Each reuse rotates again."""
+        retired = self.retired.get(token)
+        if retired is None or time.monotonic() - retired[1] > self.refresh_grace:
+            return None
+        return retired[0]
 
     async def load_access_token(self, token: str) -> AccessToken | None:
         access = self.access_tokens.get(token)
@@ -408,7 +441,56 @@ def build_server(base_url: str, provider: MemoryProvider, options) -> MCPServer:
         provider.revoke_grants()
         return JSONResponse({"revoked": count})
 
+    if provider.consent_url:
+        add_consent_routes(server, provider)
     return server
+
+
+CONSENT_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Authorize {client}</title></head><body><main>
+<h1>Authorize {client}</h1><p>{client} asks for: {scopes}</p>
+<form method="post"><input type="hidden" name="ticket" value="{ticket}">
+<button name="decision" value="approve">Approve</button>
+<button name="decision" value="deny">Deny</button></form></main></body></html>"""
+
+
+def add_consent_routes(server: MCPServer, provider: MemoryProvider) -> None:
+    """``GET /consent?ticket=…`` shows who asks for what; ``POST /consent`` approves (code) or
+    denies (``error=access_denied``, RFC 6749 §4.1.2.1), both back to the client's redirect."""
+
+    @server.custom_route("/consent", methods=["GET"])
+    async def consent_page(request: Request) -> Response:
+        ticket = request.query_params.get("ticket", "")
+        if ticket not in provider.pending:
+            return HTMLResponse("<p>Unknown or used consent ticket.</p>", status_code=400)
+        client, params = provider.pending[ticket]
+        name = client.client_name or client.client_id or "a client"
+        return HTMLResponse(
+            CONSENT_PAGE.format(
+                client=html.escape(name),
+                scopes=html.escape(" ".join(params.scopes or []) or "(default scopes)"),
+                ticket=html.escape(ticket),
+            )
+        )
+
+    @server.custom_route("/consent", methods=["POST"])
+    async def consent_decision(request: Request) -> Response:
+        form = await request.form()
+        entry = provider.pending.pop(str(form.get("ticket", "")), None)
+        if entry is None:
+            return HTMLResponse("<p>Unknown or used consent ticket.</p>", status_code=400)
+        client, params = entry
+        if form.get("decision") == "approve":
+            target = provider.approve(client, params)
+        else:
+            log("denied", client.client_id)
+            target = construct_redirect_uri(
+                str(params.redirect_uri),
+                error="access_denied",
+                error_description="The user denied the request.",
+                state=params.state,
+            )
+        return RedirectResponse(target, status_code=303)
 
 
 def main() -> None:
@@ -418,15 +500,27 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0, help="sleep in each refresh (s)")
     parser.add_argument("--json-response", action="store_true", help="JSON instead of SSE")
     parser.add_argument(
+        "--refresh-grace",
+        type=float,
+        default=0,
+        help="seconds a rotated refresh token still works (default 0: dead at once)",
+    )
+    parser.add_argument(
+        "--hang-refresh", action="store_true", help="never answer a refresh_token request"
+    )
+    parser.add_argument(
         "--validate-resource",
         action="store_true",
         help="refuse tokens not issued for this /mcp URL (RFC 8707 resource at /authorize)",
     )
+    parser.add_argument("--consent", action="store_true", help="show a consent page")
     options = parser.parse_args()
 
     base_url = f"http://127.0.0.1:{options.port}"
     stats = Stats()
-    provider = MemoryProvider(stats, options.access_ttl, options.token_delay)
+    consent_url = base_url + "/consent" if options.consent else None
+    provider = MemoryProvider(stats, options.access_ttl, options.token_delay, consent_url)
+    provider.refresh_grace, provider.hang_refresh = options.refresh_grace, options.hang_refresh
     server = build_server(base_url, provider, options)
     hosts = [f"127.0.0.1:{options.port}", f"localhost:{options.port}"]
     app = server.streamable_http_app(
