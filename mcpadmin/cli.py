@@ -48,7 +48,7 @@ def rotate_keys_command():
 @click.argument("name", required=False)
 @click.option("--agent", "agent_name", help="Only this agent's connections.")
 @click.option("--stale", is_flag=True, help="Skip listings still fresh by the server's ttlMs.")
-@click.option("--workers", default=4, show_default=True, help="Connectors synced at once.")
+@click.option("--workers", default=16, show_default=True, help="Connectors synced at once.")
 @with_appcontext
 def sync_tools_command(name, agent_name, stale, workers):
     """Fetch the tool list of every connector (or NAME); exit 1 if any sync failed."""

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from ..crypto import seal
 from ..extensions import db
@@ -62,7 +63,9 @@ def card(connector: Connector, connection: AgentConnection | None) -> Card:
 
 def cards(agent: Agent) -> list[Card]:
     """One card per connector, in name order, in a fixed number of queries."""
-    connectors = db.session.scalars(select(Connector).order_by(func.lower(Connector.name))).all()
+    # joinedload, not selectinload: that one batches 500 ids per query, so the count would grow.
+    query = select(Connector).options(joinedload(Connector.tools))
+    connectors = db.session.scalars(query.order_by(func.lower(Connector.name))).unique().all()
     connections = {c.connector_id: c for c in agent.connections}
     return [card(c, connections.get(c.id)) for c in connectors]
 
