@@ -69,7 +69,7 @@ def test_per_agent_connect_stores_tokens_on_the_agent_and_returns_there(
     assert done.headers["Location"] == f"/agents/{agent_id}#connector-{connector_id}"
     page = logged_in.get(f"/agents/{agent_id}").get_data(as_text=True)
     assert "Connected Ada on Peer: 3 tools available." in page
-    assert "Token configured" in page
+    assert '<span class="badge badge-connected">Connected</span>' in page
     with app.app_context():
         connector = db.session.get(Connector, connector_id)
         assert connector.access_token_enc is None  # nothing shared
@@ -152,7 +152,7 @@ def test_callback_error_is_shown_escaped_on_the_agent_page(app, logged_in, oauth
     )  # fmt: skip
     assert answer.headers["Location"] == f"/agents/{agent_id}"
     page = logged_in.get(answer.headers["Location"]).get_data(as_text=True)
-    assert "did not grant access: access_denied" in page
+    assert "did not grant access (access_denied" in page
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;" in page
 

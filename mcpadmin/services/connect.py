@@ -135,8 +135,12 @@ def finish(args: dict, admin_id: int) -> Finished:
         return Finished(connector, agent, restart=True)
     if args.get("error"):
         described = args.get("error_description")
-        detail = f"{args['error']}" + (f" ({described})" if described else "")
-        raise ConnectError(f"{connector.name} did not grant access: {detail[:300]}.", agent_id)
+        detail = f"{args['error']}" + (f": {described}" if described else "")
+        advice = "Connect again to retry." if args["error"] == "access_denied" else ""
+        raise ConnectError(
+            f"{connector.name} did not grant access ({detail[:300].rstrip('.')}). {advice}".strip(),
+            agent_id,
+        )
     if not args.get("code"):
         raise ConnectError("The provider sent no authorization code: Connect again.", agent_id)
 

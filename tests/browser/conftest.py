@@ -159,7 +159,7 @@ def page(chromium, app, live_server, problems):
     tab.on("console", lambda m: m.type == "error" and problems.add(f"console: {m.text}"))
     tab.on("pageerror", lambda exc: problems.add(f"page error: {exc}"))
     tab.on("requestfailed", lambda r: problems.add(f"request failed: {r.url} {r.failure}"))
-    problems.allow.append(r"favicon\.svg net::ERR_ABORTED")  # cut short by a navigation
+    problems.allow.append(r"net::ERR_ABORTED")  # a load cut short by the next navigation
 
     def on_response(response):
         if response.request.headers.get("hx-request") and response.status >= 400:

@@ -36,3 +36,14 @@ def test_empty_states_have_no_serious_accessibility_violations(signed_in, live_s
     for path in ("/connectors/", "/agents/"):
         signed_in.goto(live_server.url + path)
         assert axe_violations(signed_in) == [], path
+
+
+@pytest.mark.parametrize("width", [1024, 1440])
+def test_pages_fit_laptop_and_desktop_widths(populated, live_server, width):
+    populated.set_viewport_size({"width": width, "height": 800})
+    for path in ("/connectors/", "/connectors/1", "/connectors/new", "/agents/1"):
+        populated.goto(live_server.url + path)
+        overflow = populated.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"

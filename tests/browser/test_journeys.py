@@ -194,9 +194,9 @@ def test_connector_form_shows_the_fields_of_the_chosen_auth(signed_in, live_serv
     page.get_by_label("Authentication").select_option("oauth")
     expect(page.get_by_label("Header name")).to_have_count(0)
     expect(page.get_by_text("Advanced OAuth settings")).to_be_visible()
+    shoot(page, "connector-form")
     page.get_by_label("Authentication").select_option("none")
     expect(page.get_by_role("group", name="Credentials")).to_have_count(0)
-    shoot(page, "connector-form")
 
 
 def test_access_denied_returns_to_the_agent_page_with_a_message(
@@ -210,7 +210,7 @@ def test_access_denied_returns_to_the_agent_page_with_a_message(
     page.get_by_role("button", name="Deny").click()
 
     expect(page).to_have_url(re.compile(re.escape(agent_url)))
-    expect(page.locator("#flashes")).to_contain_text("denied")
+    expect(page.locator("#flashes")).to_contain_text("denied the request). Connect again to retry.")
     expect(card(page, "Peer").get_by_role("button", name="Connect")).to_be_visible()
     shoot(page, "oauth-denied")
 
