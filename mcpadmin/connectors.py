@@ -135,8 +135,10 @@ def reviewed(id, agent_id):
     connection = agents_service.connection_for(agent, connector)
     if connection is None:
         abort(404)
-    sync_service.mark_reviewed(connection, request.form.get("tool", ""))
+    tool = request.form.get("tool", "")
+    sync_service.mark_reviewed(connection, tool)
     db.session.commit()
+    flash(f"{tool} marked reviewed for {agent.name}.", "success")
     return _card(agent, connector)
 
 
