@@ -3,7 +3,8 @@
 import ipaddress
 from urllib.parse import urlsplit
 
-LOOPBACK_NAMES = ("localhost", "localhost.")
+from .addresses import is_loopback_name
+from .urls import bad_character
 
 
 class InsecureEndpoint(ValueError):
@@ -13,7 +14,7 @@ class InsecureEndpoint(ValueError):
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
-    if host.lower() in LOOPBACK_NAMES or host.lower().endswith(".localhost"):
+    if is_loopback_name(host):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -25,22 +26,36 @@ def check_endpoint(url: str, allow_http_loopback: bool = False) -> str:
     """Return ``url`` if mcpadmin may send a browser or a token request there.
 
     MCP requires https for every authorization server endpoint (authorization, security
-    considerations: communication security); plain http is accepted only for a loopback host,
-    and only in development mode. Any other scheme (``javascript:``, ``data:``, ``file:``) is
-    refused, as are URLs with credentials or control characters.
+    considerations: communication security; OAuth 2.1 §1.5 / RFC 8414 §2); plain http is
+    accepted only for a loopback host, and only in development mode. Refused, each with its
+    own sentence: other schemes (``javascript:``, ``data:``, ``file:``), URLs with
+    credentials, spaces, control characters, non-ASCII or shell metacharacters, a bad port,
+    no host.
 
     :raise InsecureEndpoint: with a sentence for the operator.
     """
     if not isinstance(url, str) or not url:
         raise InsecureEndpoint("The endpoint is missing.")
-    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url) or "\\" in url:
-        raise InsecureEndpoint(f"The endpoint {url!r} contains spaces or control characters.")
-    parts = urlsplit(url)
+    shown = repr(url[:200])
+    problem = bad_character(url)
+    if problem:
+        raise InsecureEndpoint(f"The endpoint {shown} contains {problem}.")
+    if not url.isascii():
+        raise InsecureEndpoint(f"The endpoint {shown} is not ASCII (use its punycode form).")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InsecureEndpoint(f"The endpoint {shown} has an invalid host or port.") from None
     scheme = parts.scheme.lower()
-    if scheme == "https" and parts.hostname and "@" not in parts.netloc:
-        return url
-    if scheme == "http" and parts.hostname and "@" not in parts.netloc:
-        if allow_http_loopback and is_loopback(parts.hostname):
-            return url
+    if scheme not in ("http", "https") or not url.lower().startswith(scheme + "://"):
+        raise InsecureEndpoint(f"The endpoint {shown} is not an https URL.")
+    if not parts.hostname:
+        raise InsecureEndpoint(f"The endpoint {shown} has no host.")
+    if "@" in parts.netloc:
+        raise InsecureEndpoint(f"The endpoint {shown} carries credentials; refused.")
+    if port == 0:
+        raise InsecureEndpoint(f"The endpoint {shown} has an invalid port.")
+    if scheme == "http" and not (allow_http_loopback and is_loopback(parts.hostname)):
         raise InsecureEndpoint(f"The endpoint {url} is not https; OAuth endpoints must use https.")
-    raise InsecureEndpoint(f"The endpoint {url!r} is not an https URL.")
+    return url

@@ -1,25 +1,48 @@
 """The one outbound HTTP client: every call to an MCP server or an authorization server goes
-through ``Http``, which applies a timeout and an overall deadline, caps the body size, follows
-redirects only when asked (and re-checks each hop), and refuses private addresses unless the
-operator allowed them.
+through ``Http``, which applies a timeout and an overall deadline, caps the (decoded) body
+size, follows redirects only for GET and only when asked (re-checking each hop), and refuses
+private addresses unless the operator allowed them.
+
+The address policy is enforced where the socket is made: the connection resolves the name
+once, checks every address it got, and connects to a checked one, so a name cannot answer
+a public address to a check and a private one to the connect (DNS rebinding). The Host
+header and TLS (SNI and certificate verification) keep the name from the URL.
+
+The deadline is enforced on every socket operation (connect, TLS handshake, send, each
+read, waiting for headers included): each one gets the read timeout or what is left of the
+deadline, whichever is shorter, so a server dripping one byte a second is cut off too.
 
 Failures raise ``HttpError`` subclasses whose message is a sentence for the operator; the
 caller adds what it was doing ("discovery failed: …").
 """
 
-import ipaddress
+import contextvars
 import json
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.util.ssl_ import create_urllib3_context
+
+from . import addresses
 
 USER_AGENT = "mcpadmin/0.1"
 _CHUNK = 16 * 1024
+# Methods whose request carries a body (and often a credential or an authorization code):
+# a redirect answering them is never followed (RFC 9110 §15.4.8 lets a 307/308 re-send the
+# body to the new target; mcpadmin refuses to).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Headers kept when a redirect leaves the origin; everything else may be a credential.
+_CROSS_ORIGIN_HEADERS = frozenset({"user-agent", "accept"})
 
 
 class HttpError(Exception):
@@ -43,7 +66,11 @@ class Blocked(HttpError):
 
 
 class BadResponse(HttpError):
-    """The body is not what the caller needed (e.g. not JSON)."""
+    """The body is not what the caller needed (e.g. not JSON, or undecodable)."""
+
+
+class Interrupted(HttpError):
+    """The server closed the connection before the body was complete."""
 
 
 @dataclass
@@ -68,8 +95,43 @@ class Response:
         """
         try:
             return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise BadResponse(f"{self.url} answered with something that is not JSON.") from None
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The policy and clock of one exchange, seen by the sockets it opens (``_CALL``)."""
+
+    deadline: float
+    timeout: float
+    allow_private: bool
+    allow_addresses: frozenset
+
+    def remaining(self) -> float:
+        """Seconds left for the next socket operation.
+
+        :raise TimeoutError: the deadline has passed (urllib3 reports it as a timeout).
+        """
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline passed")
+        return min(self.timeout, left)
+
+    def refusal(self, ip, port) -> str | None:
+        return _refusal(ip, port, self.allow_private, self.allow_addresses)
+
+
+def _refusal(ip, port, allow_private, allow_addresses) -> str | None:
+    """Why ``ip:port`` may not be reached under this policy, or None."""
+    if addresses.is_metadata(ip):
+        return "a cloud metadata address"
+    if allow_private or (str(ip), port) in allow_addresses:
+        return None
+    return addresses.refusal(ip)
+
+
+_CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("mcpadmin_http_call")
 
 
 @dataclass
@@ -83,26 +145,46 @@ class Stream:
     _deadline: float
     _max_bytes: int
     _read: int = field(default=0)
+    _call: _Call | None = None
 
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
     def chunks(self) -> Iterator[bytes]:
-        """The body in pieces as they arrive.
+        """The decoded body in pieces as they arrive; at most one piece beyond the limit is
+        ever decompressed (a gzip bomb is cut at the limit, not inflated).
 
-        :raise Timeout: the deadline passed; :raise TooLarge: the size limit was reached.
+        :raise Timeout: the deadline passed; :raise TooLarge: the size limit was reached;
+            :raise Interrupted: the connection broke; :raise BadResponse: undecodable body.
         """
-        try:
-            for chunk in self._raw.iter_content(_CHUNK):
-                self._read += len(chunk)
-                if self._read > self._max_bytes:
-                    raise TooLarge(f"{self.url} sent more than {self._max_bytes} bytes.")
-                if time.monotonic() > self._deadline:
-                    raise Timeout(f"{self.url} did not finish answering in time.")
-                yield chunk
-        except requests.exceptions.RequestException as exc:
-            raise _translate(exc, self.url) from None
+        pieces = self._raw.iter_content(_CHUNK)
+        while True:
+            token = _CALL.set(self._call) if self._call else None
+            try:
+                chunk = next(pieces, None)
+            except requests.exceptions.RequestException as exc:
+                raise self._failure(exc) from None
+            finally:
+                if token is not None:
+                    _CALL.reset(token)
+            if chunk is None:
+                return
+            self._read += len(chunk)
+            if self._read > self._max_bytes:
+                raise TooLarge(f"{self.url} sent more than {self._max_bytes} bytes; cut off.")
+            if time.monotonic() > self._deadline:
+                raise Timeout(f"{self.url} did not finish answering in time; cut off.")
+            yield chunk
+
+    def _failure(self, exc) -> HttpError:
+        if time.monotonic() >= self._deadline or _caused_by(exc, ReadTimeoutError):
+            return Timeout(f"{self.url} did not finish answering in time; cut off.")
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            return BadResponse(f"{self.url} sent a body that could not be decompressed.")
+        return Interrupted(
+            f"The server closed the connection before its answer was complete ({self.url})."
+        )
 
     def read(self) -> bytes:
         return b"".join(self.chunks())
@@ -123,6 +205,10 @@ class Http:
 
     ``timeout`` bounds each connect and each read; the whole exchange (redirects and body
     included) must finish within ``deadline`` seconds, by default three timeouts.
+    ``allow_addresses`` holds ``(ip, port)`` pairs exempt from the private-address rule (one
+    internal server an operator trusts, or a test peer); metadata addresses never are.
+    The session is configured for this client (its own adapters, no proxies or .netrc from
+    the environment).
     """
 
     timeout: float = 10.0
@@ -130,11 +216,19 @@ class Http:
     allow_private: bool = False
     deadline: float | None = None
     session: requests.Session = field(default_factory=requests.Session)
+    allow_addresses: frozenset = frozenset()
+
+    def __post_init__(self):
+        if not isinstance(self.session.get_adapter("https://x/"), _GuardedAdapter):
+            self.session.trust_env = False  # env proxies would bypass the address policy
+            for prefix in ("http://", "https://"):
+                self.session.mount(prefix, _GuardedAdapter(max_retries=0))
 
     def request(self, method, url, *, headers=None, data=None, json=None, redirects=0):
         """Send one request and read the whole body.
 
-        :param redirects: how many redirects to follow (each hop is checked again).
+        :param redirects: how many redirects to follow (GET and HEAD only; each hop is
+            checked again).
         :raise HttpError: unreachable, timed out, too large, or blocked by policy.
         """
         opened = self.open(method, url, headers=headers, data=data, json=json, redirects=redirects)
@@ -148,68 +242,128 @@ class Http:
         return self.request("POST", url, **kwargs)
 
     def open(self, method, url, *, headers=None, data=None, json=None, redirects=0) -> Stream:
-        """Send one request and return the response with its body unread. Close it after use."""
-        deadline = time.monotonic() + (self.deadline or 3 * self.timeout)
+        """Send one request and return the response with its body unread. Close it after use.
+
+        A redirect answering a POST, PUT or PATCH is never followed: it raises ``Blocked``
+        (the body, with its code, verifier or secret, is not sent again). Other methods get
+        the 3xx back when ``redirects`` is 0.
+
+        :raise Blocked: policy refused the URL, a hop, or a redirect; :raise Timeout,
+            Unreachable, TooLarge, HttpError: as their names say.
+        """
+        method = method.upper()
+        call = _Call(time.monotonic() + (self.deadline or 3 * self.timeout), self.timeout,
+                     self.allow_private, frozenset(self.allow_addresses))  # fmt: skip
         sent = {"User-Agent": USER_AGENT, **(headers or {})}
-        for _ in range(redirects + 1):
+        hops = 0
+        while True:
             self.check_address(url)
-            try:
-                raw = self.session.request(
-                    method,
-                    url,
-                    headers=sent,
-                    data=data,
-                    json=json,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    stream=True,
+            raw = self._send(call, method, url, sent, data, json)
+            if not raw.is_redirect or (not redirects and method not in _BODY_METHODS):
+                return self._stream(raw, url, call)
+            target = urljoin(url, raw.headers.get("Location", ""))
+            raw.close()
+            if method not in ("GET", "HEAD"):
+                raise Blocked(
+                    f"{url} redirected to {target[:200]}; mcpadmin does not follow redirects "
+                    f"for {method}, so the request was not sent there. Use the final address."
                 )
-            except requests.exceptions.RequestException as exc:
-                raise _translate(exc, url) from None
-            if raw.is_redirect and redirects:
-                target = urljoin(url, raw.headers.get("Location", ""))
-                raw.close()
-                if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
-                    raise Blocked(f"{url} redirected to a non-https address; not followed.")
-                if urlsplit(target).netloc != urlsplit(url).netloc:
-                    sent.pop("Authorization", None)  # never carry credentials to another host
-                url, redirects = target, redirects - 1
-                if raw.status_code == 303:
-                    method, data, json = "GET", None, None
-                continue
-            length = raw.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > self.max_bytes:
-                raw.close()
-                raise TooLarge(f"{url} announced a {int(length)}-byte answer; the limit is "
-                               f"{self.max_bytes} bytes.")  # fmt: skip
-            return Stream(raw.status_code, raw.headers, url, raw, deadline, self.max_bytes)
-        raise Blocked(f"{url} redirected too many times.")
+            if hops >= redirects:
+                raise Blocked(f"{url} redirected more than {redirects} time(s); not followed.")
+            _check_redirect(url, target)
+            if _origin(target) != _origin(url):  # never carry credentials to another origin
+                sent = {k: v for k, v in sent.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
+            url, hops = target, hops + 1
+
+    def _send(self, call, method, url, headers, data, json) -> requests.Response:
+        token = _CALL.set(call)
+        try:
+            return self.session.request(
+                method, url, headers=headers, data=data, json=json,
+                timeout=(call.remaining(), self.timeout), allow_redirects=False, stream=True,
+            )  # fmt: skip
+        except TimeoutError:
+            raise Timeout(f"{url} did not answer in time.") from None
+        except requests.exceptions.RequestException as exc:
+            if time.monotonic() >= call.deadline:
+                raise Timeout(f"{url} did not answer in time; cut off.") from None
+            raise _translate(exc, url) from None
+        finally:
+            _CALL.reset(token)
+
+    def _stream(self, raw, url, call) -> Stream:
+        length = raw.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raw.close()
+            raise TooLarge(f"{url} announced a {int(length)}-byte answer; the limit is "
+                           f"{self.max_bytes} bytes.")  # fmt: skip
+        return Stream(raw.status_code, raw.headers, url, raw, call.deadline, self.max_bytes,
+                      _call=call)  # fmt: skip
 
     def check_address(self, url):
-        """Refuse URLs that are not http(s), or that resolve to a private address when the
-        policy forbids those (loopback, RFC 1918, link-local, cloud metadata…).
+        """Refuse, before anything is sent, a URL that is not http(s) with a host, carries
+        credentials, names a cloud metadata host, or (unless private networks are allowed)
+        names ``localhost`` or a literal private address in any spelling (``127.1``,
+        ``2130706433``, ``[::ffff:127.0.0.1]``…).
 
-        The check resolves the name before the request; a name that changes its answer between
-        the two (DNS rebinding) is not caught here.
+        Names are resolved and their addresses checked when the connection is made, once,
+        and the connection goes to the address that was checked.
 
-        :raise Blocked: with the reason; :raise Unreachable: the name does not resolve.
+        :raise Blocked: with the reason.
         """
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise Blocked(f"{url!r} is not an http(s) URL.")
-        if self.allow_private:
-            return
         try:
-            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-        except OSError:
-            raise Unreachable(f"The host name {parts.hostname} does not resolve.") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%")[0])
-            if not address.is_global:
-                raise Blocked(
-                    f"{parts.hostname} resolves to the private address {address}; outbound "
-                    "calls to private networks are off (set ALLOW_PRIVATE_NETWORKS to allow)."
-                )
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise Blocked(f"{url[:200]!r} is not a valid URL.") from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise Blocked(f"{url[:200]!r} is not an http(s) URL.")
+        if "@" in parts.netloc:
+            raise Blocked(f"{url[:200]!r} carries credentials in the URL; refused.")
+        host = parts.hostname
+        if addresses.is_metadata_name(host):
+            raise Blocked(f"{host} is a cloud metadata service; outbound calls never go there.")
+        ip = addresses.parse_ip(host)
+        port = port or (443 if parts.scheme.lower() == "https" else 80)
+        if ip is not None:
+            reason = _refusal(ip, port, self.allow_private, self.allow_addresses)
+            if reason:
+                raise Blocked(_blocked_message(host, ip, reason))
+        elif addresses.is_loopback_name(host) and not self.allow_private:
+            raise Blocked(_blocked_message(host, None, "a loopback address"))
+
+
+def _blocked_message(host, ip, reason) -> str:
+    where = f"{host} is {reason}" if ip is None or str(ip) == host else f"{host} is {ip}, {reason}"
+    if reason == "a cloud metadata address":
+        return f"{where}; outbound calls never go there."
+    return (f"{where}; outbound calls to private networks are off "
+            "(set ALLOW_PRIVATE_NETWORKS to allow).")  # fmt: skip
+
+
+def _origin(url):
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
+
+
+def _check_redirect(url, target):
+    """:raise Blocked: the hop leaves http(s) or downgrades https to http."""
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise Blocked(f"{url} redirected to {target[:200]!r}, which is not an http(s) URL.")
+    if urlsplit(url).scheme.lower() == "https" and scheme != "https":
+        raise Blocked(f"{url} redirected to a non-https address; not followed.")
+
+
+def _caused_by(exc, kind) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind) or any(isinstance(a, kind) for a in getattr(exc, "args", ())):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _translate(exc, url) -> HttpError:
@@ -220,3 +374,130 @@ def _translate(exc, url) -> HttpError:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return Unreachable(f"Could not connect to {url}: the server is down or unreachable.")
     return HttpError(f"The request to {url} failed: {type(exc).__name__}.")
+
+
+# -- the guarded transport -----------------------------------------------------------------
+
+
+class _DeadlineSocket(socket.socket):
+    """A TCP socket whose every operation is bounded by the current call's clock."""
+
+    def _arm(self):
+        call = _CALL.get(None)
+        if call is not None:
+            self.settimeout(call.remaining())
+
+    def recv(self, *args):
+        self._arm()
+        return super().recv(*args)
+
+    def recv_into(self, *args):
+        self._arm()
+        return super().recv_into(*args)
+
+    def send(self, *args):
+        self._arm()
+        return super().send(*args)
+
+    def sendall(self, *args):
+        self._arm()
+        return super().sendall(*args)
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """The TLS twin of ``_DeadlineSocket`` (installed as the context's socket class)."""
+
+    _arm = _DeadlineSocket._arm
+
+    def do_handshake(self, *args):
+        self._arm()
+        return super().do_handshake(*args)
+
+    def recv(self, *args):
+        self._arm()
+        return super().recv(*args)
+
+    def recv_into(self, *args):
+        self._arm()
+        return super().recv_into(*args)
+
+    def read(self, *args):
+        self._arm()
+        return super().read(*args)
+
+    def send(self, *args):
+        self._arm()
+        return super().send(*args)
+
+
+def _connect(conn) -> socket.socket:
+    """Resolve ``conn.host`` once, refuse if any address is not allowed, and connect to the
+    first allowed one that answers.
+
+    :raise Blocked, Unreachable: policy or DNS (outside urllib3's retry machinery).
+    """
+    call = _CALL.get(None)
+    if call is None:
+        raise Blocked("Outbound connections are made only through mcpadmin's Http client.")
+    host, port = conn.host, conn.port
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise Unreachable(f"The host name {host} does not resolve.") from None
+    targets = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        ip = addresses.parse_ip(sockaddr[0])
+        reason = "an address that is not IP" if ip is None else call.refusal(ip, port)
+        if reason:
+            raise Blocked(_blocked_message(host, ip, reason))
+        targets.append((family, sockaddr))
+    failure = None
+    for family, sockaddr in targets:
+        sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(call.remaining())
+            sock.connect(sockaddr)  # the checked address, not a second lookup
+            return sock
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectTimeoutError(conn, f"Connection to {host} timed out.") from exc
+        except OSError as exc:
+            sock.close()
+            failure = exc
+    raise NewConnectionError(conn, f"Failed to establish a new connection: {failure}")
+
+
+class _GuardedConnection(HTTPConnection):
+    def _new_conn(self):
+        return _connect(self)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def __init__(self, *args, ssl_context=None, **kwargs):
+        if ssl_context is None:
+            # urllib3's own defaults (verification on, hostname checked against the URL's
+            # name), with sockets that honour the deadline during the handshake and reads.
+            ssl_context = create_urllib3_context()
+            ssl_context.sslsocket_class = _DeadlineSSLSocket
+            ssl_context.load_default_certs()
+        super().__init__(*args, ssl_context=ssl_context, **kwargs)
+
+    def _new_conn(self):
+        return _connect(self)
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _GuardedConnection
+
+
+class _TlsPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """Connections whose socket creation applies the address policy and the deadline."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}

@@ -52,9 +52,10 @@ class Parser:
         if self._first and text:
             text = text.removeprefix("\ufeff")  # one leading BOM is ignored
             self._first = False
-        if self._skip_lf and text.startswith("\n"):
-            text = text[1:]
-        self._skip_lf = False
+        if text:  # an empty chunk (or half a character) must not forget a pending CR
+            if self._skip_lf and text.startswith("\n"):
+                text = text[1:]
+            self._skip_lf = False
         self._buffer += text
         events = []
         start = 0

@@ -1,6 +1,7 @@
 """Validation of URLs and header names an operator types or a remote document names."""
 
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 # RFC 9110 §5.1: a field name is a token.
@@ -16,6 +17,23 @@ RESERVED_HEADERS = frozenset(
 )  # fmt: skip
 
 
+# Characters RFC 3986 §2 never allows unencoded ("<>\"{}|\\^`" and space), plus the shell
+# metacharacters it does allow ("$;'"), which no server or endpoint URL needs and which turn
+# a copied command line into something else.
+FORBIDDEN_CHARACTERS = frozenset("<>\"{}|\\^`$;'")
+
+
+def bad_character(value: str) -> str | None:
+    """What is wrong with ``value``'s characters, as words for a message, or None: spaces,
+    control or invisible characters (Unicode categories C* and Z*), or a forbidden one."""
+    for ch in value:
+        if unicodedata.category(ch)[0] in "CZ":
+            return "spaces, control or invisible characters"
+        if ch in FORBIDDEN_CHARACTERS:
+            return f"the character {ch!r}"
+    return None
+
+
 class InvalidURL(ValueError):
     """The value is not an acceptable URL; the message says why, for the operator."""
 
@@ -23,18 +41,21 @@ class InvalidURL(ValueError):
 def check_http_url(value: str) -> str:
     """Return ``value`` if it is an absolute http(s) URL with a host and no credentials.
 
-    Refuses whitespace or control characters anywhere (no trimming tricks), backslashes,
-    other schemes (``javascript:``, ``data:``, ``file:``), relative URLs and ``user:pass@``.
+    Refuses whitespace, control or invisible characters anywhere (no trimming tricks),
+    backslashes and shell metacharacters (``FORBIDDEN_CHARACTERS``), other schemes
+    (``javascript:``, ``data:``, ``file:``), relative URLs, ``user:pass@`` and bad ports.
 
     :raise InvalidURL: with a sentence fit for the page.
     """
     if not value:
         raise InvalidURL("Enter the server URL.")
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise InvalidURL("The URL must not contain spaces or control characters.")
-    if "\\" in value:
-        raise InvalidURL("The URL must not contain backslashes.")
-    parts = urlsplit(value)
+    problem = bad_character(value)
+    if problem:
+        raise InvalidURL(f"The URL must not contain {problem}.")
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise InvalidURL("The URL's host is not valid.") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise InvalidURL("The URL must start with https:// (or http:// for a local server).")
     if not value.lower().startswith(parts.scheme.lower() + "://") or not parts.netloc:
