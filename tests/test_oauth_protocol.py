@@ -263,6 +263,19 @@ def test_token_errors_are_typed(status, body, error):
     assert caught.value.error == error
 
 
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("3600", 3600), ("59.9", 59), ("1e400", None), ("NaN", None), ("true", None), ('"60"', None)],
+)
+@responses.activate
+def test_expires_in_must_be_a_finite_number(raw, seconds):
+    body = '{"access_token": "a", "token_type": "Bearer", "expires_in": ' + raw + "}"
+    responses.post(ISSUER + "/token", body=body, content_type="application/json")
+    got = grants.refresh(http(), ISSUER + "/token", grants.ClientAuth("c"), refresh_token="r",
+                         resource=MCP)  # fmt: skip
+    assert got.expires_in == seconds
+
+
 @responses.activate
 def test_token_endpoint_timeout_is_transient():
     responses.post(ISSUER + "/token", body=requests.exceptions.ReadTimeout())

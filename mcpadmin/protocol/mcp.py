@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from . import sse
-from .http import Http, HttpError, Stream, Timeout
+from .http import Http, HttpError, Interrupted, Stream, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ class Client:
         except sse.SseError as exc:
             raise McpError(f"The server's event stream is unusable: {exc}.") from None
         except HttpError as exc:
-            if type(exc) is HttpError:  # the connection broke while reading
+            if isinstance(exc, Interrupted):  # the connection broke while reading
                 raise McpError(
                     "The server closed the connection before its answer was complete."
                 ) from None
@@ -472,12 +472,8 @@ def _is_session_required(message) -> bool:
 def _read(stream: Stream) -> bytes:
     try:
         return stream.read()
-    except HttpError as exc:
-        if type(exc) is HttpError:
-            raise McpError(
-                "The server closed the connection before its answer was complete."
-            ) from None
-        raise
+    except Interrupted:
+        raise McpError("The server closed the connection before its answer was complete.") from None
 
 
 def _json(raw: bytes):

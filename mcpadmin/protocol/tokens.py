@@ -1,10 +1,11 @@
 """Token endpoint requests (RFC 6749 §4.1.3 and §6) and revocation (RFC 7009)."""
 
 import base64
+import math
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .http import Http, HttpError
+from .http import Blocked, Http, HttpError
 
 
 class TokenError(Exception):
@@ -80,6 +81,8 @@ def revoke(http: Http, endpoint: str, client: ClientAuth, token: str, hint: str)
     client.apply(form, headers)
     try:
         response = http.post(endpoint, data=form, headers=headers)
+    except Blocked as exc:
+        raise TokenError("invalid_response", f"Revocation redirected: {exc}") from None
     except HttpError as exc:
         raise TokenError("unavailable", f"Revocation failed: {exc}") from None
     if response.status != 200:
@@ -91,6 +94,10 @@ def _token_request(http, endpoint, client, form) -> Tokens:
     client.apply(form, headers)
     try:
         response = http.post(endpoint, data=form, headers=headers)
+    except Blocked as exc:  # e.g. a 307 elsewhere: the code and secret are never re-sent
+        raise TokenError(
+            "invalid_response", f"The token endpoint redirected; not followed: {exc}"
+        ) from None
     except HttpError as exc:
         raise TokenError("unavailable", f"The token endpoint did not answer: {exc}") from None
     if response.status >= 500:
@@ -111,9 +118,16 @@ def _token_request(http, endpoint, client, form) -> Tokens:
     return Tokens(
         access_token=body["access_token"],
         refresh_token=refresh_token if isinstance(refresh_token, str) else None,
-        expires_in=int(expires_in) if isinstance(expires_in, int | float) else None,
+        expires_in=_seconds(expires_in),
         scope=scope if isinstance(scope, str) else None,
     )
+
+
+def _seconds(value) -> int | None:
+    """``expires_in`` as whole seconds; None for anything that is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) else None
 
 
 def _error(response) -> tuple[str, str]:

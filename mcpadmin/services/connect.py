@@ -225,6 +225,10 @@ def _http_loopback() -> bool:
     return current_app.config["ALLOW_HTTP_LOOPBACK"]
 
 
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "registration_endpoint",
+             "revocation_endpoint")  # fmt: skip
+
+
 def _server_metadata(connector, http, agent_id) -> dict:
     """Hand-entered endpoints skip discovery; otherwise discover afresh and store the result
     and the log of attempts on the connector.
@@ -234,7 +238,14 @@ def _server_metadata(connector, http, agent_id) -> dict:
     if connector.oauth_authorization_endpoint and connector.oauth_token_endpoint:
         connector.discovery_log = [{"step": "skipped", "url": connector.url,
                                     "outcome": "endpoints entered by hand"}]  # fmt: skip
-        return clients.server_metadata(connector)
+        metadata = clients.server_metadata(connector)
+        for name in ENDPOINTS:  # the same rules as discovered endpoints
+            if metadata.get(name):
+                try:
+                    check_endpoint(metadata[name], _http_loopback())
+                except InsecureEndpoint as exc:
+                    raise ConnectError(str(exc), agent_id) from None
+        return metadata
     try:
         found = discovery.discover(http, connector.url, _http_loopback())
     except discovery.DiscoveryError as exc:
