@@ -44,12 +44,20 @@ def announce_setup_link(app):
 
 
 def safe_next(target: str | None) -> str:
-    """``target`` if it is a path on this site, else the connectors index."""
+    """``target`` if it is a path on this site, else the connectors index.
+
+    Browsers read ``//host``, ``/\\host`` and ``/<tab>/host`` as another site, and drop tabs
+    and newlines anywhere, so a local path is one ``/`` followed by no second ``/`` or ``\\``
+    and holds no whitespace, control character or backslash at all. ``next`` arrives
+    percent-decoded once, so ``%2F%2Fevil.com`` is checked as ``//evil.com``.
+    """
     if (
         target
         and target.startswith("/")
         and not target.startswith(("//", "/\\"))
-        and not any(ch.isspace() or ch == "\\" for ch in target)
+        and not any(
+            ch.isspace() or ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target
+        )  # fmt: skip
     ):
         return target
     return url_for("connectors.index")

@@ -29,6 +29,16 @@ from .credentials import auth_headers, credential_state, stored_credential
 
 log = logging.getLogger(__name__)
 
+# Storage caps for what a server says about its tools (a hostile server may send megabytes).
+# Text beyond a cap is cut and ends in "…"; a JSON object beyond its cap is not stored. The
+# whole definition still counts for change detection (``definition_hash``).
+MAX_TITLE = 256  # characters
+MAX_DESCRIPTION = 4096  # characters
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_ANNOTATIONS_BYTES = 4 * 1024
+# mcp.checked_tools' wording for a name listed twice (the first definition is kept).
+_DUPLICATE = "is listed twice"
+
 
 class SyncError(Exception):
     """The listing failed; ``str()`` is the sentence stored as the holder's ``last_error``.
@@ -52,7 +62,8 @@ class SyncResult:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        """``"12 tools (2 new, 1 changed)"``."""
+        """``"12 tools (2 new, 1 changed); 3 duplicate names skipped; 1 other warning (see
+        the log)"``."""
         parts = [
             f"{len(names)} {label}"
             for names, label in (
@@ -63,7 +74,14 @@ class SyncResult:
             if names
         ]
         text = f"{self.tool_count} tool{'' if self.tool_count == 1 else 's'}"
-        return text + (f" ({', '.join(parts)})" if parts else "")
+        text += f" ({', '.join(parts)})" if parts else ""
+        duplicates = sum(_DUPLICATE in w for w in self.warnings)
+        if duplicates:
+            text += f"; {duplicates} duplicate name{'' if duplicates == 1 else 's'} skipped"
+        if len(self.warnings) > duplicates:
+            others = len(self.warnings) - duplicates
+            text += f"; {others} other warning{'' if others == 1 else 's'} (see the log)"
+        return text
 
 
 def sync_tools(connector: Connector, agent: Agent | None = None, now=None) -> SyncResult:
@@ -85,7 +103,7 @@ def sync_tools(connector: Connector, agent: Agent | None = None, now=None) -> Sy
     except SyncError as exc:
         _record_failure(connector, connection, exc)
         raise
-    added, changed, removed = _apply(connector, connection, listing.tools)
+    added, changed, removed = _apply(connector, connection, listing.tools, listing.warnings)
     _record_success(connector, connection, listing, now)
     return SyncResult(
         connector=connector,
@@ -298,8 +316,9 @@ def _unauthorized(connector, connection, had_credential) -> str:
 # -- storing the outcome -------------------------------------------------------------------------
 
 
-def _apply(connector, connection, definitions):
-    """Update the catalog and every connection's choices; return (added, changed, removed)."""
+def _apply(connector, connection, definitions, warnings):
+    """Update the catalog and every connection's choices; return (added, changed, removed).
+    A warning is appended to ``warnings`` for each field cut to the storage caps."""
     listed = {d["name"]: d for d in definitions}
     existing = {t.name: t for t in connector.tools}
     keep = set(listed)
@@ -323,7 +342,9 @@ def _apply(connector, connection, definitions):
             continue
         else:
             changed.append(name)
-        _copy(tool, definition, digest)
+        for warning in _copy(tool, definition, digest):
+            log.warning("%s: %s", connector.url, warning)
+            warnings.append(warning)
     for name, tool in existing.items():
         if name not in keep:
             connector.tools.remove(tool)
@@ -343,15 +364,40 @@ def _apply(connector, connection, definitions):
     return sorted(added), sorted(changed), sorted(removed)
 
 
-def _copy(tool: Tool, definition: dict, digest: str):
+def _copy(tool: Tool, definition: dict, digest: str) -> list[str]:
+    """Store one definition within the storage caps; return a warning per field cut or left
+    out. (Names are never cut: a shortened name would call another tool, or none; the
+    listing already skipped names longer than ``mcp.MAX_STORED_NAME``.)"""
+    warnings = []
     title = definition.get("title")
     description = definition.get("description")
     schema, annotations = definition.get("inputSchema"), definition.get("annotations")
-    tool.title = title[:1000] if isinstance(title, str) else None
-    tool.description = description if isinstance(description, str) else None
-    tool.input_schema = schema if isinstance(schema, dict) else None
-    tool.annotations = annotations if isinstance(annotations, dict) else None
+    tool.title = _capped(title, MAX_TITLE) if isinstance(title, str) else None
+    tool.description = (
+        _capped(description, MAX_DESCRIPTION) if isinstance(description, str) else None
+    )
+    if isinstance(description, str) and len(description) > MAX_DESCRIPTION:
+        warnings.append(f"The description of {tool.name[:80]!r} was cut to {MAX_DESCRIPTION} "
+                        "characters.")  # fmt: skip
+    tool.input_schema = _small_json(schema, MAX_SCHEMA_BYTES)
+    if isinstance(schema, dict) and tool.input_schema is None:
+        warnings.append(f"The input schema of {tool.name[:80]!r} is larger than "
+                        f"{MAX_SCHEMA_BYTES // 1024} KB and was not stored.")  # fmt: skip
+    tool.annotations = _small_json(annotations, MAX_ANNOTATIONS_BYTES)
     tool.definition_hash = digest
+    return warnings
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _small_json(value, limit: int) -> dict | None:
+    """``value`` if it is a JSON object of at most ``limit`` bytes, else None."""
+    if not isinstance(value, dict):
+        return None
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    return value if size <= limit else None
 
 
 def _record_success(connector, connection, listing, now):

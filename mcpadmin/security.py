@@ -1,0 +1,103 @@
+"""Browser-facing defences: security headers on every response, and a refusal of state-changing
+requests sent from another site (on top of Flask-WTF's CSRF token).
+
+Headers (set unless the view set them itself):
+
+- ``Content-Security-Policy``: scripts and styles from this origin only (htmx is vendored;
+  no inline script or style), no plugins, no ``<base>``, not framable. ``form-action`` allows
+  this origin and https (plus loopback http in development): every Connect button is a form
+  whose answer is a 302 to the authorization server, and browsers apply ``form-action`` to
+  that redirect too, so ``'self'`` alone would break Connect.
+- ``Referrer-Policy: same-origin``: the OAuth callback URL carries the authorization code, so
+  no other site ever gets a Referer. (Not ``no-referrer``: with it Chromium sends
+  ``Origin: null`` on the app's own form posts, which the cross-site check must refuse.)
+- ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` (older browsers).
+- ``Cache-Control: no-store`` on everything but static files: pages show credential state.
+"""
+
+from urllib.parse import urlsplit
+
+from flask import current_app, request
+
+from .errors import render_error
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# CSP host sources cannot name an IPv6 literal (Chromium ignores ``http://[::1]:*``).
+LOOPBACK_SOURCES = "http://127.0.0.1:* http://localhost:*"
+
+
+def content_security_policy(allow_http_loopback: bool = False) -> str:
+    """The CSP header value; loopback http form targets only in development mode."""
+    form_action = "'self' https:" + (f" {LOOPBACK_SOURCES}" if allow_http_loopback else "")
+    directives = {
+        "default-src": "'self'",
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "img-src": "'self' data:",
+        "frame-ancestors": "'none'",
+        "form-action": form_action,
+        "base-uri": "'none'",
+        "object-src": "'none'",
+    }
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url``, lower-cased, default ports dropped; None if
+    ``url`` has no scheme or host (``Origin: null`` included)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def cross_site_refusal():
+    """Refuse (403) a state-changing request a browser says came from another site.
+
+    ``Origin`` must name this app (``PUBLIC_BASE_URL``, or the host the request was sent to:
+    a page elsewhere cannot choose the Host its victim's browser sends with the cookie);
+    ``Sec-Fetch-Site: cross-site`` is refused too. Requests without either header (curl, the
+    test client) are left to the CSRF token check.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return None
+    origin = request.headers.get("Origin")
+    allowed = {origin_of(current_app.config["PUBLIC_BASE_URL"]), origin_of(request.host_url)}
+    foreign_origin = origin is not None and origin_of(origin) not in allowed
+    if foreign_origin or request.headers.get("Sec-Fetch-Site") == "cross-site":
+        current_app.logger.warning(
+            "refused a cross-site %s to %s (Origin %r)", request.method, request.path, origin
+        )
+        return render_error(
+            403,
+            "Request from another site refused",
+            "This form was sent from another web site, so it was not accepted. Open "
+            "mcpadmin directly and try again.",
+        )
+    return None
+
+
+def add_headers(response):
+    headers = response.headers
+    loopback = current_app.config["ALLOW_HTTP_LOOPBACK"]
+    headers.setdefault("Content-Security-Policy", content_security_policy(loopback))
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if request.endpoint != "static" and "Cache-Control" not in headers:
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app):
+    app.before_request(cross_site_refusal)
+    app.after_request(add_headers)
