@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import or_, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ..crypto import seal
@@ -28,6 +29,7 @@ from .credentials import holder as credential_holder
 log = logging.getLogger(__name__)
 
 TokenError = grants.TokenError
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
 
 
 class NeedsReconnect(TokenError):
@@ -142,11 +144,22 @@ def _lock_seconds() -> float:
 
 def _refresh_with_row_lock(model, row_id, failed):
     """PostgreSQL: hold the row lock across the token request and write in that transaction.
-    Waiters give up after the lock's time; the request's timeout is a third of it."""
+    Waiters give up after the lock's time; the request's timeout is a third of it. A dead
+    worker's lock goes with its connection.
+
+    :raise TokenError: ``unavailable`` when the lock stays taken past the lock time.
+    """
     with Session(db.engine) as session, session.begin():
         wait_ms = int(_lock_seconds() * 1000)
         session.execute(text(f"SET LOCAL lock_timeout = {wait_ms}"))
-        row = session.scalar(select(model).where(model.id == row_id).with_for_update())
+        try:
+            row = session.scalar(select(model).where(model.id == row_id).with_for_update())
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            raise TokenError(
+                "unavailable", "Another worker is still refreshing this token."
+            ) from None
         error = _renew(session, row) if row is not None and _needed(row, failed) else None
     if error is not None:
         raise error
@@ -188,6 +201,14 @@ def _refresh_with_lease(model, row_id, failed):
         raise error
 
 
+def _bounded_http():
+    """The client for a token request made under the lock: each read and the whole exchange
+    (a body dripped a byte at a time included) end within a third of the lock time, so the
+    lock never lapses while the request is still in flight."""
+    third = _lock_seconds() / 3
+    return outbound.http(timeout=third, deadline=third)
+
+
 def _needed(row, failed) -> bool:
     if row.access_token_enc is None or row.status == "needs_reconnect":
         return False
@@ -209,7 +230,7 @@ def _renew(session, row) -> TokenError | None:
     try:
         client = clients.resolve(connector, metadata, session=session)
         tokens = grants.refresh(
-            outbound.http(timeout=_lock_seconds() / 3),
+            _bounded_http(),
             metadata["token_endpoint"],
             client.auth,
             refresh_token=sent.reveal(),

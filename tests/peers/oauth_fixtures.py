@@ -73,7 +73,12 @@ class OAuthPeer:
             return json.load(response)
 
 
-def start_peer(access_ttl: int | None = None, token_delay: float | None = None, **flags: bool):
+def start_peer(
+    access_ttl: int | None = None,
+    token_delay: float | None = None,
+    refresh_grace: float | None = None,
+    **flags: bool,
+):
     """Start ``oauth_server.py``; ``flags`` are its switches (``json_response=True``,
     ``validate_resource=True``).
 
@@ -84,6 +89,8 @@ def start_peer(access_ttl: int | None = None, token_delay: float | None = None, 
         args += ["--access-ttl", str(access_ttl)]
     if token_delay is not None:
         args += ["--token-delay", str(token_delay)]
+    if refresh_grace is not None:
+        args += ["--refresh-grace", str(refresh_grace)]
     args += ["--" + name.replace("_", "-") for name, on in flags.items() if on]
     return OAuthPeer(start(SCRIPT, *args))
 
