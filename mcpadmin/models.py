@@ -157,6 +157,10 @@ class Connector(CredentialColumns, db.Model):
     # Tool sync (migration 0003): the last listing may be reused until then (the server's
     # ttlMs); for a per-agent connector only when the server called the listing public.
     tools_fresh_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Tool sync (migration 0004), shared connectors only: the digest of the listing the tool
+    # rows now hold (``sync.listing_hash``); an equal listing is not compared tool by tool.
+    # None for a per-agent connector, whose catalog is a union of listings.
+    listing_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Tool(db.Model):

@@ -6,7 +6,9 @@ Where the catalog lives: one ``Tool`` row per name per connector, so the connect
 the agent cards read one list. The spec lets a list vary by credential, so for a per-agent
 connector the catalog is the union of what each connected agent's account is offered, and
 each agent connection remembers its own names (``offered_tools``): its card shows only those,
-and a tool leaves the catalog when no connected account is offered it any more.
+and a tool leaves the catalog when no connected account is offered it any more. A shared
+connector remembers the digest of the listing its rows hold (``listing_hash``): a re-sync that
+gets the same listing leaves the tool rows alone.
 """
 
 import hashlib
@@ -103,7 +105,7 @@ def sync_tools(connector: Connector, agent: Agent | None = None, now=None) -> Sy
     except SyncError as exc:
         _record_failure(connector, connection, exc)
         raise
-    added, changed, removed = _apply(connector, connection, listing.tools, listing.warnings)
+    added, changed, removed = _store(connector, connection, listing)
     _record_success(connector, connection, listing, now)
     return SyncResult(
         connector=connector,
@@ -247,8 +249,24 @@ def mark_reviewed(connection: AgentConnection, name: str):
 
 def definition_hash(tool: dict) -> str:
     """SHA-256 of the definition in canonical JSON (``_meta`` left out: it is not the contract)."""
-    body = {k: v for k, v in tool.items() if k != "_meta"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _sha256(_contract(tool))
+
+
+def listing_hash(definitions: list[dict]) -> str:
+    """SHA-256 of a whole listing (names unique, as ``mcp.checked_tools`` leaves them) in
+    canonical JSON, in name order, ``_meta`` left out as in ``definition_hash``: two listings
+    with equal digests have the same names with equal definition hashes."""
+    return _sha256(sorted((_contract(d) for d in definitions), key=lambda d: d["name"]))
+
+
+def _contract(definition: dict) -> dict:
+    if "_meta" not in definition:
+        return definition
+    return {k: v for k, v in definition.items() if k != "_meta"}
+
+
+def _sha256(value) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -316,6 +334,27 @@ def _unauthorized(connector, connection, had_credential) -> str:
 # -- storing the outcome -------------------------------------------------------------------------
 
 
+def _store(connector, connection, listing):
+    """``_apply`` the listing; return (added, changed, removed). A shared connector whose
+    listing has the digest of the one its tool rows hold (``listing_hash``) skips loading and
+    comparing the tools: that comparison would find nothing added, changed or removed.
+
+    The digest is trusted because only ``_apply`` writes tool rows, and it is kept equal to
+    the rows on every shared sync and None on every per-agent one (a per-agent catalog is a
+    union of listings, so no one listing describes it).
+    """
+    if connector.per_agent:
+        connector.listing_hash = None
+        return _apply(connector, connection, listing.tools, listing.warnings)
+    digest = listing_hash(listing.tools)
+    if digest == connector.listing_hash:
+        _settle_choices(connector, {d["name"] for d in listing.tools}, [])
+        return [], [], []
+    found = _apply(connector, connection, listing.tools, listing.warnings)
+    connector.listing_hash = digest
+    return found
+
+
 def _apply(connector, connection, definitions, warnings):
     """Update the catalog and every connection's choices; return (added, changed, removed).
     A warning is appended to ``warnings`` for each field cut to the storage caps."""
@@ -351,6 +390,13 @@ def _apply(connector, connection, definitions, warnings):
             removed.append(name)
 
     catalog = (set(existing) - set(removed)) | set(listed)
+    _settle_choices(connector, catalog, changed)
+    return sorted(added), sorted(changed), sorted(removed)
+
+
+def _settle_choices(connector, catalog: set[str], changed: list[str]):
+    """Keep each connection's enabled tools within what it is offered from ``catalog``, and
+    flag the enabled ones among ``changed`` (unflagging those no longer enabled)."""
     for other in connector.connections:
         offered = catalog
         if connector.per_agent and other.offered_tools is not None:
@@ -361,7 +407,6 @@ def _apply(connector, connection, definitions, warnings):
             other.enabled_tools = enabled
         if flagged != (other.changed_tools or []):
             other.changed_tools = flagged
-    return sorted(added), sorted(changed), sorted(removed)
 
 
 def _copy(tool: Tool, definition: dict, digest: str) -> list[str]:
