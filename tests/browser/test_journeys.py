@@ -86,6 +86,7 @@ def test_sign_out_ends_the_session(signed_in, live_server):
     page = signed_in
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_text("Signed out.")).to_be_visible()
+    shoot(page, "signed-out")
     page.goto(live_server.url + "/agents/")
     expect(page).to_have_url(re.compile(r"/login\?next=/agents/"))
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
