@@ -379,8 +379,9 @@ def _translate(exc, url) -> HttpError:
 # -- the guarded transport -----------------------------------------------------------------
 
 
-class _DeadlineSocket(socket.socket):
-    """A TCP socket whose every operation is bounded by the current call's clock."""
+class _Armed:
+    """Socket methods bounded by the current call's clock: each one first sets the socket's
+    timeout to what is left of the deadline."""
 
     def _arm(self):
         call = _CALL.get(None)
@@ -404,30 +405,20 @@ class _DeadlineSocket(socket.socket):
         return super().sendall(*args)
 
 
-class _DeadlineSSLSocket(ssl.SSLSocket):
-    """The TLS twin of ``_DeadlineSocket`` (installed as the context's socket class)."""
+class _DeadlineSocket(_Armed, socket.socket):
+    """A TCP socket whose every operation is bounded by the current call's clock."""
 
-    _arm = _DeadlineSocket._arm
+
+class _DeadlineSSLSocket(_Armed, ssl.SSLSocket):
+    """The TLS twin of ``_DeadlineSocket`` (installed as the context's socket class)."""
 
     def do_handshake(self, *args):
         self._arm()
         return super().do_handshake(*args)
 
-    def recv(self, *args):
-        self._arm()
-        return super().recv(*args)
-
-    def recv_into(self, *args):
-        self._arm()
-        return super().recv_into(*args)
-
     def read(self, *args):
         self._arm()
         return super().read(*args)
-
-    def send(self, *args):
-        self._arm()
-        return super().send(*args)
 
 
 def _connect(conn) -> socket.socket:

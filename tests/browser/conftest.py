@@ -22,7 +22,7 @@ from playwright.sync_api import sync_playwright
 from mcpadmin.extensions import db
 from mcpadmin.services import admins
 from tests.conftest import PASSWORD
-from tests.peers import free_port
+from tests.peers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -55,19 +55,13 @@ class LiveServer:
         return Path(self.log_path).read_text(errors="replace")
 
     def setup_link(self) -> str:
-        """The first-run link the server printed (rewritten to this server's address)."""
+        """The first-run link the server printed (built from its PUBLIC_BASE_URL)."""
         match = re.search(r"Create one at (\S+/setup/\S+)", self.log())
         assert match, "no setup link in the server log:\n" + self.log()
         return match.group(1)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def start_live_server(database_uri: str, instance: str, timeout: float = 30) -> LiveServer:

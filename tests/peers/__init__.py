@@ -33,14 +33,19 @@ class Peer:
             return f.read()
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         os.unlink(self.log_path)
+
+
+def terminate(process: subprocess.Popen):
+    """Stop ``process``: politely, then after 10 s by force."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def start(script: str, *args: str, python: str = sys.executable, timeout: float = 30) -> Peer:
