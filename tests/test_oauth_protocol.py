@@ -113,6 +113,18 @@ def challenge_401(rsps, scope=None):
     rsps.post(MCP, status=401, headers={"WWW-Authenticate": header})
 
 
+def serve_issuer_metadata(**overrides):
+    """A 401 pointing at resource metadata that names ``ISSUER``, whose RFC 8414 document is
+    ``as_metadata(**overrides)`` (no OpenID configuration)."""
+    challenge_401(responses)
+    responses.get(
+        "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+        json={"resource": MCP, "authorization_servers": [ISSUER]},
+    )
+    responses.get(ISSUER + "/.well-known/oauth-authorization-server", json=as_metadata(**overrides))
+    responses.get(ISSUER + "/.well-known/openid-configuration", status=404)
+
+
 @responses.activate
 def test_discover_reads_prm_then_issuer_metadata():
     challenge_401(responses, scope="read")
@@ -168,16 +180,7 @@ def test_discover_404_everywhere_says_the_server_does_not_use_oauth():
 
 @responses.activate
 def test_discover_refuses_metadata_for_another_issuer():
-    challenge_401(responses)
-    responses.get(
-        "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
-        json={"resource": MCP, "authorization_servers": [ISSUER]},
-    )
-    responses.get(
-        ISSUER + "/.well-known/oauth-authorization-server",
-        json=as_metadata(issuer="https://evil.example.com"),
-    )
-    responses.get(ISSUER + "/.well-known/openid-configuration", status=404)
+    serve_issuer_metadata(issuer="https://evil.example.com")
     with pytest.raises(discovery.DiscoveryError) as caught:
         discovery.discover(http(), MCP)
     assert "is not 'https://auth.example.com'" in caught.value.log[2]["outcome"]
@@ -299,16 +302,7 @@ def test_client_auth_methods_put_the_secret_where_asked():
 
 @responses.activate
 def test_refused_metadata_is_named_instead_of_no_oauth():
-    challenge_401(responses)
-    responses.get(
-        "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
-        json={"resource": MCP, "authorization_servers": [ISSUER]},
-    )
-    responses.get(
-        ISSUER + "/.well-known/oauth-authorization-server",
-        json=as_metadata(token_endpoint="http://auth.example.com/token"),
-    )
-    responses.get(ISSUER + "/.well-known/openid-configuration", status=404)
+    serve_issuer_metadata(token_endpoint="http://auth.example.com/token")
     with pytest.raises(discovery.DiscoveryError) as caught:
         discovery.discover(http(), MCP)
     assert "was refused: token_endpoint refused" in str(caught.value)
