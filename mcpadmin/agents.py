@@ -1,29 +1,32 @@
 """Agent pages: index, new, the agent page (details + one card per connector), delete.
 
-Card actions (save a token, choose tools, disconnect) answer an htmx request with the card
-partial plus the flash area out of band, and a plain form post with a redirect.
+Card actions (save a token, choose tools, sync, mark reviewed, disconnect) answer an htmx
+request with the card partial plus the flash area out of band, and a plain form post with a
+redirect.
 """
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from .connectors import get_connector
 from .extensions import db
 from .forms import AgentForm, AgentSecretForm
-from .models import Agent, AgentConnection
+from .models import Agent, AgentConnection, Connector
 from .services import agents as service
-from .services import name_taken, sync
+from .services import catalog, fanout, name_taken, tokens
+from .services.lifecycle import Status
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
 
 
 def get_agent(id) -> Agent:
     """:raise 404: no agent with this id."""
-    agent = db.session.get(Agent, id)
-    if agent is None:
-        abort(404)
-    return agent
+    return db.get_or_404(Agent, id)
+
+
+def get_pair(id, connector_id) -> tuple[Agent, Connector]:
+    """:raise 404: no such agent or connector."""
+    return get_agent(id), db.get_or_404(Connector, connector_id)
 
 
 @bp.get("/")
@@ -32,7 +35,7 @@ def index():
     connected = dict(
         db.session.execute(
             select(AgentConnection.agent_id, func.count())
-            .where(AgentConnection.status == "connected")
+            .where(AgentConnection.status == Status.CONNECTED)
             .group_by(AgentConnection.agent_id)
         ).all()
     )
@@ -76,21 +79,26 @@ def update(id):
 
 @bp.route("/<int:id>/delete", methods=["GET", "POST"])
 def delete(id):
-    """GET asks for confirmation; POST deletes the agent and its connections."""
+    """GET asks for confirmation; POST deletes the agent and its connections, then revokes
+    its OAuth tokens at the provider where the grant offers revocation."""
     agent = get_agent(id)
     if request.method == "GET":
-        return render_template("agents/delete.html", agent=agent)
+        grants = len(service.revocations(agent))
+        return render_template("agents/delete.html", agent=agent, grants=grants)
     name = agent.name
+    revocations = service.revocations(agent)
     db.session.delete(agent)
     db.session.commit()
-    flash(f"Agent {name} deleted, with its credentials and tool choices.", "success")
+    _flash_warnings(tokens.run_revocations(revocations))
+    revoked = " Its OAuth tokens were revoked at the provider." if revocations else ""
+    flash(f"Agent {name} deleted, with its credentials and tool choices.{revoked}", "success")
     return redirect(url_for("agents.index"))
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/secret")
 def save_secret(id, connector_id):
     """Store the agent's own token or key for a per-agent bearer/API-key connector."""
-    agent, connector = get_agent(id), get_connector(connector_id)
+    agent, connector = get_pair(id, connector_id)
     form = AgentSecretForm()
     if not form.validate_on_submit():
         flash("Enter the token or key before saving.", "error")
@@ -102,7 +110,7 @@ def save_secret(id, connector_id):
         return _card_response(agent, connector, form)
     db.session.commit()
     # Check the new credential at once, and list what this account may use.
-    outcome = sync.sync_outcome(connector, agent)
+    outcome = fanout.sync_outcome(connector, agent)
     db.session.commit()
     if outcome.ok:
         flash(f"Token saved for {agent.name} on {connector.name}: {outcome.message}.", "success")
@@ -114,24 +122,60 @@ def save_secret(id, connector_id):
 @bp.post("/<int:id>/connectors/<int:connector_id>/tools")
 def choose_tools(id, connector_id):
     """Enable the ticked tools for the agent (the others are disabled)."""
-    agent, connector = get_agent(id), get_connector(connector_id)
+    agent, connector = get_pair(id, connector_id)
     chosen = service.choose_tools(agent, connector, request.form.getlist("tools"))
     db.session.commit()
     flash(f"{len(chosen)} of {len(connector.tools)} tools enabled on {connector.name}.", "success")
     return _card_response(agent, connector)
 
 
+@bp.post("/<int:id>/connectors/<int:connector_id>/sync")
+def sync(id, connector_id):
+    """List the connector's tools with this agent's own credential now."""
+    agent, connector = get_pair(id, connector_id)
+    outcome = fanout.sync_outcome(connector, agent)
+    db.session.commit()
+    if outcome.ok:
+        flash(f"Synced {outcome.label}: {outcome.message}.", "success")
+    else:
+        flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
+    return _card_response(agent, connector)
+
+
+@bp.post("/<int:id>/connectors/<int:connector_id>/reviewed")
+def reviewed(id, connector_id):
+    """Stop flagging the changed definition of the ``tool`` form field for this agent.
+
+    :raise 404: no such agent, connector, or connection between them.
+    """
+    agent, connector = get_pair(id, connector_id)
+    connection = service.connection_for(agent, connector)
+    if connection is None:
+        abort(404)
+    tool = request.form.get("tool", "")
+    catalog.mark_reviewed(connection, tool)
+    db.session.commit()
+    flash(f"{tool} marked reviewed for {agent.name}.", "success")
+    return _card_response(agent, connector)
+
+
 @bp.post("/<int:id>/connectors/<int:connector_id>/disconnect")
 def disconnect(id, connector_id):
-    """Forget the agent's own credential for the connector; tool choices are kept."""
-    agent, connector = get_agent(id), get_connector(connector_id)
-    warning = service.disconnect(agent, connector)
+    """Forget the agent's own credential for the connector (revoking OAuth tokens at the
+    provider once committed); tool choices are kept."""
+    agent, connector = get_pair(id, connector_id)
+    revocations = service.disconnect(agent, connector)
     db.session.commit()
-    flash(
-        warning or f"{agent.name} disconnected from {connector.name}.",
-        "info" if warning else "success",
-    )
+    warnings = tokens.run_revocations(revocations)
+    _flash_warnings(warnings)
+    if not warnings:
+        flash(f"{agent.name} disconnected from {connector.name}.", "success")
     return _card_response(agent, connector)
+
+
+def _flash_warnings(warnings):
+    for warning in warnings:
+        flash(warning, "error")
 
 
 def _card_response(agent, connector, secret_form=None):

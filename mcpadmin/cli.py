@@ -7,7 +7,7 @@ import click
 from flask.cli import with_appcontext
 
 from .extensions import db
-from .services import admins, keys, sync
+from .services import admins, fanout, keys
 
 
 @click.command("create-admin")
@@ -53,7 +53,7 @@ def rotate_keys_command():
 def sync_tools_command(name, agent_name, stale, workers):
     """Fetch the tool list of every connector (or NAME); exit 1 if any sync failed."""
     try:
-        pairs = sync.plan(name, agent_name)
+        pairs = fanout.plan(name, agent_name)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
     if not pairs:
@@ -64,7 +64,7 @@ def sync_tools_command(name, agent_name, stale, workers):
         mark = "skip" if outcome.skipped else ("ok" if outcome.ok else "FAILED")
         click.echo(f"{mark:>6}  {outcome.label}: {outcome.message}")
 
-    outcomes = sync.sync_many(pairs, workers=workers, stale_only=stale, on_done=progress)
+    outcomes = fanout.sync_many(pairs, workers=workers, stale_only=stale, on_done=progress)
     failed = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     synced = len(outcomes) - failed - skipped

@@ -1,28 +1,28 @@
 """Connector pages: index, new/edit with htmx-swapped auth fields, details, delete, tool sync."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .crypto import secret_state
 from .extensions import db
-from .forms import AgentSecretForm, ConnectorForm
-from .models import Agent, AgentConnection, Connector, Tool
-from .services import agents as agents_service
+from .forms import ConnectorForm
+from .models import AgentConnection, Connector, Tool
 from .services import connectors as service
-from .services import name_taken
-from .services import sync as sync_service
-from .services.credentials import credential_state
+from .services import fanout, lifecycle, name_taken, tokens
+from .services.lifecycle import Status
 
 bp = Blueprint("connectors", __name__, url_prefix="/connectors")
 
 
 def get_connector(id) -> Connector:
     """:raise 404: no connector with this id."""
-    connector = db.session.get(Connector, id)
-    if connector is None:
-        abort(404)
-    return connector
+    return db.get_or_404(Connector, id)
+
+
+def flash_warnings(warnings):
+    for warning in warnings:
+        flash(warning, "error")
 
 
 @bp.get("/")
@@ -41,7 +41,7 @@ def _rows(connectors):
     agent_counts = dict(
         db.session.execute(
             select(AgentConnection.connector_id, func.count())
-            .where(AgentConnection.status == "connected")
+            .where(AgentConnection.status == Status.CONNECTED)
             .group_by(AgentConnection.connector_id)
         ).all()
     )
@@ -49,7 +49,7 @@ def _rows(connectors):
         "connectors": connectors,
         "tool_counts": tool_counts,
         "agent_counts": agent_counts,
-        "states": {c.id: credential_state(c) for c in connectors if not c.per_agent},
+        "credentials": {c.id: lifecycle.for_connector(c) for c in connectors},
     }
 
 
@@ -62,9 +62,7 @@ def create():
 def show(id):
     connector = get_connector(id)
     return render_template(
-        "connectors/show.html",
-        connector=connector,
-        state=None if connector.per_agent else credential_state(connector),
+        "connectors/show.html", connector=connector, credential=lifecycle.for_connector(connector)
     )
 
 
@@ -85,81 +83,42 @@ def fields():
 
 @bp.route("/<int:id>/delete", methods=["GET", "POST"])
 def delete(id):
-    """GET asks for confirmation; POST deletes the connector and its agent connections."""
+    """GET asks for confirmation; POST deletes the connector and its agent connections, then
+    revokes its OAuth tokens at the provider where the grant offers revocation."""
     connector = get_connector(id)
     if request.method == "GET":
-        return render_template("connectors/delete.html", connector=connector)
+        grants = len(service.revocations(connector))
+        return render_template("connectors/delete.html", connector=connector, grants=grants)
     name = connector.name
+    revocations = service.revocations(connector)
     db.session.delete(connector)
     db.session.commit()
-    flash(f"Connector {name} deleted, with its tools and agent connections.", "success")
+    flash_warnings(tokens.run_revocations(revocations))
+    revoked = " Its OAuth tokens were revoked at the provider." if revocations else ""
+    flash(f"Connector {name} deleted, with its tools and agent connections.{revoked}", "success")
     return redirect(url_for("connectors.index"))
 
 
 @bp.post("/<int:id>/sync")
 def sync(id):
     """Fetch the server's tool list now: with the shared credential, or with each connected
-    agent's (per-agent), or with the ``agent_id`` form field's only. htmx gets the row (or
-    that agent's card) with the outcome inline; a plain post a redirect and a flash.
+    agent's (per-agent). htmx gets the row with the outcome inline; a plain post a redirect
+    and a flash.
 
-    :raise 404: no such connector or agent.
+    :raise 404: no such connector.
     """
     connector = get_connector(id)
-    agent = _agent(request.form.get("agent_id", type=int))
-    if agent is not None:
-        outcomes = [sync_service.sync_outcome(connector, agent)]
-    else:
-        outcomes = sync_service.sync_connector(connector)
-    db.session.commit()
+    outcomes = fanout.sync_connector(connector)
     for outcome in outcomes:
         if outcome.ok:
             flash(f"Synced {outcome.label}: {outcome.message}.", "success")
         else:
             flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
-    if agent is None and request.headers.get("HX-Request"):
+    if request.headers.get("HX-Request"):
         body = render_template("connectors/_row_response.html", connector=connector,
                                outcomes=outcomes, **_rows([connector]))  # fmt: skip
         return body, 200, {"Vary": "HX-Request"}
-    if agent is None:
-        return redirect(url_for("connectors.index"))
-    return _card(agent, connector)
-
-
-@bp.post("/<int:id>/agents/<int:agent_id>/reviewed")
-def reviewed(id, agent_id):
-    """Stop flagging the changed definition of the ``tool`` form field for this agent.
-
-    :raise 404: no such connector, agent, or connection between them.
-    """
-    connector, agent = get_connector(id), _agent(agent_id)
-    connection = agents_service.connection_for(agent, connector)
-    if connection is None:
-        abort(404)
-    tool = request.form.get("tool", "")
-    sync_service.mark_reviewed(connection, tool)
-    db.session.commit()
-    flash(f"{tool} marked reviewed for {agent.name}.", "success")
-    return _card(agent, connector)
-
-
-def _agent(agent_id):
-    """:raise 404: an id was given and no agent has it."""
-    if not agent_id:
-        return None
-    agent = db.session.get(Agent, agent_id)
-    if agent is None:
-        abort(404)
-    return agent
-
-
-def _card(agent, connector):
-    """The agent's card for this connector (htmx, flashes out of band), else its page."""
-    if not request.headers.get("HX-Request"):
-        return redirect(url_for("agents.update", id=agent.id) + f"#connector-{connector.id}")
-    card = agents_service.card(connector, agents_service.connection_for(agent, connector))
-    body = render_template("agents/_card_response.html", agent=agent, card=card,
-                           secret_form=AgentSecretForm(formdata=None))  # fmt: skip
-    return body, 200, {"Vary": "HX-Request"}
+    return redirect(url_for("connectors.index"))
 
 
 def _save(connector, template):
@@ -172,10 +131,14 @@ def _save(connector, template):
     if valid and name_taken(Connector, form.name.data, connector.id):
         form.name.errors.append("Another connector already has this name.")
         valid = False
+    question = valid and service.moved_secret_question(connector, form.data)
+    if question:
+        form.moved_secrets.errors = [question]
+        valid = False
     if not valid:
         return _invalid(template, form, connector, flags)
     created = connector.id is None
-    notices = service.apply_settings(connector, form.data)
+    saved = service.apply_settings(connector, form.data)
     db.session.add(connector)
     try:
         db.session.commit()
@@ -184,8 +147,9 @@ def _save(connector, template):
         form.name.errors.append("Another connector already has this name.")
         return _invalid(template, form, connector, flags)
     flash(f"Connector {connector.name} {'created' if created else 'saved'}.", "success")
-    for notice in notices:
+    for notice in saved.notices:
         flash(notice, "info")
+    flash_warnings(tokens.run_revocations(saved.revocations))
     return redirect(url_for("connectors.index"))
 
 

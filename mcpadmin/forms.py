@@ -82,6 +82,15 @@ class ConnectorForm(FlaskForm):
     )
     oauth_client_secret = PasswordField("Client secret", validators=[Optional(), Length(max=4096)])
     clear_oauth_client = BooleanField("Remove the stored client ID and secret")
+    # Asked only when the URL moves to another origin while pasted secrets are stored.
+    moved_secrets = RadioField(
+        "Stored tokens and keys",
+        choices=_choices(
+            {"keep": "Send them to the new host", "forget": "Forget them; enter them again"}
+        ),
+        validators=[Optional()],
+        validate_choice=False,
+    )
 
     def validate(self, extra_validators=None):
         """Field checks, then the ones that depend on the chosen auth type."""

@@ -83,6 +83,11 @@ class CredentialColumns:
     access_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
     refresh_token_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the access token was obtained: its lifetime sets how early it is refreshed.
+    token_obtained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where the OAuth grant was issued (``grants.Grant``): issuer, token and revocation
+    # endpoints, resource and client. Refresh and revocation go there and nowhere else.
+    oauth_grant: Mapped[dict | None] = mapped_column(JSON)
     token_scope: Mapped[str | None] = mapped_column(String(1000))
     # The scope a server's 403 insufficient_scope asked for; the next Connect requests it too.
     step_up_scope: Mapped[str | None] = mapped_column(String(1000))
@@ -92,12 +97,14 @@ class CredentialColumns:
     refresh_lease_owner: Mapped[str | None] = mapped_column(String(64))
 
     def forget_credentials(self):
-        """Drop the stored credential (auth changed, or disconnect)."""
+        """Drop the stored credential and where it was issued (auth changed, or disconnect)."""
         self.secret_enc = None
         self.access_token_enc = None
         self.refresh_token_enc = None
         self.token_expires_at = None
+        self.token_obtained_at = None
         self.token_scope = None
+        self.oauth_grant = None
 
 
 class Connector(CredentialColumns, db.Model):
@@ -154,12 +161,12 @@ class Connector(CredentialColumns, db.Model):
     def uses_pasted_secret(self) -> bool:
         return self.auth_type in PASTED_SECRET_TYPES
 
-    # Tool sync (migration 0003): the last listing may be reused until then (the server's
-    # ttlMs); for a per-agent connector only when the server called the listing public.
+    # The last listing may be reused until then (the server's ttlMs); for a per-agent
+    # connector only when the server called the listing public.
     tools_fresh_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Tool sync (migration 0004), shared connectors only: the digest of the listing the tool
-    # rows now hold (``sync.listing_hash``); an equal listing is not compared tool by tool.
-    # None for a per-agent connector, whose catalog is a union of listings.
+    # Shared connectors only: the digest of the listing the tool rows now hold
+    # (``catalog.listing_hash``); an equal listing is not compared tool by tool. None for a
+    # per-agent connector, whose catalog is a union of listings.
     listing_hash: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -217,7 +224,7 @@ class AgentConnection(CredentialColumns, db.Model):
     agent: Mapped[Agent] = relationship(back_populates="connections")
     connector: Mapped[Connector] = relationship(back_populates="connections")
 
-    # Tool sync with this agent's own credential (migration 0003; per-agent connectors): when
+    # Tool sync with this agent's own credential (per-agent connectors): when
     # it last worked and until when its listing is fresh; the tool names this account is
     # offered (None: never listed with it, so the whole catalog applies); enabled tools whose
     # definition changed since the operator last reviewed them.
@@ -268,6 +275,12 @@ class PendingAuthorization(db.Model):
     oauth_client_id: Mapped[int | None] = mapped_column(
         ForeignKey("oauth_client.id", ondelete="SET NULL")
     )
+    # The authorization server metadata the flow started with: stored on the connector only
+    # when the flow completes.
+    server_metadata: Mapped[dict | None] = mapped_column(JSON)
+    # The connector's URL, auth type and credential mode when the flow started: the callback
+    # refuses to store tokens on a connector that no longer matches.
+    expected_connector: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     connector: Mapped[Connector] = relationship()
@@ -275,6 +288,20 @@ class PendingAuthorization(db.Model):
     oauth_client: Mapped[OAuthClient | None] = relationship()
 
 
-def expires_soon(expires_at: datetime | None, now: datetime, margin=timedelta(minutes=5)) -> bool:
-    """Whether a token with this absolute expiry should be refreshed at ``now``."""
-    return expires_at is not None and expires_at - margin <= now
+REFRESH_MARGIN = timedelta(minutes=5)
+REFRESH_MARGIN_SHARE = 4  # a token is refreshed in the last quarter of its lifetime at most
+
+
+def refresh_margin(obtained_at: datetime | None, expires_at: datetime) -> timedelta:
+    """How long before expiry a token is refreshed: five minutes, or a quarter of its
+    lifetime when that is shorter, so a token that lives a minute is not "expiring soon" the
+    moment it is issued."""
+    if obtained_at is None or obtained_at >= expires_at:
+        return REFRESH_MARGIN
+    return min(REFRESH_MARGIN, (expires_at - obtained_at) / REFRESH_MARGIN_SHARE)
+
+
+def expires_soon(expires_at: datetime | None, now: datetime, obtained_at=None) -> bool:
+    """Whether a token with this absolute expiry (obtained at ``obtained_at``, when known)
+    should be refreshed at ``now``."""
+    return expires_at is not None and expires_at - refresh_margin(obtained_at, expires_at) <= now

@@ -3,12 +3,11 @@ page), the provider's callback, disconnect, and mcpadmin's client ID metadata do
 
 from flask import Blueprint, abort, flash, g, jsonify, redirect, request, url_for
 
-from .agents import get_agent
-from .connectors import get_connector
 from .extensions import db
-from .models import Agent
+from .models import Agent, Connector
 from .protocol.registration import metadata_document
 from .services import clients, connect, tokens
+from .services import connectors as connectors_service
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 
@@ -17,9 +16,9 @@ bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 def start(connector_id):
     """Discover, register and send the browser to the provider's consent page; with
     ``agent_id`` in the form, for that agent's own account."""
-    connector = get_connector(connector_id)
+    connector = db.get_or_404(Connector, connector_id)
     agent_id = request.form.get("agent_id", type=int)
-    agent = get_agent(agent_id) if agent_id else None
+    agent = db.get_or_404(Agent, agent_id) if agent_id else None
     try:
         url = connect.start(connector, agent, g.admin.id)
     except connect.ConnectError as exc:
@@ -58,7 +57,8 @@ def callback():
     if sync_error:
         flash(f"Connected {who}, but the tool sync failed: {sync_error}", "error")
     else:
-        flash(f"Connected {who}: {len(connector.tools)} tools available.", "success")
+        count = len(connector.tools)
+        flash(f"Connected {who}: {count} tool{'' if count == 1 else 's'} available.", "success")
     return redirect(_back(agent.id if agent else None, connector.id))
 
 
@@ -66,14 +66,17 @@ def callback():
 def disconnect(connector_id):
     """Revoke (where the provider offers it) and delete the shared OAuth tokens; the client
     registration and the tool list stay."""
-    connector = get_connector(connector_id)
+    connector = db.get_or_404(Connector, connector_id)
     if connector.auth_type != "oauth" or connector.per_agent:
         abort(404)
-    warning = tokens.revoke(connector, connector)
-    connector.forget_credentials()
-    connector.status = "not_connected"
+    revocations = connectors_service.disconnect(connector)
     db.session.commit()
-    flash(warning or f"{connector.name} disconnected; its tokens were revoked.", "info")
+    warnings = tokens.run_revocations(revocations)
+    for warning in warnings:
+        flash(warning, "error")
+    if not warnings:
+        revoked = "; its tokens were revoked" if revocations else ""
+        flash(f"{connector.name} disconnected{revoked}.", "info")
     return _leave(url_for("connectors.index"))
 
 

@@ -10,7 +10,7 @@ from mcpadmin.extensions import db
 from mcpadmin.filters import remote_text, suspicious
 from mcpadmin.models import Connector, Tool
 from mcpadmin.protocol import mcp
-from mcpadmin.services import sync
+from mcpadmin.services import catalog, sync
 from tests.peers.mcp_fixtures import _start, _stop
 from tests.peers.mcp_wrap import generated_tools
 from tests.test_sync import add_connector, run_sync, tool_names
@@ -90,8 +90,8 @@ def test_a_1_mb_description_is_stored_cut_to_the_cap(app, logged_in, hostile_pee
     result = run_sync(app, connector_id)
     assert isinstance(result, sync.SyncResult), result
     big = stored(app, connector_id, "big")
-    assert len(big.description) == sync.MAX_DESCRIPTION and big.description.endswith("…")
-    assert len(big.title) == sync.MAX_TITLE
+    assert len(big.description) == catalog.MAX_DESCRIPTION and big.description.endswith("…")
+    assert len(big.title) == catalog.MAX_TITLE
     assert "1 other warning" in result.summary()
     page = logged_in.get(f"/connectors/{connector_id}").get_data(as_text=True)
     assert len(page) < 100_000

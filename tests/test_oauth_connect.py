@@ -185,6 +185,7 @@ def test_expired_token_is_refreshed_once_against_the_peer(app, logged_in, fresh_
         old_access, old_refresh = (connector.access_token_enc.reveal(),
                                    connector.refresh_token_enc.reveal())  # fmt: skip
         connector.token_expires_at = utcnow() + timedelta(minutes=4)  # inside the margin
+        connector.token_obtained_at = utcnow() - timedelta(hours=1)  # an hour-long token
         db.session.commit()
         new_access = tokens.access_token(connector, None)
         assert new_access != old_access
@@ -246,10 +247,10 @@ def test_step_up_asks_for_the_union_of_scopes_next_time(app, logged_in, oauth_pe
     connect(logged_in, connector_id)
     with app.app_context():
         connector = db.session.get(Connector, connector_id)
-        tokens.step_up(connector, None, 'Bearer error="insufficient_scope", scope="mcp:write"')
+        tokens.step_up(connector, 'Bearer error="insufficient_scope", scope="mcp:write"')
         db.session.commit()
         assert connector.status == "needs_reconnect"
-        tokens.step_up(connector, None, 'Bearer error="insufficient_scope", scope="mcp:write"')
+        tokens.step_up(connector, 'Bearer error="insufficient_scope", scope="mcp:write"')
         assert connector.step_up_scope == "mcp:write"  # no growth, no loop
     started = start(logged_in, connector_id)
     assert query(started.headers["Location"])["scope"] == "mcp:read mcp:write"

@@ -133,6 +133,8 @@ def connected(app, expires_in=timedelta(minutes=1)):
                             "authorization_endpoint": ISSUER + "/authorize"},
             access_token_enc=seal("old-access"), refresh_token_enc=seal("old-refresh"),
             token_expires_at=utcnow() + expires_in,
+            oauth_grant={"issuer": ISSUER, "token_endpoint": ISSUER + "/token",
+                         "revocation_endpoint": None, "resource": None},
         )  # fmt: skip
         db.session.add(connector)
         db.session.add(OAuthClient(issuer=ISSUER, redirect_uri="http://127.0.0.1:5000/oauth/callback",

@@ -28,16 +28,17 @@ def lock_app(make_app):
     )
 
 
-def expired_connector(app, client, peer, **fields) -> int:
+def expired_connector(app, client, peer, token_endpoint=None) -> int:
     """A connector connected to ``peer`` whose access token has expired (so a failed refresh
-    surfaces as an error instead of the old token)."""
+    surfaces as an error instead of the old token); with ``token_endpoint``, its grant says
+    the tokens were issued there (so the refresh goes there)."""
     connector_id = add_connector(app, peer.mcp_url)
     connect(client, connector_id)
     with app.app_context():
         connector = db.session.get(Connector, connector_id)
         connector.token_expires_at = utcnow() - timedelta(minutes=1)
-        for name, value in fields.items():
-            setattr(connector, name, value)
+        if token_endpoint:
+            connector.oauth_grant = {**connector.oauth_grant, "token_endpoint": token_endpoint}
         db.session.commit()
     return connector_id
 
@@ -113,7 +114,7 @@ def test_dripping_token_endpoint_is_cut_off_before_the_lock_lapses(
 ):
     with DripServer(interval=0.5) as drip:
         connector_id = expired_connector(
-            app, logged_in, fresh_oauth_peer, oauth_token_endpoint=drip.url
+            app, logged_in, fresh_oauth_peer, token_endpoint=drip.url
         )
         before = stored(app, connector_id)
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, AgentConnection, Connector, Tool, utcnow
-from mcpadmin.services import sync
+from mcpadmin.services import fanout, sync
 from tests.peers.mcp_wrap import generated_tools
 
 
@@ -138,7 +138,7 @@ def test_per_agent_api_key_syncs_with_the_agents_own_key(app, api_key_peer):
     good = add_agent(app, "good", cid, secret="peer-key")
     bad = add_agent(app, "bad", cid, secret="wrong")
     with app.app_context():
-        outcomes = sync.sync_connector(db.session.get(Connector, cid))
+        outcomes = fanout.sync_connector(db.session.get(Connector, cid))
         db.session.commit()
     assert [(o.agent, o.ok) for o in outcomes] == [("bad", False), ("good", True)]
     with app.app_context():
@@ -196,7 +196,7 @@ def test_agent_card_flags_a_changed_tool_until_reviewed(app, logged_in, modern_p
     run_sync(app, cid)
     page = logged_in.get(f"/agents/{aid}").get_data(as_text=True)
     assert page.count("Definition changed") == 1
-    response = logged_in.hx_post(f"/connectors/{cid}/agents/{aid}/reviewed",
+    response = logged_in.hx_post(f"/agents/{aid}/connectors/{cid}/reviewed",
                                  data={"tool": "tool_001"})  # fmt: skip
     assert "Definition changed" not in response.get_data(as_text=True)
 
@@ -205,7 +205,7 @@ def test_agent_card_sync_uses_the_agents_credential(app, logged_in, api_key_peer
     cid = add_connector(app, "Keyed", api_key_peer.url, auth_type="api_key_header",
                         credential_mode="per_agent", api_key_header_name="X-Api-Key")  # fmt: skip
     aid = add_agent(app, "good", cid, secret="peer-key")
-    response = logged_in.hx_post(f"/connectors/{cid}/sync", data={"agent_id": aid})
+    response = logged_in.hx_post(f"/agents/{aid}/connectors/{cid}/sync")
     page = response.get_data(as_text=True)
     assert f'id="connector-{cid}"' in page and "Tools good may use (0 of 2)" in page
     assert "Synced Keyed (as good): 2 tools (2 new)." in page

@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload
 from ..crypto import seal
 from ..extensions import db
 from ..models import Agent, AgentConnection, Connector, Tool
-from .credentials import credential_state
+from . import lifecycle, tokens
 
 
 class AgentConnectionError(ValueError):
@@ -21,11 +21,8 @@ class Card:
 
     connector: Connector
     connection: AgentConnection | None
-    # "connect" (per-agent OAuth, nothing stored), "enter_secret" (per-agent token/key to
-    # paste), "reenter" (stored value unreadable), "reconnect" (OAuth needs consent again),
-    # "ready" (usable: tools can be chosen).
-    state: str
-    credential: str
+    # The credential this agent uses here: its own (per agent) or the connector's (shared).
+    credential: lifecycle.Presentation
     tools: list[Tool] = field(default_factory=list)
     enabled: set[str] = field(default_factory=set)
 
@@ -42,20 +39,10 @@ def connection_for(agent: Agent, connector: Connector, create=False) -> AgentCon
 
 
 def card(connector: Connector, connection: AgentConnection | None) -> Card:
-    credential = credential_state(connector, connection)
-    if credential == "unreadable":
-        state = "reenter"
-    elif connector.per_agent and credential == "missing":
-        state = "connect" if connector.auth_type == "oauth" else "enter_secret"
-    elif connector.per_agent and connection and connection.status == "needs_reconnect":
-        state = "reconnect"
-    else:
-        state = "ready"
     return Card(
         connector=connector,
         connection=connection,
-        state=state,
-        credential=credential,
+        credential=lifecycle.present(connector, connection),
         tools=list(connector.tools),
         enabled=set(connection.enabled_tools or []) if connection else set(),
     )
@@ -79,26 +66,30 @@ def save_secret(agent: Agent, connector: Connector, plaintext: str) -> AgentConn
         raise AgentConnectionError(f"{connector.name} does not take a per-agent token or key.")
     connection = connection_for(agent, connector, create=True)
     connection.secret_enc = seal(plaintext)
-    connection.status = "connected"
-    connection.last_error = None
+    lifecycle.apply(connection, lifecycle.Event.STORED)
     return connection
 
 
-def disconnect(agent: Agent, connector: Connector) -> str | None:
-    """Forget the agent's own credential for this connector, revoking OAuth tokens at the
-    provider first where it offers revocation; tool choices stay. Returns a warning when the
-    revocation failed (the tokens are deleted here all the same)."""
+def disconnect(agent: Agent, connector: Connector) -> list[tokens.Revocation]:
+    """Forget the agent's own credential for this connector; tool choices stay. Returns the
+    revocation of its OAuth tokens to run once committed (where the grant offers one)."""
     connection = connection_for(agent, connector)
-    if connection is None:
-        return None
-    warning = None
-    if connector.auth_type == "oauth" and connector.per_agent:
-        from .tokens import revoke
+    if connection is None or not connector.per_agent:
+        return []
+    found = tokens.revocation(connector, connection, f"{agent.name} on {connector.name}")
+    lifecycle.forget(connection)
+    return [found] if found else []
 
-        warning = revoke(connector, connection)
-    connection.forget_credentials()
-    connection.status = "not_connected"
-    return warning
+
+def revocations(agent: Agent) -> list[tokens.Revocation]:
+    """The revocations of every OAuth grant the agent holds (before it is deleted)."""
+    found = []
+    for connection in agent.connections:
+        connector = connection.connector
+        if connector.per_agent and connector.auth_type == "oauth":
+            found.append(tokens.revocation(connector, connection,
+                                           f"{agent.name} on {connector.name}"))  # fmt: skip
+    return [r for r in found if r is not None]
 
 
 def choose_tools(agent: Agent, connector: Connector, names: list[str]) -> list[str]:

@@ -40,11 +40,15 @@ def metadata_document_url() -> str | None:
     return base + METADATA_DOCUMENT_PATH if base.startswith("https://") else None
 
 
-def server_metadata(connector: Connector) -> dict:
-    """The endpoints to use: the operator's, where entered, over the discovered ones."""
-    metadata = dict(connector.oauth_metadata or {})
-    for name in ("authorization_endpoint", "token_endpoint", "registration_endpoint",
-                 "revocation_endpoint"):  # fmt: skip
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "registration_endpoint",
+             "revocation_endpoint")  # fmt: skip
+
+
+def server_metadata(connector: Connector, discovered: dict | None = None) -> dict:
+    """The endpoints to use: the operator's, where entered, over the discovered ones
+    (``discovered``, else the connector's stored metadata)."""
+    metadata = dict(discovered if discovered is not None else connector.oauth_metadata or {})
+    for name in ENDPOINTS:
         entered = getattr(connector, "oauth_" + name)
         if entered:
             metadata[name] = entered

@@ -15,10 +15,11 @@ from ..crypto import seal
 from ..extensions import db
 from ..models import Agent, Connector, PendingAuthorization, utcnow
 from ..protocol import discovery, pkce
-from ..protocol import tokens as grants
+from ..protocol import tokens as protocol
 from ..protocol.endpoints import InsecureEndpoint, check_endpoint
-from . import clients, outbound
+from . import clients, grants, lifecycle, outbound, sync
 from .agents import connection_for
+from .lifecycle import Event
 from .tokens import store_tokens
 
 STATE_SALT = "mcpadmin.oauth.state"
@@ -56,16 +57,19 @@ def start(connector: Connector, agent: Agent | None, admin_id: int, retried=Fals
         where = "on an agent's page" if connector.per_agent else "on the connectors page"
         raise ConnectError(f"{connector.name} is connected {where}.", agent_id)
     http = outbound.http()
-    metadata = _server_metadata(connector, http, agent_id)
-    holder = connection_for(agent, connector) if agent else connector
-    scope = _scope(connector, metadata, holder)
-    try:
-        client = clients.resolve(connector, metadata, http, scope)
-        authorize = check_endpoint(metadata["authorization_endpoint"], _http_loopback())
-    except (clients.NoClient, InsecureEndpoint) as exc:
-        raise ConnectError(str(exc), agent_id) from None
-    except clients.registration.RegistrationError as exc:
-        raise ConnectError(str(exc), agent_id) from None
+    # No write reaches the database before the discovery and registration requests are done:
+    # a write transaction held across a remote call would block every other writer.
+    with db.session.no_autoflush:
+        metadata = _server_metadata(connector, http, agent_id)
+        holder = connection_for(agent, connector) if agent else connector
+        scope = _scope(connector, metadata, holder)
+        try:
+            client = clients.resolve(connector, metadata, http, scope)
+            authorize = check_endpoint(metadata["authorization_endpoint"], _http_loopback())
+        except (clients.NoClient, InsecureEndpoint) as exc:
+            raise ConnectError(str(exc), agent_id) from None
+        except clients.registration.RegistrationError as exc:
+            raise ConnectError(str(exc), agent_id) from None
 
     _purge_expired()
     verifier, nonce = pkce.make_verifier(), secrets.token_urlsafe(24)
@@ -85,6 +89,8 @@ def start(connector: Connector, agent: Agent | None, admin_id: int, retried=Fals
             scope=scope,
             client_method=client.method,
             oauth_client_id=client.registration.id if client.registration else None,
+            server_metadata=metadata,
+            expected_connector=_snapshot(connector),
         )
     )
     params = {
@@ -104,17 +110,22 @@ def start(connector: Connector, agent: Agent | None, admin_id: int, retried=Fals
 def finish(args: dict, admin_id: int) -> Finished:
     """Check the provider's answer, redeem the code and store the tokens.
 
+    The tokens are stored with the grant they were issued under (``grants.Grant``), the
+    flow's metadata becomes the connector's, and other holders whose grant came from another
+    issuer turn Needs reconnect (they are never re-pointed).
+
     :raise ConnectError: bad/expired/replayed/foreign state, an ``error`` answer, an ``iss``
-        mismatch, or a failed token request. Nothing stored is changed then.
+        mismatch, a connector changed since the flow started, or a failed token request.
+        Nothing stored is changed then.
     """
     payload = read_state(args.get("state", ""))
-    agent_id = payload.get("a")
+    agent_id = payload.get(AGENT)
     pending = db.session.scalar(
-        db.select(PendingAuthorization).filter_by(nonce=str(payload.get("n")))
+        db.select(PendingAuthorization).filter_by(nonce=str(payload.get(NONCE)))
     )
     if (
         pending is None
-        or pending.connector_id != payload.get("c")
+        or pending.connector_id != payload.get(CONNECTOR)
         or pending.agent_id != agent_id
         or pending.created_at < utcnow() - timedelta(seconds=STATE_MAX_AGE)
     ):
@@ -129,7 +140,13 @@ def finish(args: dict, admin_id: int) -> Finished:
         raise ConnectError("This sign-in link was already used: Connect again.", agent_id)
 
     _check_issuer(args.get("iss"), pending, agent_id)
-    if args.get("error") == "invalid_scope" and pending.oauth_client and not payload.get("r"):
+    if pending.expected_connector != _snapshot(connector):
+        raise ConnectError(
+            f"{connector.name} was changed (its URL, authentication or endpoints) while you "
+            "were signing in; nothing was stored. Connect again.",
+            agent_id,
+        )
+    if args.get("error") == "invalid_scope" and pending.oauth_client and not payload.get(RETRIED):
         # A registration made for fewer scopes than a step-up now asks: register anew, once.
         clients.forget(pending.oauth_client)
         return Finished(connector, agent, restart=True)
@@ -144,9 +161,10 @@ def finish(args: dict, admin_id: int) -> Finished:
     if not args.get("code"):
         raise ConnectError("The provider sent no authorization code: Connect again.", agent_id)
 
-    client = _pending_client(connector, pending)
+    metadata = pending.server_metadata or {}
+    client = _pending_client(connector, pending, metadata)
     try:
-        tokens = grants.exchange_code(
+        tokens = protocol.exchange_code(
             outbound.http(),
             pending.token_endpoint,
             client.auth,
@@ -155,15 +173,19 @@ def finish(args: dict, admin_id: int) -> Finished:
             redirect_uri=pending.redirect_uri,
             resource=pending.resource,
         )
-    except grants.TokenError as exc:
+    except protocol.TokenError as exc:
         if exc.error == "invalid_client" and client.registration is not None:
             clients.forget(client.registration)
-            if not payload.get("r"):
+            if not payload.get(RETRIED):
                 return Finished(connector, agent, restart=True)
         raise ConnectError(f"Signing in to {connector.name} failed: {exc}", agent_id) from None
 
-    holder = connection_for(agent, connector, create=True) if agent else connector
-    store_tokens(holder, tokens, requested_scope=pending.scope)
+    place = connection_for(agent, connector, create=True) if agent else connector
+    grant = grants.issued(metadata, client, pending.resource)
+    store_tokens(place, tokens, grant, requested_scope=pending.scope)
+    if not _entered_by_hand(connector):
+        connector.oauth_metadata = metadata
+    _retire_other_issuers(connector, place, grant)
     return Finished(connector, agent)
 
 
@@ -178,8 +200,6 @@ def first_sync(finished: Finished) -> str | None:
     connector, agent = finished.connector, finished.agent
     if connector.per_agent and connector.tools:
         return None
-    from . import sync  # sync builds on the token functions Connect also uses
-
     try:
         sync.sync_tools(connector, agent)
     except sync.SyncError as exc:
@@ -187,11 +207,16 @@ def first_sync(finished: Finished) -> str | None:
     return None
 
 
+# The signed state's keys (short: the state travels in two URLs).
+CONNECTOR, AGENT, NONCE, RETRIED = "c", "a", "n", "r"
+
+
 def write_state(connector_id: int, agent_id: int | None, nonce: str, retried=False) -> str:
-    """The signed ``state``: which connector and agent, and the pending row's nonce."""
-    payload = {"c": connector_id, "a": agent_id, "n": nonce}
+    """The signed ``state``: which connector and agent, the pending row's nonce, and whether
+    this flow is the one automatic retry after a dropped registration."""
+    payload = {CONNECTOR: connector_id, AGENT: agent_id, NONCE: nonce}
     if retried:
-        payload["r"] = 1
+        payload[RETRIED] = 1
     return _serializer().dumps(payload)
 
 
@@ -205,14 +230,14 @@ def read_state(state: str) -> dict:
         payload = _serializer().loads(state, max_age=STATE_MAX_AGE)
     except SignatureExpired as exc:
         expired = _serializer().load_payload(exc.payload) if exc.payload else {}
-        agent_id = expired.get("a") if isinstance(expired, dict) else None
+        agent_id = expired.get(AGENT) if isinstance(expired, dict) else None
         raise ConnectError("The sign-in took longer than ten minutes: Connect again.",
                            agent_id if isinstance(agent_id, int) else None) from None  # fmt: skip
     except BadSignature:
         raise ConnectError("The sign-in answer could not be verified: Connect again.") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("c"), int):
+    if not isinstance(payload, dict) or not isinstance(payload.get(CONNECTOR), int):
         raise ConnectError("The sign-in answer could not be verified: Connect again.")
-    if payload.get("a") is not None and not isinstance(payload.get("a"), int):
+    if payload.get(AGENT) is not None and not isinstance(payload.get(AGENT), int):
         raise ConnectError("The sign-in answer could not be verified: Connect again.")
     return payload
 
@@ -225,21 +250,47 @@ def _http_loopback() -> bool:
     return current_app.config["ALLOW_HTTP_LOOPBACK"]
 
 
-ENDPOINTS = ("authorization_endpoint", "token_endpoint", "registration_endpoint",
-             "revocation_endpoint")  # fmt: skip
+def _entered_by_hand(connector) -> bool:
+    return bool(connector.oauth_authorization_endpoint and connector.oauth_token_endpoint)
+
+
+def _snapshot(connector) -> dict:
+    """What a flow's tokens are for: the callback stores them only on a connector that still
+    matches (another server, auth or mode would get tokens it never asked for)."""
+    snapshot = {"url": connector.url, "auth_type": connector.auth_type,
+                "credential_mode": connector.credential_mode}  # fmt: skip
+    for name in clients.ENDPOINTS:
+        snapshot[name] = getattr(connector, "oauth_" + name)
+    return snapshot
+
+
+def _retire_other_issuers(connector, place, grant):
+    """Holders whose tokens another authorization server issued turn Needs reconnect: the
+    connector now signs in elsewhere, and their grants are never re-pointed there."""
+    for other in [connector, *connector.connections]:
+        issued = grants.of(other)
+        if other is place or issued is None or other.access_token_enc is None:
+            continue
+        if issued.issuer != grant.issuer:
+            lifecycle.apply(
+                other,
+                Event.ISSUER_CHANGED,
+                f"{connector.name} now signs in at {grant.issuer}; this authorization came "
+                f"from {issued.issuer}: Reconnect.",
+            )
 
 
 def _server_metadata(connector, http, agent_id) -> dict:
-    """Hand-entered endpoints skip discovery; otherwise discover afresh and store the result
-    and the log of attempts on the connector.
+    """Hand-entered endpoints skip discovery; otherwise discover afresh. Only the log of
+    attempts is stored on the connector now; the metadata is stored when the flow completes.
 
     :raise ConnectError: nothing found, or no PKCE S256.
     """
-    if connector.oauth_authorization_endpoint and connector.oauth_token_endpoint:
+    if _entered_by_hand(connector):
         connector.discovery_log = [{"step": "skipped", "url": connector.url,
                                     "outcome": "endpoints entered by hand"}]  # fmt: skip
         metadata = clients.server_metadata(connector)
-        for name in ENDPOINTS:  # the same rules as discovered endpoints
+        for name in clients.ENDPOINTS:  # the same rules as discovered endpoints
             if metadata.get(name):
                 try:
                     check_endpoint(metadata[name], _http_loopback())
@@ -252,7 +303,6 @@ def _server_metadata(connector, http, agent_id) -> dict:
         connector.discovery_log = exc.log
         raise ConnectError(str(exc), agent_id) from None
     connector.discovery_log = found.log
-    connector.oauth_metadata = found.as_metadata()
     # MCP security: clients MUST refuse to proceed without PKCE support advertised.
     if "S256" not in found.code_challenge_methods_supported:
         raise ConnectError(
@@ -260,7 +310,7 @@ def _server_metadata(connector, http, agent_id) -> dict:
             "MCP requires; mcpadmin will not start a sign-in there.",
             agent_id,
         )
-    return clients.server_metadata(connector)
+    return clients.server_metadata(connector, found.as_metadata())
 
 
 def _scope(connector, metadata, holder) -> str | None:
@@ -298,12 +348,16 @@ def _check_issuer(iss, pending, agent_id):
         )
 
 
-def _pending_client(connector, pending) -> clients.Resolved:
+def _pending_client(connector, pending, metadata) -> clients.Resolved:
+    """The client the flow started as, at the flow's own authorization server."""
     if pending.client_method == "dcr":
         if pending.oauth_client is None:
             raise ConnectError("The client registration is gone: Connect again.", pending.agent_id)
         return clients.registered(pending.oauth_client)
-    return clients.resolve(connector, clients.server_metadata(connector))
+    try:
+        return clients.resolve(connector, metadata)
+    except clients.NoClient as exc:
+        raise ConnectError(str(exc), pending.agent_id) from None
 
 
 def _purge_expired():

@@ -1,13 +1,18 @@
-"""Creating, changing and deleting connectors, with the rules that keep credentials coherent.
+"""Creating, changing, disconnecting and deleting connectors, with the rules that keep
+credentials where they belong.
 
-The caller commits. A change of authentication (type or mode) or of an OAuth server's URL
-drops the credentials that no longer apply and says so, instead of keeping tokens that would
-be sent to the wrong place.
+The caller commits, then runs the returned revocations (they are outbound requests, made
+after the transaction so none is held across them). A change of authentication (type or
+mode) or of an OAuth server's URL drops the credentials that no longer apply and says so;
+a pasted secret follows a URL to another origin only when the operator chose so.
 """
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ..crypto import seal
 from ..models import Connector
-from .credentials import credential_state
+from . import lifecycle, tokens
 
 SETTINGS = (
     "name",
@@ -22,22 +27,70 @@ SETTINGS = (
     "oauth_revocation_endpoint",
 )
 OAUTH_SETTINGS = tuple(s for s in SETTINGS if s.startswith("oauth_"))
+KEEP, FORGET = "keep", "forget"  # the operator's choice for pasted secrets when the origin moves
 
 
-def apply_settings(connector: Connector, data: dict) -> list[str]:
-    """Copy form ``data`` onto a new or existing connector; return notices for the operator.
+@dataclass
+class Saved:
+    notices: list[str] = field(default_factory=list)
+    revocations: list[tokens.Revocation] = field(default_factory=list)
+
+
+def origin(url: str | None) -> str:
+    """``scheme://host:port`` of a URL: what a pasted secret is bound to."""
+    parts = urlsplit(url or "")
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def moved_secret_question(connector: Connector, data: dict) -> str | None:
+    """When the URL moves to another origin while pasted secrets are stored for the old one
+    (and will still be used), the question the operator must answer in ``moved_secrets``
+    (``KEEP`` or ``FORGET``) before the change is saved; None when there is nothing to ask
+    (no move, a new secret entered, or a choice already made)."""
+    if connector.id is None or origin(connector.url) == origin(data["url"]):
+        return None
+    mode = data["credential_mode"] if data["auth_type"] != "none" else "shared"
+    if (connector.auth_type, connector.credential_mode) != (data["auth_type"], mode):
+        return None  # the credentials go anyway (see apply_settings)
+    if not connector.uses_pasted_secret or data.get(MOVED) in (KEEP, FORGET):
+        return None
+    if connector.per_agent:
+        held = sum(c.secret_enc is not None for c in connector.connections)
+        if not held:
+            return None
+        whose = f"{held} agent{'s have' if held > 1 else ' has'} a token or key"
+    else:
+        if connector.secret_enc is None or data.get("secret") or data.get("clear_secret"):
+            return None
+        whose = "A token or key is"
+    return (f"{whose} stored for {origin(connector.url)}, and the server moves to "
+            f"{origin(data['url'])}. Send the stored secrets to the new host, or forget them "
+            "and enter them again?")  # fmt: skip
+
+
+MOVED = "moved_secrets"
+
+
+def apply_settings(connector: Connector, data: dict) -> Saved:
+    """Copy form ``data`` onto a new or existing connector; return notices for the operator
+    and the revocations of the OAuth tokens it dropped.
 
     ``data`` holds every name in ``SETTINGS`` plus ``secret``, ``clear_secret``,
-    ``oauth_client_id``, ``oauth_client_secret`` and ``clear_oauth_client``; a blank secret
-    keeps the stored one.
+    ``oauth_client_id``, ``oauth_client_secret``, ``clear_oauth_client`` and ``moved_secrets``
+    (see ``moved_secret_question``, asked first); a blank secret keeps the stored one.
     """
-    notices = []
+    saved = Saved()
+    notices = saved.notices
     existing = connector.id is not None
     mode = data["credential_mode"] if data["auth_type"] != "none" else "shared"
     auth_changed = existing and (
         (connector.auth_type, connector.credential_mode) != (data["auth_type"], mode)
     )
     url_changed = existing and connector.url != data["url"]
+    origin_moved = existing and origin(connector.url) != origin(data["url"])
+    if auth_changed or (url_changed and connector.auth_type == "oauth"):
+        saved.revocations = revocations(connector)
     for name in SETTINGS:
         setattr(connector, name, data.get(name) or None)
     if connector.auth_type == "none":
@@ -56,6 +109,12 @@ def apply_settings(connector: Connector, data: dict) -> list[str]:
     elif url_changed and connector.auth_type == "oauth":
         _forget_all_credentials(connector)
         notices.append("OAuth tokens were removed because the server URL changed: connect again.")
+    elif origin_moved and connector.uses_pasted_secret and data.get(MOVED) == FORGET:
+        _forget_all_credentials(connector)
+        notices.append(f"The stored tokens and keys were removed: enter them again for "
+                       f"{origin(connector.url)}.")  # fmt: skip
+    elif origin_moved and connector.uses_pasted_secret and data.get(MOVED) == KEEP:
+        notices.append(f"The stored tokens and keys are now sent to {origin(connector.url)}.")
     if url_changed:
         connector.oauth_metadata = connector.discovery_log = None
         connector.protocol_era = connector.protocol_version = None
@@ -63,6 +122,7 @@ def apply_settings(connector: Connector, data: dict) -> list[str]:
     if not connector.uses_pasted_secret or connector.per_agent or data.get("clear_secret"):
         if connector.secret_enc is not None and data.get("clear_secret"):
             notices.append("The stored token or key was removed.")
+            lifecycle.apply(connector, lifecycle.Event.FORGOTTEN)
         connector.secret_enc = None
     elif data.get("secret"):
         connector.secret_enc = seal(data["secret"])
@@ -75,23 +135,31 @@ def apply_settings(connector: Connector, data: dict) -> list[str]:
         if data.get("oauth_client_secret"):
             connector.oauth_client_secret_enc = seal(data["oauth_client_secret"])
 
-    connector.status = _status(connector)
-    return notices
+    if data.get("secret") and connector.uses_pasted_secret and not connector.per_agent:
+        lifecycle.apply(connector, lifecycle.Event.STORED)
+    return saved
+
+
+def revocations(connector: Connector) -> list[tokens.Revocation]:
+    """The revocations of every OAuth grant the connector holds, shared and per agent."""
+    if connector.auth_type != "oauth":
+        return []
+    found = [tokens.revocation(connector, connector)]
+    for connection in connector.connections:
+        what = f"{connection.agent.name} on {connector.name}"
+        found.append(tokens.revocation(connector, connection, what))
+    return [r for r in found if r is not None]
+
+
+def disconnect(connector: Connector) -> list[tokens.Revocation]:
+    """Forget the shared OAuth tokens (the registration and the tool list stay); return the
+    revocation to run once committed."""
+    found = [r for r in [tokens.revocation(connector, connector)] if r is not None]
+    lifecycle.forget(connector)
+    return found
 
 
 def _forget_all_credentials(connector):
-    connector.forget_credentials()
+    lifecycle.forget(connector)
     for connection in connector.connections:
-        connection.forget_credentials()
-        connection.status = "not_connected"
-
-
-def _status(connector):
-    """The status that follows from what is stored (sync and OAuth refine it later)."""
-    if connector.per_agent:
-        return "not_connected"
-    state = credential_state(connector)
-    if state in ("not_needed", "set"):
-        keep = connector.status in ("needs_reconnect", "error") and connector.auth_type == "oauth"
-        return connector.status if keep else "connected"
-    return "not_connected"
+        lifecycle.forget(connection)
