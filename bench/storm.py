@@ -77,7 +77,7 @@ def _storm(app, base_url, directory, connector_id, processes, threads) -> dict:
     with app.app_context():
         connector = db.session.get(Connector, connector_id)
         connector.token_expires_at = utcnow() + timedelta(minutes=2)  # inside the 5 min margin
-        connector.token_obtained_at = utcnow() - timedelta(hours=1)  # an hour-long token
+        connector.token_obtained_at = utcnow() - timedelta(hours=1)
         db.session.commit()
     requests.post(base_url + "/_peer/reset", timeout=10)
     workers = [

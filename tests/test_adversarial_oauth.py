@@ -332,7 +332,7 @@ def test_no_secret_reaches_logs_pages_or_cli_after_connect_sync_and_refresh(
         secrets["refresh 1"] = connector.refresh_token_enc.reveal()
         secrets["client secret"] = db.session.scalar(select(OAuthClient)).client_secret_enc.reveal()
         connector.token_expires_at = utcnow() + timedelta(minutes=1)
-        connector.token_obtained_at = utcnow() - timedelta(hours=1)  # an hour-long token
+        connector.token_obtained_at = utcnow() - timedelta(hours=1)
         db.session.commit()
         secrets["access 2"] = tokens.access_token(connector, None)  # a refresh at the peer
         db.session.expire_all()

@@ -45,7 +45,7 @@ def expiring_connector(app, client, peer) -> int:
     connect(client, connector_id)
     with app.app_context():
         db.session.get(Connector, connector_id).token_expires_at = utcnow() + timedelta(minutes=2)
-        db.session.get(Connector, connector_id).token_obtained_at = utcnow() - timedelta(hours=1)  # an hour-long token
+        db.session.get(Connector, connector_id).token_obtained_at = utcnow() - timedelta(hours=1)
         db.session.commit()
     peer.reset()
     return connector_id

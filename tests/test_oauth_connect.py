@@ -185,7 +185,7 @@ def test_expired_token_is_refreshed_once_against_the_peer(app, logged_in, fresh_
         old_access, old_refresh = (connector.access_token_enc.reveal(),
                                    connector.refresh_token_enc.reveal())  # fmt: skip
         connector.token_expires_at = utcnow() + timedelta(minutes=4)  # inside the margin
-        connector.token_obtained_at = utcnow() - timedelta(hours=1)  # an hour-long token
+        connector.token_obtained_at = utcnow() - timedelta(hours=1)
         db.session.commit()
         new_access = tokens.access_token(connector, None)
         assert new_access != old_access

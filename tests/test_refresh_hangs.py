@@ -113,9 +113,7 @@ def test_dripping_token_endpoint_is_cut_off_before_the_lock_lapses(
     app, lock_app, logged_in, fresh_oauth_peer
 ):
     with DripServer(interval=0.5) as drip:
-        connector_id = expired_connector(
-            app, logged_in, fresh_oauth_peer, token_endpoint=drip.url
-        )
+        connector_id = expired_connector(app, logged_in, fresh_oauth_peer, token_endpoint=drip.url)
         before = stored(app, connector_id)
 
         first, second = two_callers(lock_app, connector_id, lambda: drip.requests >= 1)

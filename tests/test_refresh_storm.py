@@ -39,7 +39,7 @@ def test_refresh_storm_sends_exactly_one_token_request(
     with app.app_context():
         connector = db.session.get(Connector, connector_id)
         connector.token_expires_at = utcnow() + timedelta(minutes=2)  # inside the margin
-        connector.token_obtained_at = utcnow() - timedelta(hours=1)  # an hour-long token
+        connector.token_obtained_at = utcnow() - timedelta(hours=1)
         db.session.commit()
     peer.reset()
     storm = start_storm(app, database_uri, connector_id)
