@@ -38,7 +38,8 @@ S, E = Status, Event
 TRANSITIONS: dict[tuple[Status, Event], Status] = {}
 for _state in Status:
     TRANSITIONS[_state, E.STORED] = S.CONNECTED
-    TRANSITIONS[_state, E.SYNCED] = S.CONNECTED
+    # A token that still works does not undo a dead grant: only new tokens do.
+    TRANSITIONS[_state, E.SYNCED] = _state if _state == S.NEEDS_RECONNECT else S.CONNECTED
     TRANSITIONS[_state, E.GRANT_DEAD] = S.NEEDS_RECONNECT
     TRANSITIONS[_state, E.SCOPE_NEEDED] = S.NEEDS_RECONNECT
     TRANSITIONS[_state, E.FORGOTTEN] = S.NOT_CONNECTED
@@ -64,8 +65,10 @@ def apply(place, event: Event, message: str | None = None):
     """Move ``place`` (a connector or an agent connection) by ``event``; ``message`` is the
     sentence stored as ``last_error`` (cleared by the events that mean success or a reset).
     The caller commits."""
-    place.status = TRANSITIONS[Status(place.status or S.NOT_CONNECTED), event]
-    place.last_error = message
+    before = Status(place.status or S.NOT_CONNECTED)
+    place.status = TRANSITIONS[before, event]
+    if message is not None or place.status != S.NEEDS_RECONNECT:
+        place.last_error = message  # a Needs reconnect keeps its reason until replaced
 
 
 def forget(place, message: str | None = None):
