@@ -15,15 +15,18 @@ from tests.oauth_helpers import add_agent, add_connector, connect
 from tests.peers.switch_resource import SwitchResource
 
 
-def bearer_connector(app, url, mode="shared", secret="peer-token") -> int:
+def bearer_connector(app, url, mode="shared", secret="peer-token") -> int:  # noqa: S107
     with app.app_context():
         connector = Connector(name="Keyed", url=url, auth_type="bearer", credential_mode=mode)
         if mode == "shared":
             connector.secret_enc = seal(secret)
         else:
             agent = Agent(name="Ada")
-            db.session.add(AgentConnection(agent=agent, connector=connector,
-                                           secret_enc=seal(secret), status="connected"))  # fmt: skip
+            db.session.add(
+                AgentConnection(
+                    agent=agent, connector=connector, secret_enc=seal(secret), status="connected"
+                )
+            )
         db.session.add(connector)
         db.session.commit()
         return connector.id
@@ -67,7 +70,9 @@ def test_keeping_a_token_for_the_new_host_is_an_explicit_visible_choice(
     assert "now sent to" in logged_in.get("/connectors/").get_data(as_text=True)
 
 
-def test_a_new_token_entered_with_the_move_needs_no_question(app, logged_in, bearer_peer, json_peer):
+def test_a_new_token_entered_with_the_move_needs_no_question(
+    app, logged_in, bearer_peer, json_peer
+):
     connector_id = bearer_connector(app, bearer_peer.url)
     assert edit(logged_in, connector_id, json_peer.url, secret="new-one").status_code == 302
     assert stored_secrets(app, connector_id) == ["new-one"]

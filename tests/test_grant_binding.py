@@ -70,9 +70,7 @@ def test_a_refused_connect_leaves_the_issuer_and_refresh_where_they_were(
     assert refreshes(a) == 1 and token_requests(b) == 0
 
 
-def test_refresh_and_disconnect_go_to_the_issuer_after_discovery_moved(
-    app, logged_in, two_servers
-):
+def test_refresh_and_disconnect_go_to_the_issuer_after_discovery_moved(app, logged_in, two_servers):
     resource, a, b = two_servers
     connector_id = add_connector(app, resource.mcp_url)
     connect(logged_in, connector_id)

@@ -33,8 +33,9 @@ def sync_together(app, database_uri, name) -> list[subprocess.CompletedProcess]:
     factory = f"mcpadmin:create_app(instance_path={app.instance_path!r})"
     command = [os.path.join(BIN, "flask"), "--app", factory, "sync-tools", name]
     started = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)  # fmt: skip
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )  # fmt: skip
         for _ in range(PROCESSES)
     ]
     return [(p, *p.communicate(timeout=120)) for p in started]

@@ -68,8 +68,14 @@ class SwitchResource:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                answer = requests.request(self.command, resource.target + self.path, data=body,
-                                          headers=headers, timeout=10, allow_redirects=False)  # fmt: skip
+                answer = requests.request(
+                    self.command,
+                    resource.target + self.path,
+                    data=body,
+                    headers=headers,
+                    timeout=10,
+                    allow_redirects=False,
+                )
                 relayed = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
                 relayed = {k: v.replace(resource.target, resource.base_url)
                            for k, v in relayed.items()}  # fmt: skip
