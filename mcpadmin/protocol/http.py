@@ -125,7 +125,7 @@ class _Call:
 def _refusal(ip, port, allow_private, allow_addresses) -> str | None:
     """Why ``ip:port`` may not be reached under this policy, or None."""
     if addresses.is_metadata(ip):
-        return "a cloud metadata address"
+        return addresses.METADATA_REFUSAL
     if allow_private or (str(ip), port) in allow_addresses:
         return None
     return addresses.refusal(ip)
@@ -335,7 +335,7 @@ class Http:
 
 def _blocked_message(host, ip, reason) -> str:
     where = f"{host} is {reason}" if ip is None or str(ip) == host else f"{host} is {ip}, {reason}"
-    if reason == "a cloud metadata address":
+    if reason == addresses.METADATA_REFUSAL:
         return f"{where}; outbound calls never go there."
     return (f"{where}; outbound calls to private networks are off "
             "(set ALLOW_PRIVATE_NETWORKS to allow).")  # fmt: skip
