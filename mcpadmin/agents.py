@@ -113,7 +113,8 @@ def save_secret(id, connector_id):
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/tools")
 def choose_tools(id, connector_id):
-    """Enable the ticked tools for the agent (the others are disabled)."""
+    """Enable the ticked tools (the ``tools`` field: tool ids) for the agent; the others
+    are disabled."""
     agent, connector = get_agent(id), get_connector(connector_id)
     chosen = service.choose_tools(agent, connector, request.form.getlist("tools"))
     db.session.commit()

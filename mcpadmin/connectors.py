@@ -127,15 +127,17 @@ def sync(id):
 
 @bp.post("/<int:id>/agents/<int:agent_id>/reviewed")
 def reviewed(id, agent_id):
-    """Stop flagging the changed definition of the ``tool`` form field for this agent.
+    """Stop flagging the changed definition of the tool whose id is the ``tool`` form field
+    for this agent.
 
-    :raise 404: no such connector, agent, or connection between them.
+    :raise 404: no such connector, agent, connection between them, or tool on the connector.
     """
     connector, agent = get_connector(id), _agent(agent_id)
     connection = agents_service.connection_for(agent, connector)
-    if connection is None:
+    wanted = request.form.get("tool", "")
+    tool = next((t.name for t in connector.tools if str(t.id) == wanted), None)
+    if connection is None or tool is None:
         abort(404)
-    tool = request.form.get("tool", "")
     sync_service.mark_reviewed(connection, tool)
     db.session.commit()
     flash(f"{tool} marked reviewed for {agent.name}.", "success")

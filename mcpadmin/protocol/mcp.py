@@ -46,8 +46,9 @@ MISSING_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_VERSION = -32022
 MODERN_REQUEST_ERRORS = (HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, INVALID_PARAMS)
 
-# [26/tools §Tool Names] SHOULD: warn, don't reject.
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# [26/tools §Tool Names] SHOULD: 1–128 of A-Z a-z 0-9 _ - . (SEP-986). Warn, don't reject;
+# pages flag every name outside it (``is_standard_tool_name``).
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # RFC 9110 §5.6.2 token, for x-mcp-header names.
 HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 MAX_STORED_NAME = 255
@@ -539,6 +540,11 @@ def _cache_fields(listing: Listing, result: dict):
         listing.cache_scope = "public"
 
 
+def is_standard_tool_name(name: str) -> bool:
+    """Whether ``name`` follows the spec's tool-name rule exactly (no trailing newline)."""
+    return TOOL_NAME.fullmatch(name) is not None
+
+
 def checked_tools(tools: list) -> tuple[list[dict], list[str]]:
     """The tools fit to store, and a warning for each problem.
 
@@ -564,7 +570,7 @@ def checked_tools(tools: list) -> tuple[list[dict], list[str]]:
         if problem:
             warnings.append(f"Tool {shown!r} was skipped: {problem}.")
             continue
-        if not TOOL_NAME.match(name):
+        if not is_standard_tool_name(name):
             warnings.append(f"Tool name {shown!r} does not follow the MCP naming rule.")
         schema = tool.get("inputSchema")
         if not isinstance(schema, dict) or schema.get("type") != "object":
