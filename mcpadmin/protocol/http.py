@@ -17,7 +17,6 @@ caller adds what it was doing ("discovery failed: …").
 """
 
 import contextvars
-import json
 import socket
 import ssl
 import time
@@ -34,6 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTime
 from urllib3.util.ssl_ import create_urllib3_context
 
 from . import addresses
+from .jsonbody import NotJson, parse_json
 
 USER_AGENT = "mcpadmin/0.1"
 _CHUNK = 16 * 1024
@@ -94,9 +94,9 @@ class Response:
         :raise BadResponse: the body is not valid UTF-8 JSON.
         """
         try:
-            return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise BadResponse(f"{self.url} answered with something that is not JSON.") from None
+            return parse_json(self.body)
+        except NotJson as exc:
+            raise BadResponse(f"{self.url} answered with {exc}.") from None
 
 
 @dataclass(frozen=True)

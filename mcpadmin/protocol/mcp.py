@@ -24,6 +24,8 @@ from functools import partial
 
 from . import sse
 from .http import Http, HttpError, Interrupted, Stream, Timeout
+from .jsonbody import NotJson, TooDeep, parse_json
+from .urls import unsendable_header
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +133,15 @@ class Client:
         """Every tool the server lists, all pages, in one era.
 
         :raise Unauthorized, Forbidden: 401/403 (the caller may refresh and retry).
-        :raise McpError: anything else (HTTP failures included), one sentence for the operator.
+        :raise McpError: anything else (HTTP failures included, and a credential header that
+            cannot be sent), one sentence for the operator.
         """
+        unsendable = unsendable_header(self.auth)
+        if unsendable:
+            raise McpError(
+                f"The stored credential cannot be sent: its {unsendable} header would hold "
+                "characters HTTP cannot carry (outside Latin-1, or a line break). Re-enter it."
+            )
         try:
             return self._list_tools()
         except HttpError as exc:
@@ -385,8 +394,10 @@ class Client:
                 if event.event != "message" or not event.data.strip():
                     continue
                 try:
-                    message = json.loads(event.data)
-                except ValueError:
+                    message = parse_json(event.data)
+                except TooDeep as exc:
+                    raise McpError(f"The server's event stream carried {exc}.") from None
+                except NotJson:
                     unreadable += 1
                     continue
                 found = _match(message, payload["id"], strict=True)
@@ -478,9 +489,15 @@ def _read(stream: Stream) -> bytes:
 
 
 def _json(raw: bytes):
+    """The parsed body, or None when it is not JSON (a legacy signal while probing).
+
+    :raise McpError: JSON nested too deeply to read.
+    """
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        return parse_json(raw)
+    except TooDeep as exc:
+        raise McpError(f"The server answered with {exc}.") from None
+    except NotJson:
         return None
 
 
