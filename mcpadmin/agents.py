@@ -101,7 +101,8 @@ def save_secret(id, connector_id):
     agent, connector = get_pair(id, connector_id)
     form = AgentSecretForm()
     if not form.validate_on_submit():
-        flash("Enter the token or key before saving.", "error")
+        missing = "Enter the token or key before saving."
+        flash(form.secret.errors[0] if form.secret.data else missing, "error")
         return _card_response(agent, connector, form)
     try:
         service.save_secret(agent, connector, form.secret.data.strip())
@@ -121,7 +122,8 @@ def save_secret(id, connector_id):
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/tools")
 def choose_tools(id, connector_id):
-    """Enable the ticked tools for the agent (the others are disabled)."""
+    """Enable the ticked tools (the ``tools`` field: tool ids) for the agent; the others
+    are disabled."""
     agent, connector = get_pair(id, connector_id)
     chosen = service.choose_tools(agent, connector, request.form.getlist("tools"))
     db.session.commit()
@@ -144,15 +146,19 @@ def sync(id, connector_id):
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/reviewed")
 def reviewed(id, connector_id):
-    """Stop flagging the changed definition of the ``tool`` form field for this agent.
+    """Stop flagging the changed definition of the tool whose id is the ``tool`` form field
+    for this agent.
 
-    :raise 404: no such agent, connector, or connection between them.
+    :raise 404: no such agent, connector, connection between them, or tool on the connector.
     """
     agent, connector = get_pair(id, connector_id)
     connection = service.connection_for(agent, connector)
     if connection is None:
         abort(404)
-    tool = request.form.get("tool", "")
+    wanted = request.form.get("tool", "")
+    tool = next((t.name for t in connector.tools if str(t.id) == wanted), None)
+    if tool is None:
+        abort(404)
     catalog.mark_reviewed(connection, tool)
     db.session.commit()
     flash(f"{tool} marked reviewed for {agent.name}.", "success")

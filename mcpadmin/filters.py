@@ -7,6 +7,11 @@ from datetime import UTC, datetime
 from markupsafe import Markup, escape
 
 from .models import AUTH_TYPES, CREDENTIAL_MODES, STATUSES
+from .protocol.mcp import is_standard_tool_name
+
+# Characters that print as nothing, or as blank space, although Unicode calls them letters or
+# symbols (Hangul fillers, the blank Braille pattern, the Mongolian vowel separator).
+_BLANK_GRAPHICS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
 
 
 def reltime(value: datetime | None, now: datetime | None = None) -> str:
@@ -47,6 +52,37 @@ def _hidden(ch: str) -> bool:
     return category == "Cf" or (category == "Cc" and ch not in "\t\n\r")
 
 
+def _hidden_in_name(ch: str) -> bool:
+    """In a tool name, where two names that look alike call different tools, also every
+    space, tab or line break, combining mark (U+034F, U+FE0F) and blank graphic (U+3164,
+    U+2800): each makes a lookalike of a plainer name."""
+    if ch in "\t\n\r ":
+        return True
+    return _hidden(ch) or unicodedata.category(ch)[0] in "ZMC" or ch in _BLANK_GRAPHICS
+
+
+def name_hides_characters(value) -> bool:
+    """Whether a tool name holds a character ``tool_name`` shows as a marker (the Jinja test
+    ``{% if tool.name is hiding_characters %}``)."""
+    return isinstance(value, str) and any(_hidden_in_name(ch) for ch in value)
+
+
+def nonstandard_name(value) -> bool:
+    """Whether ``value`` is a tool name outside the spec's rule (``mcp.TOOL_NAME``): the Jinja
+    test ``{% if tool.name is nonstandard_name %}``."""
+    return isinstance(value, str) and not is_standard_tool_name(value)
+
+
+def tool_name(value) -> Markup:
+    """A tool name for a page: like ``remote_text``, and every character ``_hidden_in_name``
+    finds (a space or tab included, which HTML would collapse) shown as a ``‹U+00A0›``
+    marker, so lookalike names read differently."""
+    if value is None:
+        return Markup("")
+    marked = "".join(_marker_for(ch) if _hidden_in_name(ch) else str(escape(ch)) for ch in value)
+    return Markup(marked)  # noqa: S704  (each character escaped; markers are fixed markup)
+
+
 def remote_text(value, limit: int | None = None) -> Markup:
     """Text a remote server wrote, made safe and honest for a page: HTML-escaped, cut to
     ``limit`` characters (with "…"), and every hidden character (see ``hidden_characters``)
@@ -71,8 +107,10 @@ _NOT_PLAIN_ASCII = re.compile(r"[^\t\n\r\x20-\x7e]")
 
 def _marker(match: re.Match) -> str:
     ch = match.group()
-    if not _hidden(ch):
-        return ch
+    return _marker_for(ch) if _hidden(ch) else ch
+
+
+def _marker_for(ch: str) -> str:
     code = f"U+{ord(ch):04X}"
     return f'<mark class="hidden-char" title="hidden character {code}">‹{code}›</mark>'
 
@@ -81,6 +119,9 @@ def init_app(app):
     app.jinja_env.filters["reltime"] = reltime
     app.jinja_env.filters["remote_text"] = remote_text
     app.jinja_env.tests["suspicious"] = suspicious
+    app.jinja_env.filters["tool_name"] = tool_name
+    app.jinja_env.tests["hiding_characters"] = name_hides_characters
+    app.jinja_env.tests["nonstandard_name"] = nonstandard_name
     app.jinja_env.filters["isotime"] = isotime
     app.jinja_env.globals.update(
         AUTH_TYPES=AUTH_TYPES, CREDENTIAL_MODES=CREDENTIAL_MODES, STATUSES=STATUSES

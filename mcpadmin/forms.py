@@ -6,7 +6,13 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from .models import AUTH_TYPES, CREDENTIAL_MODES
-from .protocol.urls import InvalidURL, check_header_name, check_http_url
+from .protocol.urls import (
+    InvalidURL,
+    check_client_credential,
+    check_header_name,
+    check_http_url,
+    check_secret_header_value,
+)
 
 
 def _choices(labels):
@@ -22,6 +28,23 @@ def _http_url(form, field):
         try:
             check_http_url(field.data)
         except InvalidURL as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+def _header_secret(form, field):
+    """A token or API key must be sendable as a header value (checked when saved)."""
+    if field.data:
+        try:
+            check_secret_header_value(field.data, "The token or key")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+def _client_credential(form, field):
+    if field.data:
+        try:
+            check_client_credential(field.data, f"The {field.label.text.lower()}")
+        except ValueError as exc:
             raise ValidationError(str(exc)) from exc
 
 
@@ -56,7 +79,9 @@ class ConnectorForm(FlaskForm):
         "Header name", validators=[Optional(), Length(max=100)], filters=[_strip],
         description="The request header that carries the key, e.g. X-API-Key",
     )  # fmt: skip
-    secret = PasswordField("Token or key", validators=[Optional(), Length(max=8192)])
+    secret = PasswordField(
+        "Token or key", validators=[Optional(), Length(max=8192), _header_secret], filters=[_strip]
+    )
     clear_secret = BooleanField("Remove the stored token or key")
     oauth_scopes = StringField(
         "Scopes", validators=[Optional(), Length(max=1000)], filters=[_strip],
@@ -78,9 +103,12 @@ class ConnectorForm(FlaskForm):
         filters=[_strip],
     )  # fmt: skip
     oauth_client_id = PasswordField(
-        "Client ID", validators=[Optional(), Length(max=1000)], filters=[_strip]
+        "Client ID", validators=[Optional(), Length(max=1000), _client_credential],
+        filters=[_strip],
+    )  # fmt: skip
+    oauth_client_secret = PasswordField(
+        "Client secret", validators=[Optional(), Length(max=4096), _client_credential]
     )
-    oauth_client_secret = PasswordField("Client secret", validators=[Optional(), Length(max=4096)])
     clear_oauth_client = BooleanField("Remove the stored client ID and secret")
     # Asked only when the URL moves to another origin while pasted secrets are stored.
     moved_secrets = RadioField(
@@ -120,4 +148,8 @@ class AgentForm(FlaskForm):
 
 
 class AgentSecretForm(FlaskForm):
-    secret = PasswordField("Token or key", validators=[DataRequired(), Length(max=8192)])
+    secret = PasswordField(
+        "Token or key",
+        validators=[DataRequired(), Length(max=8192), _header_secret],
+        filters=[_strip],
+    )

@@ -34,6 +34,14 @@ def world(app):
         return {"agent": agent.id, **{k: c.id for k, c in connectors.items()}}
 
 
+def ids(app, connector_id, *names) -> list[str]:
+    """The row ids of the connector's tools ``names``, as the tool checkboxes send them."""
+    with app.app_context():
+        rows = db.session.query(Tool).filter_by(connector_id=connector_id)
+        by_name = {t.name: str(t.id) for t in rows}
+    return [by_name.get(n, n) for n in names]
+
+
 def card(page, connector_id):
     start = page.index(f'id="connector-{connector_id}"')
     return page[start : page.index("</article>", start)]
@@ -111,21 +119,22 @@ def test_token_for_shared_connector_is_refused(app, logged_in, world):
 
 def test_tool_choices_persist_and_ignore_unknown_tools(app, logged_in, world):
     url = f"/agents/{world['agent']}/connectors/{world['shared']}/tools"
-    page = logged_in.hx_post(url, data={"tools": ["search", "create_issue", "rm_rf"]}).get_data(
-        as_text=True
-    )
+    wanted = ids(app, world["shared"], "search", "create_issue", "rm_rf", "99999")
+    page = logged_in.hx_post(url, data={"tools": wanted}).get_data(as_text=True)
     assert "2 of 3 tools enabled on Docs." in page
     with app.app_context():
         assert db.session.query(AgentConnection).one().enabled_tools == ["create_issue", "search"]
     reloaded = card(
         logged_in.get(f"/agents/{world['agent']}").get_data(as_text=True), world["shared"]
     )
-    assert 'value="search" checked' in reloaded and 'value="list_issues" checked' not in reloaded
+    search, list_issues = ids(app, world["shared"], "search", "list_issues")
+    assert f'value="{search}" checked' in reloaded
+    assert f'value="{list_issues}" checked' not in reloaded
 
 
 def test_unticking_every_tool_disables_them_all(app, logged_in, world):
     url = f"/agents/{world['agent']}/connectors/{world['shared']}/tools"
-    logged_in.hx_post(url, data={"tools": ["search"]})
+    logged_in.hx_post(url, data={"tools": ids(app, world["shared"], "search")})
     logged_in.hx_post(url, data={})
     with app.app_context():
         assert db.session.query(AgentConnection).one().enabled_tools == []
@@ -134,7 +143,7 @@ def test_unticking_every_tool_disables_them_all(app, logged_in, world):
 def test_disconnect_forgets_the_credential_and_keeps_tool_choices(app, logged_in, world):
     base = f"/agents/{world['agent']}/connectors/{world['bearer_pa']}"
     logged_in.hx_post(f"{base}/secret", data={"secret": TOKEN})
-    logged_in.hx_post(f"{base}/tools", data={"tools": ["search"]})
+    logged_in.hx_post(f"{base}/tools", data={"tools": ids(app, world["bearer_pa"], "search")})
     page = logged_in.hx_post(f"{base}/disconnect").get_data(as_text=True)
     assert "Save token" in page
     with app.app_context():

@@ -49,6 +49,13 @@ def run_sync(app, connector_id, agent_id=None):
             db.session.commit()
 
 
+def tool_id(app, connector_id, name) -> str:
+    """The row id of the connector's tool ``name``, as a checkbox or button sends it."""
+    with app.app_context():
+        return str(db.session.scalar(select(Tool.id).filter_by(connector_id=connector_id,
+                                                               name=name)))  # fmt: skip
+
+
 def tool_names(app, connector_id):
     with app.app_context():
         return db.session.scalars(
@@ -197,7 +204,7 @@ def test_agent_card_flags_a_changed_tool_until_reviewed(app, logged_in, modern_p
     page = logged_in.get(f"/agents/{aid}").get_data(as_text=True)
     assert page.count("Definition changed") == 1
     response = logged_in.hx_post(f"/agents/{aid}/connectors/{cid}/reviewed",
-                                 data={"tool": "tool_001"})  # fmt: skip
+                                 data={"tool": tool_id(app, cid, "tool_001")})  # fmt: skip
     assert "Definition changed" not in response.get_data(as_text=True)
 
 

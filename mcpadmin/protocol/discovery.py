@@ -138,13 +138,7 @@ def discover(http: Http, server_url: str, allow_http_loopback: bool = False) -> 
         lambda doc: _check_server(doc, issuer, allow_http_loopback),
     )  # fmt: skip
     if metadata is None:
-        refused = [e for e in log if e["step"] == "server metadata" and e.get("refused")]
-        if refused:
-            raise DiscoveryError(
-                f"The authorization server's metadata at {refused[0]['url']} was refused: "
-                f"{refused[0]['outcome']}. The connector page lists every URL tried.",
-                log,
-            )
+        _raise_refusal(log)
         raise DiscoveryError(
             "This server does not advertise OAuth: no authorization server metadata was found. "
             "Choose bearer token or API key, or enter the OAuth endpoints by hand.",
@@ -172,6 +166,23 @@ def discover(http: Http, server_url: str, allow_http_loopback: bool = False) -> 
         resource_scopes=_strings((resource_doc or {}).get("scopes_supported")),
         log=log,
     )
+
+
+def _raise_refusal(log):
+    """Name the first document discovery refused, if any: the server may well use OAuth, and
+    entering endpoints by hand would skip the check that refused it.
+
+    :raise DiscoveryError: a resource or authorization server metadata document was refused.
+    """
+    for step, what in (("resource metadata", "protected resource metadata"),
+                       ("server metadata", "authorization server's metadata")):  # fmt: skip
+        refused = [e for e in log if e["step"] == step and e.get("refused")]
+        if refused:
+            raise DiscoveryError(
+                f"The {what} at {refused[0]['url']} was refused: {refused[0]['outcome']}. "
+                "The connector page lists every URL tried.",
+                log,
+            )
 
 
 def _probe(http, server_url, log) -> dict:

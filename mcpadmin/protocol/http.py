@@ -17,7 +17,6 @@ caller adds what it was doing ("discovery failed: …").
 """
 
 import contextvars
-import json
 import socket
 import ssl
 import time
@@ -34,6 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTime
 from urllib3.util.ssl_ import create_urllib3_context
 
 from . import addresses
+from .jsonbody import NotJson, parse_json
 
 USER_AGENT = "mcpadmin/0.1"
 _CHUNK = 16 * 1024
@@ -94,9 +94,9 @@ class Response:
         :raise BadResponse: the body is not valid UTF-8 JSON.
         """
         try:
-            return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise BadResponse(f"{self.url} answered with something that is not JSON.") from None
+            return parse_json(self.body)
+        except NotJson as exc:
+            raise BadResponse(f"{self.url} answered with {exc}.") from None
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class _Call:
 def _refusal(ip, port, allow_private, allow_addresses) -> str | None:
     """Why ``ip:port`` may not be reached under this policy, or None."""
     if addresses.is_metadata(ip):
-        return "a cloud metadata address"
+        return addresses.METADATA_REFUSAL
     if allow_private or (str(ip), port) in allow_addresses:
         return None
     return addresses.refusal(ip)
@@ -335,7 +335,7 @@ class Http:
 
 def _blocked_message(host, ip, reason) -> str:
     where = f"{host} is {reason}" if ip is None or str(ip) == host else f"{host} is {ip}, {reason}"
-    if reason == "a cloud metadata address":
+    if reason == addresses.METADATA_REFUSAL:
         return f"{where}; outbound calls never go there."
     return (f"{where}; outbound calls to private networks are off "
             "(set ALLOW_PRIVATE_NETWORKS to allow).")  # fmt: skip

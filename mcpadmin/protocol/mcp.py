@@ -24,6 +24,8 @@ from functools import partial
 
 from . import sse
 from .http import Http, HttpError, Interrupted, Stream, Timeout
+from .jsonbody import NotJson, TooDeep, parse_json
+from .urls import unsendable_header
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,9 @@ MISSING_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_VERSION = -32022
 MODERN_REQUEST_ERRORS = (HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, INVALID_PARAMS)
 
-# [26/tools §Tool Names] SHOULD: warn, don't reject.
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# [26/tools §Tool Names] SHOULD: 1–128 of A-Z a-z 0-9 _ - . (SEP-986). Warn, don't reject;
+# pages flag every name outside it (``is_standard_tool_name``).
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # RFC 9110 §5.6.2 token, for x-mcp-header names.
 HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 MAX_STORED_NAME = 255
@@ -78,6 +81,10 @@ class Forbidden(HttpStatusError):
     @property
     def insufficient_scope(self) -> bool:
         return "insufficient_scope" in self.www_authenticate
+
+
+class ConnectionLost(McpError):
+    """The connection broke before the answer was complete."""
 
 
 class RpcError(McpError):
@@ -123,6 +130,7 @@ class Client:
         self.era, self.version = era, version
         self.max_pages, self.max_tools = max_pages, max_tools
         self.requests = 0
+        self._pages_listed = 0  # pages answered in this listing, all attempts
         self._ends = time.monotonic() + deadline
         self._next_id = 0
 
@@ -130,32 +138,46 @@ class Client:
         """Every tool the server lists, all pages, in one era.
 
         :raise Unauthorized, Forbidden: 401/403 (the caller may refresh and retry).
-        :raise McpError: anything else (HTTP failures included), one sentence for the operator.
+        :raise McpError: anything else (HTTP failures included, and a credential header that
+            cannot be sent), one sentence for the operator.
         """
+        unsendable = unsendable_header(self.auth)
+        if unsendable:
+            raise McpError(
+                f"The stored credential cannot be sent: its {unsendable} header would hold "
+                "characters HTTP cannot carry (outside Latin-1, or a line break). Re-enter it."
+            )
         try:
             return self._list_tools()
         except HttpError as exc:
             raise McpError(str(exc)) from exc
 
     def _list_tools(self) -> Listing:
-        if self.era == "modern" and self.version in MODERN_VERSIONS:
+        remembered = {"legacy": self._legacy}
+        if self.version in MODERN_VERSIONS:
+            remembered["modern"] = partial(self._modern, self.version)
+        if self.era not in remembered:
+            return self._detected()
+        try:
+            return remembered[self.era]()
+        except (Unauthorized, Forbidden, ConnectionLost):
+            raise  # the credential or the network, not the era: probing would not help
+        except McpError as exc:
+            if self._pages_listed:
+                raise  # the era works; the listing itself failed
+            # Any other failure may mean the server changed eras: probe again
+            # [26/http §Backward Compatibility]. If that fails too, what the remembered era
+            # said is the better account.
+            log.info("%s failed as a %s server (%s); probing again", self.url, self.era, exc)
             try:
-                return self._modern(self.version)
+                return self._detected()
             except (Unauthorized, Forbidden):
                 raise
-            except McpError as exc:
-                if not _legacy_signal(exc):
-                    raise
-                log.info("%s no longer answers as a modern server; probing again", self.url)
-        elif self.era == "legacy":
-            try:
-                return self._legacy()
-            except (Unauthorized, Forbidden):
-                raise
-            except McpError as exc:
-                if exc.status is None or not 400 <= exc.status < 500:
-                    raise
-                log.info("%s refused the legacy handshake; probing again", self.url)
+            except McpError:
+                raise exc from None
+
+    def _detected(self) -> Listing:
+        """Probe for the era, then list in it."""
         version = self._probe()
         return self._modern(version) if version else self._legacy()
 
@@ -277,7 +299,7 @@ class Client:
         reply = self._post(request, _legacy_version_header(version), session=session)
         if reply.status == 404 and session:
             raise _Restart()  # [25N/http §Session Management]: start a new session
-        return self._result(reply, "tools/list")
+        return self._result(reply, "tools/list", initialized=True)
 
     def _close(self, session, version):
         """DELETE the session [25N/http §Session Management]; 405 (not allowed) is fine."""
@@ -308,6 +330,7 @@ class Client:
             tools = result.get("tools")
             if not isinstance(tools, list):
                 raise McpError("The server's tools/list answer has no tool list.")
+            self._pages_listed += 1
             listing.tools.extend(tools)
             if len(listing.tools) > self.max_tools:
                 raise McpError(f"The server lists more than {self.max_tools} tools; stopped.")
@@ -384,8 +407,10 @@ class Client:
                 if event.event != "message" or not event.data.strip():
                     continue
                 try:
-                    message = json.loads(event.data)
-                except ValueError:
+                    message = parse_json(event.data)
+                except TooDeep as exc:
+                    raise McpError(f"The server's event stream carried {exc}.") from None
+                except NotJson:
                     unreadable += 1
                     continue
                 found = _match(message, payload["id"], strict=True)
@@ -395,7 +420,7 @@ class Client:
             raise McpError(f"The server's event stream is unusable: {exc}.") from None
         except HttpError as exc:
             if isinstance(exc, Interrupted):  # the connection broke while reading
-                raise McpError(
+                raise ConnectionLost(
                     "The server closed the connection before its answer was complete."
                 ) from None
             raise
@@ -404,8 +429,9 @@ class Client:
             f"The server's event stream ended without an answer to {payload['method']}{detail}."
         )
 
-    def _result(self, reply: _Reply, method: str) -> dict:
-        """The ``result`` of a reply, or the error it carries as an exception."""
+    def _result(self, reply: _Reply, method: str, initialized: bool = False) -> dict:
+        """The ``result`` of a reply, or the error it carries as an exception.
+        ``initialized``: the request was sent in a legacy session mcpadmin initialized."""
         error = (reply.message or {}).get("error")
         if reply.status >= 300 and not isinstance(error, dict):
             raise _status_error(reply, self.url, method)
@@ -414,10 +440,7 @@ class Client:
         if isinstance(error, dict):
             code, message = error.get("code"), error.get("message")
             if reply.status == 400 and _is_session_required(message):
-                raise McpError(
-                    "The server requires a session (400 “Missing session ID”) but did not "
-                    "assign one when mcpadmin initialized."
-                )
+                raise McpError(_session_required(method, initialized))
             raise RpcError(method, code, message, error.get("data"), reply.status)
         if reply.status == 202:
             raise McpError(f"The server accepted {method} but sent no answer (202).")
@@ -452,17 +475,13 @@ def _legacy_version_header(version: str) -> str | None:
     return None if version == "2025-03-26" else version
 
 
-def _legacy_signal(exc: McpError) -> bool:
-    """Whether a failed modern request says the server is no longer modern."""
-    if isinstance(exc, RpcError):
-        if exc.code == UNSUPPORTED_VERSION:
-            return True
-        return (
-            exc.status is not None
-            and 400 <= exc.status < 500
-            and exc.code not in (*MODERN_REQUEST_ERRORS,)
-        )
-    return exc.status is not None and 400 <= exc.status < 500
+def _session_required(method: str, initialized: bool) -> str:
+    """What a 400 "Missing session ID" answer to ``method`` means for the operator."""
+    if initialized:
+        return ("The server requires a session (400 “Missing session ID”) but did not assign "
+                "one when mcpadmin initialized.")  # fmt: skip
+    return (f"The server answered {method} with 400 “Missing session ID”, but it never "
+            "assigned mcpadmin a session to send.")  # fmt: skip
 
 
 def _is_session_required(message) -> bool:
@@ -473,13 +492,21 @@ def _read(stream: Stream) -> bytes:
     try:
         return stream.read()
     except Interrupted:
-        raise McpError("The server closed the connection before its answer was complete.") from None
+        raise ConnectionLost(
+            "The server closed the connection before its answer was complete."
+        ) from None
 
 
 def _json(raw: bytes):
+    """The parsed body, or None when it is not JSON (a legacy signal while probing).
+
+    :raise McpError: JSON nested too deeply to read.
+    """
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        return parse_json(raw)
+    except TooDeep as exc:
+        raise McpError(f"The server answered with {exc}.") from None
+    except NotJson:
         return None
 
 
@@ -539,6 +566,11 @@ def _cache_fields(listing: Listing, result: dict):
         listing.cache_scope = "public"
 
 
+def is_standard_tool_name(name: str) -> bool:
+    """Whether ``name`` follows the spec's tool-name rule exactly (no trailing newline)."""
+    return TOOL_NAME.fullmatch(name) is not None
+
+
 def checked_tools(tools: list) -> tuple[list[dict], list[str]]:
     """The tools fit to store, and a warning for each problem.
 
@@ -564,7 +596,7 @@ def checked_tools(tools: list) -> tuple[list[dict], list[str]]:
         if problem:
             warnings.append(f"Tool {shown!r} was skipped: {problem}.")
             continue
-        if not TOOL_NAME.match(name):
+        if not is_standard_tool_name(name):
             warnings.append(f"Tool name {shown!r} does not follow the MCP naming rule.")
         schema = tool.get("inputSchema")
         if not isinstance(schema, dict) or schema.get("type") != "object":

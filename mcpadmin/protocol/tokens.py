@@ -7,6 +7,10 @@ from urllib.parse import quote
 
 from .http import Blocked, Http, HttpError
 
+# The longest lifetime believed from ``expires_in`` (RFC 6749 §5.1 sets no bound): a year.
+# A token that outlives it is refreshed early; one claiming 10**12 seconds cannot overflow a date.
+MAX_EXPIRES_IN = 365 * 24 * 3600
+
 
 class TokenError(Exception):
     """A token request failed. ``error`` is the OAuth error code, or ``"unavailable"`` for a
@@ -124,10 +128,13 @@ def _token_request(http, endpoint, client, form) -> Tokens:
 
 
 def _seconds(value) -> int | None:
-    """``expires_in`` as whole seconds; None for anything that is not a finite number."""
+    """``expires_in`` as whole seconds, cut to ``±MAX_EXPIRES_IN`` so that an expiry date
+    can always be computed from it; None for anything that is not a finite number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value) if math.isfinite(value) else None
+    if not math.isfinite(value):
+        return None
+    return max(-MAX_EXPIRES_IN, min(int(value), MAX_EXPIRES_IN))
 
 
 def _error(response) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Validation of URLs and header names an operator types or a remote document names."""
+"""Validation of URLs, header names and secrets an operator types or a remote document names."""
 
 import re
 import unicodedata
@@ -16,6 +16,13 @@ RESERVED_HEADERS = frozenset(
     )
 )  # fmt: skip
 
+
+# A token or API key sent as a header value (RFC 9110 §5.5 field-value): printable ASCII, no
+# leading or trailing space. RFC 9110 lets obs-text (bytes 0x80-0xFF) through but gives it no
+# meaning, so a secret using it would reach each server differently.
+_SECRET_HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+# RFC 6749 Appendix A.1/A.2: client_id and client_secret are VSCHAR (%x20-7E).
+_VSCHAR = re.compile(r"[\x20-\x7e]*")
 
 # Characters RFC 3986 §2 never allows unencoded ("<>\"{}|\\^`" and space), plus the shell
 # metacharacters it does allow ("$;'"), which no server or endpoint URL needs and which turn
@@ -83,3 +90,44 @@ def check_header_name(value: str) -> str:
     if value.lower() in RESERVED_HEADERS:
         raise ValueError(f"{value} is set by mcpadmin itself; choose another header name.")
     return value
+
+
+def check_secret_header_value(value: str, what: str = "The token") -> str:
+    """Return ``value`` if it can be sent as the value of an HTTP header: printable ASCII,
+    no leading or trailing space. The message never repeats the value.
+
+    :raise ValueError: with a sentence naming ``what`` for the page.
+    """
+    if not _SECRET_HEADER_VALUE.fullmatch(value):
+        raise ValueError(
+            f"{what} may contain only printable ASCII characters (letters, digits, "
+            "punctuation, inner spaces); check for a typographic quote, an accent or a line "
+            "break pasted with it."
+        )
+    return value
+
+
+def check_client_credential(value: str, what: str) -> str:
+    """Return ``value`` if it is an OAuth client id or secret: printable ASCII (RFC 6749
+    Appendix A.1, A.2). The message never repeats the value.
+
+    :raise ValueError: with a sentence naming ``what`` for the page.
+    """
+    if not _VSCHAR.fullmatch(value):
+        raise ValueError(f"{what} may contain only printable ASCII characters.")
+    return value
+
+
+def unsendable_header(headers: dict) -> str | None:
+    """The name of the first header whose value HTTP cannot carry at all (a character
+    outside Latin-1, or a line break or NUL that would end the header), or None. Values
+    stored before they were checked on entry reach the client this way."""
+    for name, value in headers.items():
+        text = str(value)
+        if any(ch in "\r\n\0" for ch in text):
+            return name
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            return name
+    return None

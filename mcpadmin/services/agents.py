@@ -92,11 +92,15 @@ def revocations(agent: Agent) -> list[tokens.Revocation]:
     return [r for r in found if r is not None]
 
 
-def choose_tools(agent: Agent, connector: Connector, names: list[str]) -> list[str]:
-    """Enable exactly ``names`` (those the connector offers) for the agent; return them."""
-    offered = [t.name for t in connector.tools]
-    wanted = set(names)
-    chosen = [n for n in offered if n in wanted]
+def choose_tools(agent: Agent, connector: Connector, tool_ids: list[str]) -> list[str]:
+    """Enable exactly the connector's tools whose row ids are in ``tool_ids`` (form values;
+    other ids, and values that are not ids, are ignored) for the agent; return their names.
+
+    Ids, not names, identify the ticked tools: a browser rewrites line breaks in form
+    values, so two tools named ``a\r\nb`` and ``a\nb`` would share one value.
+    """
+    wanted = set(tool_ids)
+    chosen = [t.name for t in connector.tools if str(t.id) in wanted]
     connection = connection_for(agent, connector, create=True)
     connection.enabled_tools = chosen
     return chosen

@@ -87,7 +87,7 @@ def store_tokens(place, tokens: protocol.Tokens, grant: grants.Grant | None = No
         place.refresh_token_enc = seal(tokens.refresh_token)
     place.token_obtained_at = now
     place.token_expires_at = (
-        now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
+        now + timedelta(seconds=tokens.expires_in) if tokens.expires_in is not None else None
     )
     place.token_scope = tokens.scope or requested_scope or place.token_scope
     if grant is not None:

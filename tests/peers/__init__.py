@@ -48,13 +48,15 @@ def terminate(process: subprocess.Popen):
             process.wait()
 
 
-def start(script: str, *args: str, python: str = sys.executable, timeout: float = 30) -> Peer:
-    """Run ``tests/peers/<script>`` with ``--port N`` and ``args``; return once it accepts TCP.
+def start(script: str, *args: str, python: str = sys.executable, timeout: float = 30,
+          port: int | None = None) -> Peer:  # fmt: skip
+    """Run ``tests/peers/<script>`` with ``--port N`` (``port``, else a free one) and ``args``;
+    return once it accepts TCP.
 
     :raise RuntimeError: the process exited or did not listen within ``timeout`` (its log
         is in the message).
     """
-    port = free_port()
+    port = port or free_port()
     log = tempfile.NamedTemporaryFile("wb", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [python, os.path.join(HERE, script), "--port", str(port), *args],

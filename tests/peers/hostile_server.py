@@ -1,7 +1,8 @@
 """A hostile HTTP server on 127.0.0.1, run in a thread of the test process: each path is one
 misbehaviour (slowloris headers, slow-drip or endless bodies, a gzip bomb, broken event
-streams, redirect tricks). It records every request and whether the client hung up, so a
-test can check that nothing was sent where it must not be and that the worker was freed.
+streams, redirect tricks, JSON nested thousands deep). It records every request and whether
+the client hung up, so a test can check that nothing was sent where it must not be and that
+the worker was freed.
 
 Every mode gives up after ``MAX_SECONDS`` so a client that never hangs up cannot keep a
 thread alive past the test.
@@ -9,6 +10,7 @@ thread alive past the test.
 
 import gzip
 import io
+import json
 import socket
 import socketserver
 import threading
@@ -188,6 +190,25 @@ class _Handler(socketserver.BaseRequestHandler):
         body = b"this is not gzip at all"
         self._head(headers=["Content-Type: application/json", "Content-Encoding: gzip",
                             f"Content-Length: {len(body)}"])  # fmt: skip
+        self._send(seen, body)
+
+    def mode_deep_json(self, seen, query):
+        """A JSON-RPC answer to the request whose one tool's input schema nests ``?depth=``
+        arrays deep (default 5000); as an event stream with ``?sse=1``."""
+        try:
+            request_id = json.loads(seen.body).get("id", 1)
+        except ValueError:
+            request_id = 1
+        depth = int(query.get("depth", "5000"))
+        schema = '{"type": "object", "default": ' + "[" * depth + "]" * depth + "}"
+        tool = '{"name": "deep", "inputSchema": ' + schema + "}"
+        message = ('{"jsonrpc": "2.0", "id": ' + json.dumps(request_id)
+                   + ', "result": {"tools": [' + tool + "]}}").encode()  # fmt: skip
+        if query.get("sse"):
+            body, kind = b"event: message\ndata: " + message + b"\n\n", "text/event-stream"
+        else:
+            body, kind = message, "application/json"
+        self._head(headers=[f"Content-Type: {kind}", f"Content-Length: {len(body)}"])
         self._send(seen, body)
 
     def mode_drop(self, seen, query):
