@@ -40,6 +40,8 @@ def app(database_uri, tmp_path):
             # The peers run on 127.0.0.1 over plain http.
             "ALLOW_PRIVATE_NETWORKS": True,
             "ALLOW_HTTP_LOOPBACK": True,
+            # Flask's test client sends ``Host: localhost``.
+            "EXTRA_HOSTS": ["localhost"],
         },
         instance_path=str(tmp_path / "instance"),
     )
