@@ -19,7 +19,8 @@ def create_app(test_config=None, instance_path=None):
     ``instance_path`` (else ``MCPADMIN_INSTANCE_PATH``, else ``instance/``) holds the SQLite
     database, the generated keys and the setup token.
 
-    :raise ValueError: the configured encryption keys are not valid Fernet keys.
+    :raise ValueError: the configured encryption keys are not valid Fernet keys, or
+        ``PUBLIC_BASE_URL`` names no host.
     """
     logsafe.install()
     instance_path = instance_path or os.environ.get("MCPADMIN_INSTANCE_PATH") or None

@@ -54,7 +54,8 @@ class Defaults:
 def load(app, test_config=None):
     """Fill ``app.config``: defaults, instance file, environment, then ``test_config``.
 
-    :raise ValueError: an encryption key is not a valid Fernet key.
+    :raise ValueError: an encryption key is not a valid Fernet key, or ``PUBLIC_BASE_URL``
+        names no host.
     """
     app.config.from_object(Defaults)
     app.config.from_pyfile("config.py", silent=True)
@@ -84,11 +85,11 @@ def load(app, test_config=None):
     for name in ("TRUSTED_PROXY_HOPS", "LOGIN_MAX_FAILURES", "LOGIN_USERNAME_MAX_FAILURES"):
         app.config[name] = int(app.config[name])
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
+    public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname
+    if not public_host:
+        raise ValueError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")
     # Flask answers 400 to any other Host: a DNS-rebinding page cannot reach the app.
-    app.config["TRUSTED_HOSTS"] = [
-        urlsplit(app.config["PUBLIC_BASE_URL"]).hostname,
-        *app.config["EXTRA_HOSTS"],
-    ]
+    app.config["TRUSTED_HOSTS"] = [public_host, *app.config["EXTRA_HOSTS"]]
     if app.config["PUBLIC_BASE_URL"].startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
 

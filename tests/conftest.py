@@ -61,7 +61,12 @@ def make_app(database_uri, app):
 
     def make(config=None, **kwargs):
         kwargs.setdefault("instance_path", app.instance_path)
-        extra = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, **(config or {})}, **kwargs)
+        config = {
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            "EXTRA_HOSTS": ["localhost"],
+            **(config or {}),
+        }
+        extra = create_app(config, **kwargs)
         made.append(extra)
         return extra
 

@@ -9,8 +9,10 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from flask import Flask
 from sqlalchemy import func, select, update
 
+from mcpadmin import config
 from mcpadmin.extensions import db
 from mcpadmin.models import AdminSession, LoginThrottle, utcnow
 from mcpadmin.security import allowed_origins
@@ -129,10 +131,11 @@ def test_forwarded_for_names_the_client_behind_a_trusted_proxy(make_app, admin):
     assert answer.status_code == 302
 
 
-def test_proxy_and_host_settings_are_read_from_the_environment(make_app, monkeypatch):
+def test_proxy_and_host_settings_are_read_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MCPADMIN_TRUSTED_PROXY_HOPS", "2")
     monkeypatch.setenv("MCPADMIN_EXTRA_HOSTS", "admin.internal, mcpadmin.lan:8443")
-    app = make_app()
+    app = Flask(__name__, instance_path=str(tmp_path))
+    config.load(app, {"SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["TRUSTED_PROXY_HOPS"] == 2
     assert app.config["EXTRA_HOSTS"] == ["admin.internal", "mcpadmin.lan:8443"]
     assert app.config["TRUSTED_HOSTS"] == ["127.0.0.1", "admin.internal", "mcpadmin.lan:8443"]
@@ -273,6 +276,12 @@ def test_origin_is_compared_with_public_base_url_not_with_the_request(make_app, 
     )
     assert answer.status_code == 403
     assert b"sent from another web site" in answer.data
+
+
+def test_public_base_url_without_a_host_is_refused_at_start(make_app):
+    # An empty host list would let Flask accept every Host.
+    with pytest.raises(ValueError, match="names no host"):
+        make_app({"PUBLIC_BASE_URL": "admin.example"})
 
 
 def test_allowed_origins_follow_the_public_scheme_and_extra_hosts():

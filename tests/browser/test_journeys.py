@@ -92,6 +92,21 @@ def test_sign_out_ends_the_session(signed_in, live_server):
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
 
 
+def test_sign_out_everywhere_ends_a_copied_session(signed_in, live_server):
+    page = signed_in
+    copied = page.context.cookies()
+    page.get_by_role("button", name="Sign out everywhere").click()
+    expect(page.get_by_text("Signed out on every browser.")).to_be_visible()
+    elsewhere = page.context.browser.new_context()
+    try:
+        elsewhere.add_cookies(copied)
+        other = elsewhere.new_page()
+        other.goto(live_server.url + "/agents/")
+        expect(other).to_have_url(re.compile(r"/login\?next=/agents/"))
+    finally:
+        elsewhere.close()
+
+
 def test_bearer_connector_syncs_and_lists_its_tools(signed_in, live_server, bearer_peer):
     page, base = signed_in, live_server.url
     add_connector(page, base, "Tracker", bearer_peer.url, "bearer", secret="peer-token")
