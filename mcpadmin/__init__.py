@@ -7,7 +7,7 @@ from flask_migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import config, crypto, errors, filters, security
+from . import config, crypto, errors, filters, logsafe, security
 from .extensions import csrf, db, migrate
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -19,8 +19,10 @@ def create_app(test_config=None, instance_path=None):
     ``instance_path`` (else ``MCPADMIN_INSTANCE_PATH``, else ``instance/``) holds the SQLite
     database, the generated keys and the setup token.
 
-    :raise ValueError: the configured encryption keys are not valid Fernet keys.
+    :raise ValueError: the configured encryption keys are not valid Fernet keys, or
+        ``PUBLIC_BASE_URL`` names no host.
     """
+    logsafe.install()
     instance_path = instance_path or os.environ.get("MCPADMIN_INSTANCE_PATH") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     config.load(app, test_config)

@@ -22,13 +22,14 @@ from flask import (
 from . import config
 from .extensions import db
 from .forms import LoginForm, SetupForm
-from .models import AdminUser, utcnow
-from .services import admins
+from .models import utcnow
+from .services import admins, sessions, throttle
 
 bp = Blueprint("auth", __name__)
 
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static", "oauth.client_metadata"}
 SETUP_TOKEN_FILE = "setup_token"  # noqa: S105 (a file name)
+SESSION_TOKEN_KEY = "session_token"  # noqa: S105 (the cookie field naming the admin session)
 
 
 def announce_setup_link(app):
@@ -65,9 +66,13 @@ def safe_next(target: str | None) -> str:
 
 @bp.before_app_request
 def require_login():
-    """Load the signed-in admin into ``g.admin``; send everyone else to the login page."""
-    admin_id = session.get("admin_id")
-    g.admin = db.session.get(AdminUser, admin_id) if admin_id else None
+    """Load the signed-in admin into ``g.admin`` from a session still open server-side; send
+    everyone else to the login page."""
+    token = session.get(SESSION_TOKEN_KEY)
+    lifetime = current_app.permanent_session_lifetime
+    g.admin = sessions.admin_for(token, utcnow(), lifetime) if token else None
+    if token and g.admin is None:
+        session.clear()  # signed out elsewhere, or expired: the cookie is worth nothing now
     if g.admin or request.endpoint in PUBLIC_ENDPOINTS:
         return None
     login_url = url_for(
@@ -80,7 +85,8 @@ def require_login():
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Sign in. After 5 failures for a username or address, 429 for 15 minutes."""
+    """Sign in. Each attempt is counted before its password is checked; over the limit for
+    this address and username (or the backstop for the username), 429 until the window ends."""
     if g.admin:
         return redirect(url_for("connectors.index"))
     if not admins.any_admin():
@@ -88,26 +94,24 @@ def login():
     form = LoginForm()
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form)
-    now = utcnow()
-    keys = [f"user:{form.username.data.strip().lower()}", f"ip:{request.remote_addr}"]
-    locked = admins.locked_until(keys, now)
-    if locked:
-        minutes = max(1, round((locked - now).total_seconds() / 60))
+    now, cfg = utcnow(), current_app.config
+    keys = throttle.limits(
+        request.remote_addr,
+        form.username.data,
+        cfg["LOGIN_MAX_FAILURES"],
+        cfg["LOGIN_USERNAME_MAX_FAILURES"],
+    )
+    window = timedelta(seconds=cfg["LOGIN_LOCKOUT_SECONDS"])
+    refused_until = throttle.count_attempt(keys, now, window)
+    if refused_until:
+        minutes = max(1, round((refused_until - now).total_seconds() / 60))
         flash(f"Too many failed sign-ins. Try again in {minutes} minutes.", "error")
         return render_template("auth/login.html", form=form), 429
     admin = admins.authenticate(form.username.data, form.password.data)
     if admin is None:
-        admins.record_failure(
-            keys,
-            now,
-            current_app.config["LOGIN_MAX_FAILURES"],
-            timedelta(seconds=current_app.config["LOGIN_LOCKOUT_SECONDS"]),
-        )
-        db.session.commit()
         flash("Wrong username or password.", "error")
         return render_template("auth/login.html", form=form), 401
-    admins.clear_failures(keys)
-    db.session.commit()
+    throttle.give_back(keys)
     _sign_in(admin)
     flash(f"Signed in as {admin.username}.", "success")
     return redirect(safe_next(request.args.get("next")))
@@ -115,8 +119,21 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """End this browser's session, server-side: a copy of the cookie stops working too."""
+    sessions.end(session.get(SESSION_TOKEN_KEY))
+    db.session.commit()
     session.clear()
     flash("Signed out.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/logout/everywhere")
+def logout_everywhere():
+    """End every session of the signed-in admin, on every browser."""
+    sessions.end_all(g.admin.id)
+    db.session.commit()
+    session.clear()
+    flash("Signed out on every browser.", "success")
     return redirect(url_for("auth.login"))
 
 
@@ -154,6 +171,9 @@ def _token_matches(path, token):
 
 
 def _sign_in(admin):
+    """Open a server-side session for ``admin`` (committed) and put its token in the cookie."""
+    token = sessions.start(admin, utcnow(), current_app.permanent_session_lifetime)
+    db.session.commit()
     session.clear()
-    session["admin_id"] = admin.id
+    session[SESSION_TOKEN_KEY] = token
     session.permanent = True

@@ -1,5 +1,5 @@
-"""Shell commands: ``flask create-admin``, ``flask rotate-keys`` and ``flask sync-tools``. Thin
-wrappers over services."""
+"""Shell commands: ``flask create-admin``, ``flask set-password``, ``flask rotate-keys`` and
+``flask sync-tools``. Thin wrappers over services."""
 
 import sys
 
@@ -26,6 +26,24 @@ def create_admin_command(username, password_stdin):
         raise click.ClickException(str(exc)) from exc
     db.session.commit()
     click.echo(f"Admin {admin.username} created.")
+
+
+@click.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def set_password_command(username, password_stdin):
+    """Give an admin a new password (from a prompt, or stdin); signs it out everywhere."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        admin = admins.set_password(username, password)
+    except admins.AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"Password of {admin.username} changed; its sessions are signed out.")
 
 
 @click.command("rotate-keys")
@@ -75,5 +93,6 @@ def sync_tools_command(name, agent_name, stale, workers):
 
 def init_app(app):
     app.cli.add_command(create_admin_command)
+    app.cli.add_command(set_password_command)
     app.cli.add_command(rotate_keys_command)
     app.cli.add_command(sync_tools_command)

@@ -8,6 +8,7 @@ all, keeps every stored credential readable.
 import os
 import secrets
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -30,8 +31,15 @@ class Defaults:
     # Run Alembic migrations when the app starts, so an upgrade needs no extra step.
     AUTO_MIGRATE = True
 
+    # Sign-in attempts allowed per address and username, and per username from all addresses
+    # together, within LOGIN_LOCKOUT_SECONDS.
     LOGIN_MAX_FAILURES = 5
+    LOGIN_USERNAME_MAX_FAILURES = 50
     LOGIN_LOCKOUT_SECONDS = 15 * 60
+    # Reverse proxies in front of the app whose X-Forwarded-For / -Proto are believed; 0 = none.
+    TRUSTED_PROXY_HOPS = 0
+    # Host names accepted besides the host of PUBLIC_BASE_URL (``host`` or ``host:port``).
+    EXTRA_HOSTS: list[str] = []
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -46,7 +54,8 @@ class Defaults:
 def load(app, test_config=None):
     """Fill ``app.config``: defaults, instance file, environment, then ``test_config``.
 
-    :raise ValueError: an encryption key is not a valid Fernet key.
+    :raise ValueError: an encryption key is not a valid Fernet key, or ``PUBLIC_BASE_URL``
+        names no host.
     """
     app.config.from_object(Defaults)
     app.config.from_pyfile("config.py", silent=True)
@@ -73,12 +82,21 @@ def load(app, test_config=None):
     app.config["ENCRYPTION_KEYS"] = key_list(keys)
     app.config["PUBLIC_BASE_URL"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
     app.config["HTTP_TIMEOUT"] = float(app.config["HTTP_TIMEOUT"])
+    for name in ("TRUSTED_PROXY_HOPS", "LOGIN_MAX_FAILURES", "LOGIN_USERNAME_MAX_FAILURES"):
+        app.config[name] = int(app.config[name])
+    app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
+    public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname
+    if not public_host:
+        raise ValueError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")
+    # Flask answers 400 to any other Host: a DNS-rebinding page cannot reach the app.
+    app.config["TRUSTED_HOSTS"] = [public_host, *app.config["EXTRA_HOSTS"]]
     if app.config["PUBLIC_BASE_URL"].startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
 
 
 def key_list(keys):
-    """Normalise keys given as a list, or as one string separated by commas or newlines."""
+    """Normalise keys (or hosts) given as a list, or as one string separated by commas or
+    newlines."""
     if isinstance(keys, str):
         keys = keys.replace(",", "\n").splitlines()
     return [k.strip() for k in keys if k and k.strip()]

@@ -64,8 +64,24 @@ class AdminUser(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AdminSession(db.Model):
+    """One signed-in browser. Its cookie carries a random token, the row only the token's
+    SHA-256; deleting the row ends that session whatever the cookie says."""
+
+    __tablename__ = "admin_session"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_user.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    admin: Mapped[AdminUser] = relationship()
+
+
 class LoginThrottle(db.Model):
-    """Failed logins counted per key (``user:<name>`` and ``ip:<address>``), shared by workers."""
+    """Sign-in attempts counted per key (see ``services.throttle``), shared by workers:
+    ``failures`` attempts since ``first_failure_at``; ``locked_until`` is set when the key
+    reaches its limit."""
 
     __tablename__ = "login_throttle"
 

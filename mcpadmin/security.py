@@ -13,11 +13,18 @@ Headers (set unless the view set them itself):
   ``Origin: null`` on the app's own form posts, which the cross-site check must refuse.)
 - ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` (older browsers).
 - ``Cache-Control: no-store`` on everything but static files: pages show credential state.
+
+Requests whose ``Host`` is not the host of ``PUBLIC_BASE_URL`` (or one of ``EXTRA_HOSTS``) are
+answered 400 before any view runs: a DNS-rebinding page names its own host. Behind
+``TRUSTED_PROXY_HOPS`` reverse proxies, the client address and scheme come from the
+``X-Forwarded-For`` / ``X-Forwarded-Proto`` entries those proxies added, and from nowhere else.
 """
 
 from urllib.parse import urlsplit
 
-from flask import current_app, request
+from flask import current_app, render_template, request
+from werkzeug.exceptions import SecurityError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import render_error
 
@@ -60,18 +67,36 @@ def origin_of(url: str) -> str | None:
     return f"{scheme}://{host}:{port}"
 
 
+def allowed_origins(public_base_url: str, extra_hosts: list[str]) -> set[str]:
+    """The origins a form of this app is sent from: ``PUBLIC_BASE_URL``'s, and each extra host
+    (``host`` or ``host:port``) under the same scheme. Never derived from the request."""
+    scheme = urlsplit(public_base_url).scheme
+    origins = {origin_of(public_base_url)} | {origin_of(f"{scheme}://{h}") for h in extra_hosts}
+    return origins - {None}
+
+
+def foreign_host_refusal():
+    """Refuse (400, a page of its own: no URL can be built for an unknown host) a request
+    whose ``Host`` is not in ``TRUSTED_HOSTS``."""
+    if isinstance(request.routing_exception, SecurityError):
+        current_app.logger.warning("refused a request for host %r", request.headers.get("Host"))
+        return render_template("errors/bad_host.html"), 400
+    return None
+
+
 def cross_site_refusal():
     """Refuse (403) a state-changing request a browser says came from another site.
 
-    ``Origin`` must name this app (``PUBLIC_BASE_URL``, or the host the request was sent to:
-    a page elsewhere cannot choose the Host its victim's browser sends with the cookie);
-    ``Sec-Fetch-Site: cross-site`` is refused too. Requests without either header (curl, the
-    test client) are left to the CSRF token check.
+    ``Origin`` must be one of ``allowed_origins`` (compared with the configuration, not with
+    the request's own Host); ``Sec-Fetch-Site: cross-site`` is refused too. Requests without
+    either header (curl, the test client) are left to the CSRF token check.
     """
     if request.method not in UNSAFE_METHODS:
         return None
     origin = request.headers.get("Origin")
-    allowed = {origin_of(current_app.config["PUBLIC_BASE_URL"]), origin_of(request.host_url)}
+    allowed = allowed_origins(
+        current_app.config["PUBLIC_BASE_URL"], current_app.config["EXTRA_HOSTS"]
+    )
     foreign_origin = origin is not None and origin_of(origin) not in allowed
     if foreign_origin or request.headers.get("Sec-Fetch-Site") == "cross-site":
         current_app.logger.warning(
@@ -99,5 +124,10 @@ def add_headers(response):
 
 
 def init_app(app):
+    """Install the hooks (first, so they run before the login guard) and the proxy fix."""
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    app.before_request(foreign_host_refusal)
     app.before_request(cross_site_refusal)
     app.after_request(add_headers)

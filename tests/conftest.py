@@ -40,6 +40,8 @@ def app(database_uri, tmp_path):
             # The peers run on 127.0.0.1 over plain http.
             "ALLOW_PRIVATE_NETWORKS": True,
             "ALLOW_HTTP_LOOPBACK": True,
+            # Flask's test client sends ``Host: localhost``.
+            "EXTRA_HOSTS": ["localhost"],
         },
         instance_path=str(tmp_path / "instance"),
     )
@@ -59,7 +61,12 @@ def make_app(database_uri, app):
 
     def make(config=None, **kwargs):
         kwargs.setdefault("instance_path", app.instance_path)
-        extra = create_app({"SQLALCHEMY_DATABASE_URI": database_uri, **(config or {})}, **kwargs)
+        config = {
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            "EXTRA_HOSTS": ["localhost"],
+            **(config or {}),
+        }
+        extra = create_app(config, **kwargs)
         made.append(extra)
         return extra
 

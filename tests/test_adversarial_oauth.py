@@ -280,10 +280,13 @@ def test_token_endpoint_redirect_to_another_host_is_not_followed(
 
 def test_spoofed_host_headers_do_not_change_the_redirect_uri(app, logged_in, fresh_oauth_peer):
     connector_id = add_connector(app, fresh_oauth_peer.mcp_url)
-    spoofed = {"Host": "evil.example", "X-Forwarded-Host": "evil.example",
-               "X-Forwarded-Proto": "https", "Forwarded": "host=evil.example"}  # fmt: skip
+    spoofed = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+               "Forwarded": "host=evil.example"}  # fmt: skip
     session = logged_in.get_cookie("mcpadmin_session").value
     logged_in.set_cookie("mcpadmin_session", session, domain="evil.example")
+    refused = logged_in.post(f"/oauth/connect/{connector_id}",
+                             headers={**spoofed, "Host": "evil.example"})  # fmt: skip
+    assert refused.status_code == 400  # not a host this app answers at
     started = logged_in.post(f"/oauth/connect/{connector_id}", headers=spoofed)
     assert query(started.headers["Location"])["redirect_uri"] == CALLBACK
     logged_in.get(consent(started.headers["Location"]))

@@ -1,12 +1,11 @@
-"""Admin accounts and sign-in throttling. The caller commits."""
-
-from datetime import datetime, timedelta
+"""Admin accounts: creation, password checks and changes. The caller commits."""
 
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..models import AdminUser, LoginThrottle
+from ..models import AdminUser
+from . import sessions
 
 MIN_PASSWORD_LENGTH = 10
 # Checked against when the username is unknown, so both paths take the same time.
@@ -50,29 +49,17 @@ def authenticate(username: str, password: str) -> AdminUser | None:
     return admin if check_password_hash(admin.password_hash, password) else None
 
 
-def locked_until(keys: list[str], now: datetime) -> datetime | None:
-    """The latest lockout still running for any of ``keys``, else None."""
-    rows = db.session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))
-    ends = [r.locked_until for r in rows if r.locked_until and r.locked_until > now]
-    return max(ends, default=None)
+def set_password(username: str, password: str) -> AdminUser:
+    """Give an admin a new password and end every session it has open.
 
-
-def record_failure(keys: list[str], now: datetime, max_failures: int, lockout: timedelta):
-    """Count a failed sign-in against each key; lock a key after ``max_failures`` in a window."""
-    for key in keys:
-        row = db.session.get(LoginThrottle, key)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, first_failure_at=now)
-            db.session.add(row)
-        if now - row.first_failure_at > lockout:
-            row.failures, row.first_failure_at, row.locked_until = 0, now, None
-        row.failures += 1
-        if row.failures >= max_failures:
-            row.locked_until = now + lockout
-
-
-def clear_failures(keys: list[str]):
-    for key in keys:
-        row = db.session.get(LoginThrottle, key)
-        if row is not None:
-            db.session.delete(row)
+    :raise AdminError: no admin has this username, or the password is shorter than 10
+        characters.
+    """
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise AdminError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
+    admin = db.session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
+    if admin is None:
+        raise AdminError(f"There is no admin named {username!r}.")
+    admin.password_hash = generate_password_hash(password)
+    sessions.end_all(admin.id)
+    return admin

@@ -71,7 +71,7 @@ def test_first_run_setup_link_creates_the_admin_who_then_signs_in(
         expect(page.get_by_role("heading", name="No connectors yet")).to_be_visible()
         shoot(page, "connectors-empty")
 
-        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Sign out", exact=True).click()
         page.get_by_label("Username").fill("operator")
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
@@ -84,12 +84,27 @@ def test_first_run_setup_link_creates_the_admin_who_then_signs_in(
 
 def test_sign_out_ends_the_session(signed_in, live_server):
     page = signed_in
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page.get_by_text("Signed out.")).to_be_visible()
     shoot(page, "signed-out")
     page.goto(live_server.url + "/agents/")
     expect(page).to_have_url(re.compile(r"/login\?next=/agents/"))
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_sign_out_everywhere_ends_a_copied_session(signed_in, live_server):
+    page = signed_in
+    copied = page.context.cookies()
+    page.get_by_role("button", name="Sign out everywhere").click()
+    expect(page.get_by_text("Signed out on every browser.")).to_be_visible()
+    elsewhere = page.context.browser.new_context()
+    try:
+        elsewhere.add_cookies(copied)
+        other = elsewhere.new_page()
+        other.goto(live_server.url + "/agents/")
+        expect(other).to_have_url(re.compile(r"/login\?next=/agents/"))
+    finally:
+        elsewhere.close()
 
 
 def test_bearer_connector_syncs_and_lists_its_tools(signed_in, live_server, bearer_peer):
