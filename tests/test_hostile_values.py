@@ -12,7 +12,7 @@ from mcpadmin.extensions import db
 from mcpadmin.models import AgentConnection, Connector, Tool, utcnow
 from mcpadmin.protocol import jsonbody
 from mcpadmin.protocol.tokens import MAX_EXPIRES_IN
-from mcpadmin.services import sync
+from mcpadmin.services import fanout
 from tests import oauth_helpers
 from tests.peers import hostile_server
 from tests.test_sync import add_agent, add_connector
@@ -84,7 +84,7 @@ def test_a_stored_token_http_cannot_carry_fails_for_that_agent_only(app, bearer_
     curly = add_agent(app, "curly", connector_id, secret=CURLY)
     good = add_agent(app, "good", connector_id, secret="peer-token")
     with app.app_context():
-        outcomes = sync.sync_connector(db.session.get(Connector, connector_id))
+        outcomes = fanout.sync_connector(db.session.get(Connector, connector_id))
         db.session.commit()
     assert [(o.agent, o.ok) for o in outcomes] == [("curly", False), ("good", True)]
     failed = outcomes[0].message
