@@ -2,11 +2,12 @@
 
 Environment: ``HOST`` and ``PORT`` to listen on (``127.0.0.1:8000``: a reverse proxy with TLS
 goes in front), ``WEB_CONCURRENCY`` worker processes (4) and ``GUNICORN_THREADS`` threads per
-worker (4). The app's own settings are ``MCPADMIN_*`` (see the README). Workers starting at once
-on a fresh database are safe: the app upgrades the schema under a lock.
+worker (4). The app's own settings are ``MCPADMIN_*`` (see the README).
 """
 
 import os
+import subprocess
+import sys
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -29,3 +30,16 @@ access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"
 
 # No runtime control socket: mcpadmin needs none, and instances on one host would share its path.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Before any worker starts, load the app once in a child process: it checks the
+    configuration and upgrades the schema (under the same lock the workers take), then prints
+    the schema revision. A refused configuration stops gunicorn here with its reason, rather
+    than in every worker at once. The master never imports the app, so a reload loads new code.
+
+    :raise RuntimeError: the app could not be loaded (gunicorn prints it and exits 1).
+    """
+    check = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"]
+    if subprocess.run(check, cwd=server.cfg.chdir, check=False).returncode:  # noqa: S603 (a fixed command)
+        raise RuntimeError("mcpadmin did not start; the reason is above.")
