@@ -33,13 +33,15 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Before any worker starts, load the app once in a child process: it checks the
-    configuration and upgrades the schema (under the same lock the workers take), then prints
-    the schema revision. A refused configuration stops gunicorn here with its reason, rather
-    than in every worker at once. The master never imports the app, so a reload loads new code.
+    """Before any worker starts, load the app (``wsgi:app``, or the one named on the command
+    line) once in a child process: it checks the configuration and upgrades the schema (under
+    the lock the workers take too), then prints the schema revision. A refused configuration
+    stops gunicorn here with its reason, rather than in every worker at once. The master never
+    imports the app, so a reload loads new code.
 
     :raise RuntimeError: the app could not be loaded (gunicorn prints it and exits 1).
     """
-    check = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"]
-    if subprocess.run(check, cwd=server.cfg.chdir, check=False).returncode:  # noqa: S603 (a fixed command)
+    check = [sys.executable, "-m", "flask", "--app", server.app.app_uri, "db", "current"]
+    # The command is fixed; only the app's import path comes from gunicorn's own arguments.
+    if subprocess.run(check, cwd=server.cfg.chdir, check=False).returncode:  # noqa: S603
         raise RuntimeError("mcpadmin did not start; the reason is above.")
