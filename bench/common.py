@@ -24,6 +24,7 @@ PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 LEGACY_PYTHON = os.path.join(ROOT, ".venv-mcp1", "bin", "python")
 # A fixed key for throwaway databases only; never used outside bench/.
 BENCH_KEY = "4U4pZOZcFE5hAY2yYc-8-cI4lLQH3xSnt3bGvnMZ3Rk="
+BENCH_SECRET_KEY = "bench-only-session-key-not-a-secret-0123456789"  # noqa: S105 (bench only)
 MODERN = "2026-07-28"
 
 
@@ -119,7 +120,7 @@ def app_config(directory: str) -> dict:
     """Config for a throwaway app whose SQLite database lives in ``directory``."""
     return {
         "SQLALCHEMY_DATABASE_URI": "sqlite:///" + os.path.join(directory, "bench.sqlite3"),
-        "SECRET_KEY": "bench-only",
+        "SECRET_KEY": BENCH_SECRET_KEY,
         "ENCRYPTION_KEYS": [BENCH_KEY],
         "ALLOW_PRIVATE_NETWORKS": True,
         "ALLOW_HTTP_LOOPBACK": True,
@@ -132,7 +133,7 @@ def cli_env(directory: str) -> dict:
     return {
         **os.environ,
         "MCPADMIN_DATABASE_URL": "sqlite:///" + os.path.join(directory, "bench.sqlite3"),
-        "MCPADMIN_SECRET_KEY": "bench-only",
+        "MCPADMIN_SECRET_KEY": BENCH_SECRET_KEY,
         "MCPADMIN_ENCRYPTION_KEYS": BENCH_KEY,
         "MCPADMIN_ALLOW_PRIVATE_NETWORKS": "true",
         "MCPADMIN_ALLOW_HTTP_LOOPBACK": "true",

@@ -2,12 +2,13 @@
 
 import os
 
+import click
 from flask import Flask, redirect, url_for
 from flask_migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import config, crypto, errors, filters, logsafe, security
+from . import config, crypto, errors, filters, logsafe, security, startup
 from .extensions import csrf, db, migrate
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -17,8 +18,11 @@ def create_app(test_config=None, instance_path=None):
     """Build the app; on first start create the schema, keys and the admin setup link.
 
     ``instance_path`` (else ``MCPADMIN_INSTANCE_PATH``, else ``instance/``) holds the SQLite
-    database, the generated keys and the setup token.
+    database, the generated keys and the setup token. Processes starting at once upgrade the
+    schema one after the other. The setup link is logged when the app is built to serve, not
+    for a shell command such as ``flask create-admin``.
 
+    :raise config.ConfigError: a key file is open to other users, or SECRET_KEY is too short.
     :raise ValueError: the configured encryption keys are not valid Fernet keys, or
         ``PUBLIC_BASE_URL`` names no host.
     """
@@ -49,10 +53,19 @@ def create_app(test_config=None, instance_path=None):
     errors.init_app(app)
 
     if app.config["AUTO_MIGRATE"]:
-        with app.app_context():
+        with app.app_context(), startup.exclusive(db.engine, app.instance_path):
             upgrade(directory=MIGRATIONS)
-            auth.announce_setup_link(app)
+            if not _running_shell_command():
+                auth.announce_setup_link(app)
     return app
+
+
+def _running_shell_command() -> bool:
+    """Whether the ``flask`` command loads the app for a command other than ``run``: Flask
+    loads it inside ``run``'s own context, and for every other command while still in the
+    group's."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.info_name != "run"
 
 
 @event.listens_for(Engine, "connect")

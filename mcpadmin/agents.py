@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
+from .filters import plural
 from .forms import AgentForm, AgentSecretForm
 from .models import Agent, AgentConnection, Connector
 from .services import agents as service
@@ -127,7 +128,8 @@ def choose_tools(id, connector_id):
     agent, connector = get_pair(id, connector_id)
     chosen = service.choose_tools(agent, connector, request.form.getlist("tools"))
     db.session.commit()
-    flash(f"{len(chosen)} of {len(connector.tools)} tools enabled on {connector.name}.", "success")
+    enabled = f"{len(chosen)} of {plural(len(connector.tools), 'tool')} enabled"
+    flash(f"{enabled} on {connector.name}.", "success")
     return _card_response(agent, connector)
 
 

@@ -1,5 +1,6 @@
 """Admin sign-in, sign-out, first-run setup, and the login guard on every other page."""
 
+import contextlib
 import hmac
 import os
 import secrets
@@ -21,6 +22,7 @@ from flask import (
 
 from . import config
 from .extensions import db
+from .filters import plural
 from .forms import LoginForm, SetupForm
 from .models import utcnow
 from .services import admins, sessions, throttle
@@ -42,6 +44,13 @@ def announce_setup_link(app):
         app.config["PUBLIC_BASE_URL"],
         token,
     )
+
+
+def discard_setup_token(instance_path):
+    """Delete the setup token once an admin exists (the link is dead then anyway); having no
+    token file is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(instance_path, SETUP_TOKEN_FILE))
 
 
 def safe_next(target: str | None) -> str:
@@ -105,7 +114,7 @@ def login():
     refused_until = throttle.count_attempt(keys, now, window)
     if refused_until:
         minutes = max(1, round((refused_until - now).total_seconds() / 60))
-        flash(f"Too many failed sign-ins. Try again in {minutes} minutes.", "error")
+        flash(f"Too many failed sign-ins. Try again in {plural(minutes, 'minute')}.", "error")
         return render_template("auth/login.html", form=form), 429
     admin = admins.authenticate(form.username.data, form.password.data)
     if admin is None:
@@ -155,7 +164,7 @@ def setup(token):
         form.username.errors.append(str(exc))
         return render_template("auth/setup.html", form=form), 400
     db.session.commit()
-    os.remove(path)
+    discard_setup_token(current_app.instance_path)
     _sign_in(admin)
     flash(f"Admin account {admin.username} created. Welcome!", "success")
     return redirect(url_for("connectors.index"))

@@ -4,9 +4,12 @@
 import sys
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
+from .auth import discard_setup_token
 from .extensions import db
+from .filters import plural
 from .services import admins, fanout, keys
 
 
@@ -15,7 +18,7 @@ from .services import admins, fanout, keys
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def create_admin_command(username, password_stdin):
-    """Create an admin account (password from a prompt, or stdin)."""
+    """Create an admin account (password from a prompt, or stdin); the setup link stops working."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -25,6 +28,7 @@ def create_admin_command(username, password_stdin):
     except admins.AdminError as exc:
         raise click.ClickException(str(exc)) from exc
     db.session.commit()
+    discard_setup_token(current_app.instance_path)
     click.echo(f"Admin {admin.username} created.")
 
 
@@ -52,11 +56,11 @@ def rotate_keys_command():
     """Re-encrypt every stored secret under the first key of ENCRYPTION_KEYS."""
     result = keys.rotate_all()
     db.session.commit()
-    click.echo(f"Re-encrypted {result.rotated} secrets under the first key.")
+    click.echo(f"Re-encrypted {plural(result.rotated, 'secret')} under the first key.")
     if result.unreadable:
         click.echo(
-            f"{result.unreadable} secrets could not be decrypted with any configured key and "
-            "were left as they are; re-enter those credentials in the app.",
+            f"{plural(result.unreadable, 'secret')} could not be decrypted with any configured "
+            "key and were left as they are; re-enter those credentials in the app.",
             err=True,
         )
         sys.exit(1)
@@ -69,7 +73,9 @@ def rotate_keys_command():
 @click.option("--workers", default=16, show_default=True, help="Connectors synced at once.")
 @with_appcontext
 def sync_tools_command(name, agent_name, stale, workers):
-    """Fetch the tool list of every connector (or NAME); exit 1 if any sync failed."""
+    """Fetch the tool list of every connector (or NAME); exit 1 if any sync failed.
+
+    Prints one line per sync, sorted by connector (then agent) name, and the totals last."""
     try:
         pairs = fanout.plan(name, agent_name)
     except LookupError as exc:
@@ -78,17 +84,22 @@ def sync_tools_command(name, agent_name, stale, workers):
         click.echo("Nothing to sync.")
         return
 
-    def progress(outcome):
+    outcomes = fanout.sync_many(pairs, workers=workers, stale_only=stale)
+    for outcome in sorted(outcomes, key=_by_name):
         mark = "skip" if outcome.skipped else ("ok" if outcome.ok else "FAILED")
         click.echo(f"{mark:>6}  {outcome.label}: {outcome.message}")
-
-    outcomes = fanout.sync_many(pairs, workers=workers, stale_only=stale, on_done=progress)
     failed = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
     synced = len(outcomes) - failed - skipped
     click.echo(f"{synced} synced, {skipped} skipped (fresh), {failed} failed.")
     if failed:
         sys.exit(1)
+
+
+def _by_name(outcome):
+    """Connector name, then agent name, ignoring case (exact spelling breaks ties)."""
+    names = (outcome.connector, outcome.agent or "")
+    return tuple(n.casefold() for n in names), names
 
 
 def init_app(app):

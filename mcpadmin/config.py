@@ -5,12 +5,25 @@ start and kept under the instance folder with mode 0600, so a restart keeps sess
 all, keeps every stored credential readable.
 """
 
+import contextlib
 import os
 import secrets
+import stat
+import tempfile
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+
+# Fewer characters than this in SECRET_KEY and a session cookie's signature can be guessed.
+MIN_SECRET_KEY_LENGTH = 32
+# Key files: anything more open than owner read/write (0600) is refused at start.
+OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+
+
+class ConfigError(ValueError):
+    """The app cannot start with this configuration; the message names the setting or file and
+    how to fix it, and never contains a secret."""
 
 
 class Defaults:
@@ -54,6 +67,7 @@ class Defaults:
 def load(app, test_config=None):
     """Fill ``app.config``: defaults, instance file, environment, then ``test_config``.
 
+    :raise ConfigError: a key file is open to other users, or SECRET_KEY is too short.
     :raise ValueError: an encryption key is not a valid Fernet key, or ``PUBLIC_BASE_URL``
         names no host.
     """
@@ -76,6 +90,12 @@ def load(app, test_config=None):
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(app, "secret_key", secrets.token_urlsafe(48))
+    secret_key = app.config["SECRET_KEY"]
+    if not isinstance(secret_key, str | bytes) or len(secret_key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"SECRET_KEY is too short: it needs at least {MIN_SECRET_KEY_LENGTH} characters. "
+            "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
     keys = app.config.get("ENCRYPTION_KEYS")
     if not keys:
         keys = instance_secret(app, "encryption_keys", Fernet.generate_key().decode())
@@ -113,14 +133,35 @@ def database_url(url):
 def instance_secret(app, filename, fresh_value):
     """Read ``instance/<filename>``, creating it (mode 0600) with ``fresh_value`` if absent.
 
-    Two workers starting at once both end up with the value of whichever created the file.
+    The value is written to a temporary file and linked into place, so a process starting at
+    the same moment finds either no file or a whole one, and every process ends up with the
+    value of whichever linked first.
+
+    :raise ConfigError: the file can be read or written by group or others.
     """
     path = os.path.join(app.instance_path, filename)
+    if not os.path.exists(path):
+        _create_once(path, fresh_value)
+    with open(path, encoding="utf-8") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if mode & OPEN_TO_OTHERS:
+            raise ConfigError(
+                f"{path} is open to other users (mode {stat.S_IMODE(mode):o}); it holds a "
+                f"secret. Make it private with: chmod 600 {path}"
+            )
+        return f.read().strip()
+
+
+def _create_once(path, value):
+    """Write ``value`` to ``path`` unless another process got there first (then keep theirs)."""
+    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".new-")  # mode 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(fresh_value + "\n")
-    return fresh_value
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        # Atomic, and refuses to replace a file another process linked first.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)

@@ -30,6 +30,11 @@ def reltime(value: datetime | None, now: datetime | None = None) -> str:
     return "in 1 minute" if future else "1 minute ago"
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 tool"``, ``"3 tools"``: a count and a regular English noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def isotime(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
@@ -123,6 +128,7 @@ def init_app(app):
     app.jinja_env.tests["hiding_characters"] = name_hides_characters
     app.jinja_env.tests["nonstandard_name"] = nonstandard_name
     app.jinja_env.filters["isotime"] = isotime
+    app.jinja_env.filters["plural"] = plural
     app.jinja_env.globals.update(
         AUTH_TYPES=AUTH_TYPES, CREDENTIAL_MODES=CREDENTIAL_MODES, STATUSES=STATUSES
     )

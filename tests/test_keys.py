@@ -161,7 +161,7 @@ def test_rotate_keys_leaves_corrupted_ciphertext_and_rotates_the_rest(app, make_
     result = both.test_cli_runner().invoke(args=["rotate-keys"])
     assert result.exit_code == 1
     assert "Re-encrypted 8 secrets" in result.output
-    assert "1 secrets could not be decrypted" in result.output and "re-enter" in result.output
+    assert "1 secret could not be decrypted" in result.output and "re-enter" in result.output
     with app.app_context():
         assert (
             db.session.execute(text("SELECT secret_enc FROM connector WHERE name='Docs'")).scalar()

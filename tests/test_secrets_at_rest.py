@@ -126,7 +126,7 @@ def test_rotate_keys_reencrypts_under_the_new_first_key(app, make_app):
     rotated = make_app({"ENCRYPTION_KEYS": [new_key, old_key]})
     result = rotated.test_cli_runner().invoke(args=["rotate-keys"])
     assert result.exit_code == 0, result.output
-    assert "Re-encrypted 1 secrets" in result.output
+    assert "Re-encrypted 1 secret under" in result.output
     only_new = make_app({"ENCRYPTION_KEYS": [new_key]})
     with only_new.app_context():
         assert db.session.query(Connector).one().secret_enc.reveal() == TOKEN
