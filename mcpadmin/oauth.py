@@ -4,6 +4,7 @@ page), the provider's callback, disconnect, and mcpadmin's client ID metadata do
 from flask import Blueprint, abort, flash, g, jsonify, redirect, request, url_for
 
 from .extensions import db
+from .filters import plural
 from .models import Agent, Connector
 from .protocol.registration import metadata_document
 from .services import clients, connect, tokens
@@ -57,8 +58,8 @@ def callback():
     if sync_error:
         flash(f"Connected {who}, but the tool sync failed: {sync_error}", "error")
     else:
-        count = len(connector.tools)
-        flash(f"Connected {who}: {count} tool{'' if count == 1 else 's'} available.", "success")
+        tools = plural(len(connector.tools), "tool")
+        flash(f"Connected {who}: {tools} available.", "success")
     return redirect(_back(agent.id if agent else None, connector.id))
 
 
