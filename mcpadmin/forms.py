@@ -13,6 +13,7 @@ from .protocol.urls import (
     check_http_url,
     check_secret_header_value,
 )
+from .services.admins import MIN_PASSWORD_LENGTH
 
 
 def _choices(labels):
@@ -57,7 +58,9 @@ class SetupForm(FlaskForm):
     username = StringField(
         "Username", validators=[DataRequired(), Length(max=80)], filters=[_strip]
     )
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=10)])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)]
+    )
     confirm = PasswordField(
         "Repeat password", validators=[EqualTo("password", message="The passwords differ.")]
     )

@@ -30,6 +30,7 @@ from .errors import render_error
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # CSP host sources cannot name an IPv6 literal (Chromium ignores ``http://[::1]:*``).
+HEALTH_PATH = "/healthz"
 LOOPBACK_SOURCES = "http://127.0.0.1:* http://localhost:*"
 
 
@@ -77,8 +78,11 @@ def allowed_origins(public_base_url: str, extra_hosts: list[str]) -> set[str]:
 
 def foreign_host_refusal():
     """Refuse (400, a page of its own: no URL can be built for an unknown host) a request
-    whose ``Host`` is not in ``TRUSTED_HOSTS``."""
+    whose ``Host`` is not in ``TRUSTED_HOSTS``. ``/healthz`` answers whatever the Host: load
+    balancers and orchestrators probe it by address, and it tells nothing."""
     if isinstance(request.routing_exception, SecurityError):
+        if request.path == HEALTH_PATH:
+            return current_app.view_functions["health.healthz"]()
         current_app.logger.warning("refused a request for host %r", request.headers.get("Host"))
         return render_template("errors/bad_host.html"), 400
     return None

@@ -6,12 +6,12 @@ import re
 
 import pytest
 from sqlalchemy import create_engine, text
+from werkzeug.security import generate_password_hash
 
 from mcpadmin import create_app
 from mcpadmin.config import database_url
 from mcpadmin.extensions import db
 from mcpadmin.models import AdminUser
-from mcpadmin.services import admins
 
 PASSWORD = "correct horse battery"
 
@@ -88,11 +88,17 @@ def client(app):
 
 
 @pytest.fixture
-def admin(app):
+def admin(app, password_hash):
+    """The test admin, stored with a hash computed once per run (scrypt takes ~0.3 s)."""
     with app.app_context():
-        user = admins.create_admin("admin", PASSWORD)
+        db.session.add(AdminUser(username="admin", password_hash=password_hash))
         db.session.commit()
-        return db.session.get(AdminUser, user.id).username
+        return "admin"
+
+
+@pytest.fixture(scope="session")
+def password_hash():
+    return generate_password_hash(PASSWORD)
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def test_mark_reviewed_clears_only_the_tool_it_belongs_to(app, logged_in, peer):
     lf = tool_id(app, connector_id, LF)
     assert lf in buttons and len(set(buttons)) == 2
 
-    response = logged_in.hx_post(f"/connectors/{connector_id}/agents/{agent_id}/reviewed",
+    response = logged_in.hx_post(f"/agents/{agent_id}/connectors/{connector_id}/reviewed",
                                  data={"tool": lf})  # fmt: skip
     assert response.status_code == 200
     with app.app_context():
@@ -131,7 +131,7 @@ def test_mark_reviewed_clears_only_the_tool_it_belongs_to(app, logged_in, peer):
 def test_mark_reviewed_for_a_tool_the_connector_does_not_have_is_404(app, logged_in, peer):
     connector_id = synced(app, peer, ["one"])
     agent_id = add_agent(app, "bot", connector_id, enabled=["one"])
-    response = logged_in.hx_post(f"/connectors/{connector_id}/agents/{agent_id}/reviewed",
+    response = logged_in.hx_post(f"/agents/{agent_id}/connectors/{connector_id}/reviewed",
                                  data={"tool": "one"})  # fmt: skip
     assert response.status_code == 404
 

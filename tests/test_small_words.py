@@ -35,10 +35,12 @@ def test_choosing_the_only_tool_says_one_tool(app, logged_in):
         connector = Connector(name="Docs", url="https://d.example/mcp", status="connected")
         db.session.add_all([agent, connector])
         db.session.flush()
-        db.session.add(Tool(connector_id=connector.id, name="search", description="find"))
+        tool = Tool(connector_id=connector.id, name="search", description="find")
+        db.session.add(tool)
         db.session.commit()
         url = f"/agents/{agent.id}/connectors/{connector.id}/tools"
-    page = logged_in.hx_post(url, data={"tools": ["search"]}).get_data(as_text=True)
+        checkbox = str(tool.id)  # a checkbox sends its tool's id
+    page = logged_in.hx_post(url, data={"tools": [checkbox]}).get_data(as_text=True)
     assert "1 of 1 tool enabled on Docs." in page
 
 

@@ -9,18 +9,19 @@ import re
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from .endpoints import InsecureEndpoint, check_endpoint
+from .endpoints import ENDPOINTS, InsecureEndpoint, check_endpoint
+from .errors import OAuthError
 from .http import BadResponse, Http, HttpError
+from .versions import MODERN_VERSION
 
-MODERN_VERSION = "2026-07-28"
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_.\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(OAuthError):
     """No usable OAuth metadata; ``str()`` is the operator's message, ``log`` what was tried."""
 
     def __init__(self, message: str, log: list[dict]):
-        super().__init__(message)
+        super().__init__("invalid_metadata", message)
         self.log = log
 
 
@@ -254,8 +255,7 @@ def _check_server(doc, issuer, allow_http_loopback):
     for name in ("authorization_endpoint", "token_endpoint"):
         if not doc.get(name):
             return f"has no {name}"
-    for name in ("authorization_endpoint", "token_endpoint", "registration_endpoint",
-                 "revocation_endpoint"):  # fmt: skip
+    for name in ENDPOINTS:
         if doc.get(name) is not None:
             try:
                 check_endpoint(doc[name], allow_http_loopback)

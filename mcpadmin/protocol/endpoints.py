@@ -6,6 +6,10 @@ from urllib.parse import urlsplit
 from .addresses import is_loopback_name
 from .urls import bad_character
 
+# The authorization server endpoints mcpadmin uses (RFC 8414 §2 names).
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "registration_endpoint",
+             "revocation_endpoint")  # fmt: skip
+
 
 class InsecureEndpoint(ValueError):
     """The URL may not be used as an OAuth endpoint; the message says why."""

@@ -25,12 +25,11 @@ from functools import partial
 from . import sse
 from .http import Http, HttpError, Interrupted, Stream, Timeout
 from .jsonbody import NotJson, TooDeep, parse_json
-from .urls import unsendable_header
+from .urls import HEADER_TOKEN, unsendable_header
+from .versions import LEGACY_VERSIONS, MODERN_VERSIONS, WITHOUT_VERSION_HEADER
 
 log = logging.getLogger(__name__)
 
-MODERN_VERSIONS = ("2026-07-28",)  # newest first
-LEGACY_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 CLIENT_INFO = {"name": "mcpadmin", "version": "0.1.0"}
 # [26/http §Sending Messages] MUST list both; some SDK versions refuse */* with 406.
 ACCEPT = "application/json, text/event-stream"
@@ -52,7 +51,6 @@ MODERN_REQUEST_ERRORS = (HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, INVALID_PAR
 # pages flag every name outside it (``is_standard_tool_name``).
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # RFC 9110 §5.6.2 token, for x-mcp-header names.
-HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 MAX_STORED_NAME = 255
 
 
@@ -306,7 +304,7 @@ class Client:
         if not session:
             return
         headers = {"Mcp-Session-Id": session, **self.auth}
-        if version and version != "2025-03-26":
+        if version and version != WITHOUT_VERSION_HEADER:
             headers["MCP-Protocol-Version"] = version
         try:
             self.requests += 1
@@ -472,7 +470,7 @@ def _mutual(supported: list) -> str | None:
 
 def _legacy_version_header(version: str) -> str | None:
     # [25J/chg]: MCP-Protocol-Version exists from 2025-06-18 on; 2025-03-26 has none.
-    return None if version == "2025-03-26" else version
+    return None if version == WITHOUT_VERSION_HEADER else version
 
 
 def _session_required(method: str, initialized: bool) -> str:

@@ -5,19 +5,15 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .endpoints import is_loopback
+from .errors import OAuthError
 from .http import Http, HttpError
 
 CLIENT_NAME = "mcpadmin"
 GRANT_TYPES = ["authorization_code", "refresh_token"]
 
 
-class RegistrationError(Exception):
+class RegistrationError(OAuthError):
     """The authorization server refused or botched the registration."""
-
-    def __init__(self, error: str, description: str = ""):
-        super().__init__(description or error)
-        self.error = error
-        self.description = description
 
 
 @dataclass

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .errors import OAuthError
 from .http import Blocked, Http, HttpError
 
 # The longest lifetime believed from ``expires_in`` (RFC 6749 §5.1 sets no bound): a year.
@@ -12,14 +13,9 @@ from .http import Blocked, Http, HttpError
 MAX_EXPIRES_IN = 365 * 24 * 3600
 
 
-class TokenError(Exception):
+class TokenError(OAuthError):
     """A token request failed. ``error`` is the OAuth error code, or ``"unavailable"`` for a
     timeout, an unreachable server or a 5xx (worth retrying later)."""
-
-    def __init__(self, error: str, description: str = ""):
-        super().__init__(description or error)
-        self.error = error
-        self.description = description
 
     @property
     def transient(self) -> bool:

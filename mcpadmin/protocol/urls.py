@@ -5,7 +5,7 @@ import unicodedata
 from urllib.parse import urlsplit
 
 # RFC 9110 §5.1: a field name is a token.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Headers the MCP client sets itself or that HTTP owns; an API key must not replace them.
 RESERVED_HEADERS = frozenset(
     h.lower()
@@ -85,7 +85,7 @@ def check_header_name(value: str) -> str:
 
     :raise ValueError: not an RFC 9110 token, or a header HTTP or MCP reserve.
     """
-    if not value or not _TOKEN.match(value):
+    if not value or not HEADER_TOKEN.match(value):
         raise ValueError("A header name uses letters, digits and - only, e.g. X-API-Key.")
     if value.lower() in RESERVED_HEADERS:
         raise ValueError(f"{value} is set by mcpadmin itself; choose another header name.")

@@ -23,7 +23,8 @@ def any_admin() -> bool:
 def create_admin(username: str, password: str) -> AdminUser:
     """Add an admin account.
 
-    :raise AdminError: empty or taken username, or a password shorter than 10 characters.
+    :raise AdminError: empty or taken username, or a password shorter than
+        ``MIN_PASSWORD_LENGTH``.
     """
     username = (username or "").strip()
     if not username:

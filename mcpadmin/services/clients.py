@@ -11,6 +11,7 @@ from ..crypto import seal
 from ..extensions import db
 from ..models import Connector, OAuthClient
 from ..protocol import registration
+from ..protocol.endpoints import ENDPOINTS
 from ..protocol.tokens import ClientAuth
 
 CALLBACK_PATH = "/oauth/callback"
@@ -38,10 +39,6 @@ def metadata_document_url() -> str | None:
     (the client id must be an https URL)."""
     base = current_app.config["PUBLIC_BASE_URL"]
     return base + METADATA_DOCUMENT_PATH if base.startswith("https://") else None
-
-
-ENDPOINTS = ("authorization_endpoint", "token_endpoint", "registration_endpoint",
-             "revocation_endpoint")  # fmt: skip
 
 
 def server_metadata(connector: Connector, discovered: dict | None = None) -> dict:

@@ -16,7 +16,7 @@ from ..extensions import db
 from ..models import Agent, Connector, PendingAuthorization, utcnow
 from ..protocol import discovery, pkce
 from ..protocol import tokens as protocol
-from ..protocol.endpoints import InsecureEndpoint, check_endpoint
+from ..protocol.endpoints import ENDPOINTS, InsecureEndpoint, check_endpoint
 from . import clients, grants, lifecycle, outbound, sync
 from .agents import connection_for
 from .lifecycle import Event
@@ -259,7 +259,7 @@ def _snapshot(connector) -> dict:
     matches (another server, auth or mode would get tokens it never asked for)."""
     snapshot = {"url": connector.url, "auth_type": connector.auth_type,
                 "credential_mode": connector.credential_mode}  # fmt: skip
-    for name in clients.ENDPOINTS:
+    for name in ENDPOINTS:
         snapshot[name] = getattr(connector, "oauth_" + name)
     return snapshot
 
@@ -290,7 +290,7 @@ def _server_metadata(connector, http, agent_id) -> dict:
         connector.discovery_log = [{"step": "skipped", "url": connector.url,
                                     "outcome": "endpoints entered by hand"}]  # fmt: skip
         metadata = clients.server_metadata(connector)
-        for name in clients.ENDPOINTS:  # the same rules as discovered endpoints
+        for name in ENDPOINTS:  # the same rules as discovered endpoints
             if metadata.get(name):
                 try:
                     check_endpoint(metadata[name], _http_loopback())
