@@ -64,9 +64,11 @@ def moved_secret_question(connector: Connector, data: dict) -> str | None:
         if connector.secret_enc is None or data.get("secret") or data.get("clear_secret"):
             return None
         whose = "A token or key is"
-    return (f"{whose} stored for {origin(connector.url)}, and the server moves to "
-            f"{origin(data['url'])}. Send the stored secrets to the new host, or forget them "
-            "and enter them again?")  # fmt: skip
+    new = "" if connector.per_agent else " (or enter a new one below)"
+    return (
+        f"{whose} stored for {origin(connector.url)}, and the server moves to "
+        f"{origin(data['url'])}. Send the stored secrets to the new host, or forget them{new}?"
+    )
 
 
 MOVED = "moved_secrets"

@@ -270,3 +270,22 @@ def test_delete_connector_asks_first(signed_in, live_server):
     page.get_by_role("button", name="Delete connector").click()
     expect(page.get_by_text("Connector Scratch deleted")).to_be_visible()
     expect(page.get_by_role("heading", name="No connectors yet")).to_be_visible()
+
+
+def test_moving_a_connector_to_another_host_asks_about_its_token(
+    signed_in, live_server, problems, bearer_peer, json_peer
+):
+    page, base = signed_in, live_server.url
+    problems.allow.append(r"status of 422")  # the form comes back with the question
+    add_connector(page, base, "Mover", bearer_peer.url, "bearer", secret="peer-token")
+    row(page, "Mover").get_by_role("link", name="Edit").click()
+    page.get_by_label("MCP server URL").fill(json_peer.url)
+    page.get_by_role("button", name="Save connector").click()
+    question = page.get_by_role("group", name="Stored tokens and keys")
+    expect(question).to_contain_text("Send the stored secrets to the new host")
+    shoot(page, "moved-secret-question")
+    question.get_by_label("Forget them; enter them again").check()
+    page.get_by_role("button", name="Save connector").click()
+    expect(page.get_by_text("The stored tokens and keys were removed")).to_be_visible()
+    expect(row(page, "Mover").get_by_role("link", name="Enter token")).to_be_visible()
+    shoot(page, "moved-secret-forgotten")
