@@ -22,9 +22,8 @@ def create_app(test_config=None, instance_path=None):
     schema one after the other. The setup link is logged when the app is built to serve, not
     for a shell command such as ``flask create-admin``.
 
-    :raise config.ConfigError: a key file is open to other users, or SECRET_KEY is too short.
-    :raise ValueError: the configured encryption keys are not valid Fernet keys, or
-        ``PUBLIC_BASE_URL`` names no host.
+    :raise config.ConfigError: a key file is open to other users, SECRET_KEY is too short, an
+        encryption key is not a Fernet key, or ``PUBLIC_BASE_URL`` names no host.
     """
     logsafe.install()
     instance_path = instance_path or os.environ.get("MCPADMIN_INSTANCE_PATH") or None

@@ -67,9 +67,8 @@ class Defaults:
 def load(app, test_config=None):
     """Fill ``app.config``: defaults, instance file, environment, then ``test_config``.
 
-    :raise ConfigError: a key file is open to other users, or SECRET_KEY is too short.
-    :raise ValueError: an encryption key is not a valid Fernet key, or ``PUBLIC_BASE_URL``
-        names no host.
+    :raise ConfigError: a key file is open to other users, SECRET_KEY is too short, or
+        ``PUBLIC_BASE_URL`` names no host.
     """
     app.config.from_object(Defaults)
     app.config.from_pyfile("config.py", silent=True)
@@ -107,7 +106,7 @@ def load(app, test_config=None):
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
     public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname
     if not public_host:
-        raise ValueError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")
+        raise ConfigError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")
     # Flask answers 400 to any other Host: a DNS-rebinding page cannot reach the app.
     app.config["TRUSTED_HOSTS"] = [public_host, *app.config["EXTRA_HOSTS"]]
     if app.config["PUBLIC_BASE_URL"].startswith("https://"):

@@ -9,6 +9,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 from sqlalchemy.types import Text, TypeDecorator
 
+from .config import ConfigError
+
 EXTENSION = "mcpadmin.keyring"
 
 
@@ -19,15 +21,15 @@ class UnreadableSecret(Exception):
 def init_app(app):
     """Build the keyring from ``ENCRYPTION_KEYS``.
 
-    :raise ValueError: no key, or a key that is not a url-safe base64 32-byte Fernet key.
+    :raise config.ConfigError: no key, or a key that is not a url-safe base64 32-byte Fernet key.
     """
     keys = app.config["ENCRYPTION_KEYS"]
     if not keys:
-        raise ValueError("ENCRYPTION_KEYS is empty: at least one Fernet key is needed")
+        raise ConfigError("ENCRYPTION_KEYS is empty: at least one Fernet key is needed")
     try:
         fernets = [Fernet(k) for k in keys]
     except (ValueError, TypeError) as exc:
-        raise ValueError(
+        raise ConfigError(
             "ENCRYPTION_KEYS holds a value that is not a Fernet key "
             "(generate one with: python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())')"

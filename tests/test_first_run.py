@@ -190,6 +190,14 @@ def test_cli_with_a_one_character_secret_key_says_why_it_cannot_start(tmp_path):
     )
 
 
+def test_cli_with_an_encryption_key_that_is_not_a_fernet_key_says_why(tmp_path):
+    result = flask_command(tmp_path, "create-admin", "alice", "--password-stdin",
+                           MCPADMIN_ENCRYPTION_KEYS="not-a-key")  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("mcpadmin cannot start: ENCRYPTION_KEYS holds a value that")
+    assert "not-a-key" not in result.stderr
+
+
 def test_a_starting_process_never_reads_a_half_written_key_file(tmp_path, monkeypatch):
     """Another process reads the key at the moment this one writes it: both get one whole
     value."""
