@@ -151,7 +151,8 @@ def reviewed(id, connector_id):
     """Stop flagging the changed definition of the tool whose id is the ``tool`` form field
     for this agent.
 
-    :raise 404: no such agent, connector, connection between them, or tool on the connector.
+    :raise 404: no such agent, connector, or connection between them. A tool the connector
+        no longer has gets the current card and a message.
     """
     agent, connector = get_pair(id, connector_id)
     connection = service.connection_for(agent, connector)
@@ -159,8 +160,10 @@ def reviewed(id, connector_id):
         abort(404)
     wanted = request.form.get("tool", "")
     tool = next((t.name for t in connector.tools if str(t.id) == wanted), None)
-    if tool is None:
-        abort(404)
+    if tool is None:  # a sync removed it since the page was loaded: show the current card
+        flash(f"That tool is no longer offered by {connector.name}; the list is up to date now.",
+              "info")  # fmt: skip
+        return _card_response(agent, connector)
     catalog.mark_reviewed(connection, tool)
     db.session.commit()
     flash(f"{tool} marked reviewed for {agent.name}.", "success")

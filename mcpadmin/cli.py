@@ -13,16 +13,20 @@ from .filters import plural
 from .services import admins, fanout, keys
 
 
+def _password(from_stdin: bool, prompt: str) -> str:
+    """One line of standard input, or a hidden prompt asked twice."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
 @click.command("create-admin")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def create_admin_command(username, password_stdin):
     """Create an admin account (password from a prompt, or stdin); the setup link stops working."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _password(password_stdin, "Password")
     try:
         admin = admins.create_admin(username, password)
     except admins.AdminError as exc:
@@ -38,10 +42,7 @@ def create_admin_command(username, password_stdin):
 @with_appcontext
 def set_password_command(username, password_stdin):
     """Give an admin a new password (from a prompt, or stdin); signs it out everywhere."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    password = _password(password_stdin, "New password")
     try:
         admin = admins.set_password(username, password)
     except admins.AdminError as exc:

@@ -128,12 +128,15 @@ def test_mark_reviewed_clears_only_the_tool_it_belongs_to(app, logged_in, peer):
         assert connection.changed_tools == [CRLF]
 
 
-def test_mark_reviewed_for_a_tool_the_connector_does_not_have_is_404(app, logged_in, peer):
+def test_mark_reviewed_for_a_tool_the_connector_no_longer_has_shows_the_current_card(
+    app, logged_in, peer
+):
     connector_id = synced(app, peer, ["one"])
     agent_id = add_agent(app, "bot", connector_id, enabled=["one"])
     response = logged_in.hx_post(f"/agents/{agent_id}/connectors/{connector_id}/reviewed",
                                  data={"tool": "one"})  # fmt: skip
-    assert response.status_code == 404
+    assert response.status_code == 200
+    assert "no longer offered" in response.get_data(as_text=True)
 
 
 def enabled(app, agent_id):
