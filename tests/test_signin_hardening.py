@@ -82,6 +82,21 @@ def test_made_up_usernames_do_not_lock_out_an_admin_at_the_same_address(client, 
     assert attempt(client, admin, PASSWORD).status_code == 302
 
 
+def test_throttle_rows_whose_window_is_over_are_dropped(app, client, admin):
+    client.get("/login")
+    for i in range(10):
+        attempt(client, f"nobody-{i}", WRONG)
+    with app.app_context():
+        db.session.execute(
+            update(LoginThrottle).values(first_failure_at=utcnow() - timedelta(days=1))
+        )
+        db.session.commit()
+    attempt(client, "someone", WRONG)
+    with app.app_context():
+        keys = set(db.session.scalars(select(LoginThrottle.key)))
+    assert {k for k in keys if "nobody" in k} == set() and "user:someone" in keys
+
+
 def test_failures_from_one_address_do_not_lock_out_the_admin_at_another(client, admin):
     client.get("/login")
     for _ in range(5):

@@ -17,7 +17,7 @@ attempt, or from the attempt that reached the limit.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, literal, null, or_, update
+from sqlalchemy import case, delete, literal, null, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -60,6 +60,9 @@ def count_attempt(keys: list[Limit], now: datetime, window: timedelta) -> dateti
         if count > limit.allowed:
             end = locked or first + window
             refused_until = max(end, refused_until or end)
+    # Rows whose window is over count as nothing: drop them, so made-up usernames tried once
+    # do not pile up.
+    conn.execute(delete(LoginThrottle.__table__).where(_expired(now, window)))
     db.session.commit()
     return refused_until
 
@@ -77,13 +80,19 @@ def give_back(keys: list[Limit]):
         )
 
 
-def _upsert(dialect: str, limit: Limit, now: datetime, window: timedelta):
-    table = LoginThrottle.__table__
-    c = table.c
-    expired = or_(
+def _expired(now: datetime, window: timedelta):
+    """A key whose window is over (its next attempt counts as the first)."""
+    c = LoginThrottle.__table__.c
+    return or_(
         (c.locked_until.is_(None) & (c.first_failure_at <= now - window)),
         c.locked_until <= now,
     )
+
+
+def _upsert(dialect: str, limit: Limit, now: datetime, window: timedelta):
+    table = LoginThrottle.__table__
+    c = table.c
+    expired = _expired(now, window)
     count = case((expired, 1), else_=c.failures + 1)
     start, lock_end = (
         literal(now, c.first_failure_at.type),
