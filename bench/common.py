@@ -125,6 +125,7 @@ def app_config(directory: str) -> dict:
         "ALLOW_PRIVATE_NETWORKS": True,
         "ALLOW_HTTP_LOOPBACK": True,
         "WTF_CSRF_ENABLED": False,
+        "EXTRA_HOSTS": ["localhost"],  # the test client's Host
     }
 
 
