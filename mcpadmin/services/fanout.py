@@ -6,7 +6,7 @@ transaction while the next sync refreshes a token or waits for a server.
 """
 
 import logging
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,10 +78,10 @@ def plan(connector_name: str | None = None, agent_name: str | None = None):
     return pairs
 
 
-def sync_many(pairs, workers: int = 4, stale_only: bool = False, on_done=None) -> list[Outcome]:
+def sync_many(pairs, workers: int = 4, stale_only: bool = False) -> list[Outcome]:
     """Run ``pairs`` (from ``plan``) on a bounded thread pool, each in its own app context and
-    transaction (committed on success and on a recorded failure). ``on_done(outcome)`` is
-    called in this thread as each finishes; the outcomes come back in ``pairs`` order."""
+    transaction (committed on success and on a recorded failure); the outcomes come back in
+    ``pairs`` order."""
     app = current_app._get_current_object()
 
     def run(pair):
@@ -93,14 +93,8 @@ def sync_many(pairs, workers: int = 4, stale_only: bool = False, on_done=None) -
                 log.exception("sync of connector %s failed unexpectedly", pair[0])
                 return Outcome(str(pair[0]), None, False, "Internal error; see the log.")
 
-    results = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(run, pair): i for i, pair in enumerate(pairs)}
-        for future in as_completed(futures):
-            results[futures[future]] = outcome = future.result()
-            if on_done:
-                on_done(outcome)
-    return [results[i] for i in range(len(pairs))]
+        return list(pool.map(run, pairs))
 
 
 def _run_one(connector_id, agent_id, stale_only=False) -> Outcome:

@@ -75,10 +75,14 @@ def client(grant: Grant, connector: Connector, session=None) -> "clients.Resolve
         return clients.registered(stored)
     if method == "pre_registered" and connector.oauth_client_id_enc is None:
         raise clients.NoClient("The pre-registered OAuth client was removed: Reconnect.")
-    # Pre-registered, or recorded before the method was: resolve at this grant's issuer.
+    # Pre-registered, or recorded before the method was: resolve at this grant's issuer (with
+    # what the connector knows of that same issuer, such as its CIMD support).
     metadata = {
         "issuer": grant.issuer,
         "token_endpoint": grant.token_endpoint,
         "token_endpoint_auth_methods_supported": grant.auth_methods,
     }
+    known = connector.oauth_metadata or {}
+    if method is None and known.get("issuer") == grant.issuer:
+        metadata = {**known, **metadata}
     return clients.resolve(connector, metadata, session=session)
