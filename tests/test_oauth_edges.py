@@ -52,7 +52,7 @@ def test_server_without_oauth_gets_a_clear_message_and_a_discovery_log(app, logg
     text = logged_in.get(page).get_data(as_text=True)
     assert "does not advertise OAuth" in text and "bearer token or API key" in text
     detail = logged_in.get(f"/connectors/{connector_id}").get_data(as_text=True)
-    assert "What discovery tried" in detail
+    assert "discovery tried" in detail
     assert "/.well-known/openid-configuration" in detail and "404" in detail
 
 
