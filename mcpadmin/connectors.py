@@ -103,7 +103,8 @@ def delete(id):
 def sync(id):
     """Fetch the server's tool list now: with the shared credential, or with each connected
     agent's (per-agent). htmx gets the row with the outcome inline; a plain post a redirect
-    and a flash.
+    (to the connector's page when the ``back`` field says ``show``, else the index) and a
+    flash.
 
     :raise 404: no such connector.
     """
@@ -118,6 +119,8 @@ def sync(id):
         body = render_template("connectors/_row_response.html", connector=connector,
                                outcomes=outcomes, **_rows([connector]))  # fmt: skip
         return body, 200, {"Vary": "HX-Request"}
+    if request.form.get("back") == "show":
+        return redirect(url_for("connectors.show", id=connector.id))
     return redirect(url_for("connectors.index"))
 
 

@@ -185,3 +185,17 @@ def test_switching_away_from_oauth_revokes_the_tokens(app, logged_in, fresh_oaut
     assert fresh_oauth_peer.stats()["revocations"] == 2
     with app.app_context():
         assert db.session.get(Connector, connector_id).access_token_enc is None
+
+
+def test_the_connector_page_offers_sync_and_comes_back_to_itself(app, logged_in, json_peer):
+    with app.app_context():
+        connector = Connector(name="Docs", url=json_peer.url)
+        db.session.add(connector)
+        db.session.commit()
+        connector_id = connector.id
+    page = logged_in.get(f"/connectors/{connector_id}").get_data(as_text=True)
+    assert "Sync tools" in page and "Not synced yet" in page
+    back = logged_in.post(f"/connectors/{connector_id}/sync", data={"back": "show"})
+    assert back.headers["Location"] == f"/connectors/{connector_id}"
+    page = logged_in.get(back.headers["Location"]).get_data(as_text=True)
+    assert "Synced Docs: 4 tools" in page and ">Connected<" in page
