@@ -9,12 +9,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from . import flashes
 from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentSecretForm
 from .models import Agent, AgentConnection, Connector
 from .services import agents as service
-from .services import catalog, fanout, name_taken, tokens
+from .services import catalog, fanout, name_taken
 from .services.lifecycle import Status
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
@@ -90,8 +91,10 @@ def delete(id):
     revocations = service.revocations(agent)
     db.session.delete(agent)
     db.session.commit()
-    _flash_warnings(tokens.run_revocations(revocations))
-    revoked = " Its OAuth tokens were revoked at the provider." if revocations else ""
+    all_revoked = flashes.revoke(revocations)
+    revoked = ""
+    if revocations and all_revoked:
+        revoked = " Its OAuth tokens were revoked at the provider."
     flash(f"Agent {name} deleted, with its credentials and tool choices.{revoked}", "success")
     return redirect(url_for("agents.index"))
 
@@ -139,10 +142,7 @@ def sync(id, connector_id):
     agent, connector = get_pair(id, connector_id)
     outcome = fanout.sync_outcome(connector, agent)
     db.session.commit()
-    if outcome.ok:
-        flash(f"Synced {outcome.label}: {outcome.message}.", "success")
-    else:
-        flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
+    flashes.synced(outcome)
     return _card_response(agent, connector)
 
 
@@ -177,16 +177,9 @@ def disconnect(id, connector_id):
     agent, connector = get_pair(id, connector_id)
     revocations = service.disconnect(agent, connector)
     db.session.commit()
-    warnings = tokens.run_revocations(revocations)
-    _flash_warnings(warnings)
-    if not warnings:
+    if flashes.revoke(revocations):
         flash(f"{agent.name} disconnected from {connector.name}.", "success")
     return _card_response(agent, connector)
-
-
-def _flash_warnings(warnings):
-    for warning in warnings:
-        flash(warning, "error")
 
 
 def _card_response(agent, connector, secret_form=None):

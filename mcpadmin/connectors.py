@@ -4,12 +4,13 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from . import flashes
 from .crypto import secret_state
 from .extensions import db
 from .forms import ConnectorForm
 from .models import AgentConnection, Connector, Tool
 from .services import connectors as service
-from .services import fanout, lifecycle, name_taken, tokens
+from .services import fanout, lifecycle, name_taken
 from .services.lifecycle import Status
 
 bp = Blueprint("connectors", __name__, url_prefix="/connectors")
@@ -18,11 +19,6 @@ bp = Blueprint("connectors", __name__, url_prefix="/connectors")
 def get_connector(id) -> Connector:
     """:raise 404: no connector with this id."""
     return db.get_or_404(Connector, id)
-
-
-def flash_warnings(warnings):
-    for warning in warnings:
-        flash(warning, "error")
 
 
 @bp.get("/")
@@ -93,8 +89,10 @@ def delete(id):
     revocations = service.revocations(connector)
     db.session.delete(connector)
     db.session.commit()
-    flash_warnings(tokens.run_revocations(revocations))
-    revoked = " Its OAuth tokens were revoked at the provider." if revocations else ""
+    all_revoked = flashes.revoke(revocations)
+    revoked = ""
+    if revocations and all_revoked:
+        revoked = " Its OAuth tokens were revoked at the provider."
     flash(f"Connector {name} deleted, with its tools and agent connections.{revoked}", "success")
     return redirect(url_for("connectors.index"))
 
@@ -111,10 +109,7 @@ def sync(id):
     connector = get_connector(id)
     outcomes = fanout.sync_connector(connector)
     for outcome in outcomes:
-        if outcome.ok:
-            flash(f"Synced {outcome.label}: {outcome.message}.", "success")
-        else:
-            flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
+        flashes.synced(outcome)
     if request.headers.get("HX-Request"):
         body = render_template("connectors/_row_response.html", connector=connector,
                                outcomes=outcomes, **_rows([connector]))  # fmt: skip
@@ -152,7 +147,7 @@ def _save(connector, template):
     flash(f"Connector {connector.name} {'created' if created else 'saved'}.", "success")
     for notice in saved.notices:
         flash(notice, "info")
-    flash_warnings(tokens.run_revocations(saved.revocations))
+    flashes.revoke(saved.revocations)
     return redirect(url_for("connectors.index"))
 
 

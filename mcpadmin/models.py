@@ -24,12 +24,6 @@ CREDENTIAL_MODES = {
     "shared": "Shared (one admin credential for every agent)",
     "per_agent": "Per agent (each agent its own account)",
 }
-STATUSES = {
-    "not_connected": "Not connected",
-    "connected": "Connected",
-    "needs_reconnect": "Needs reconnect",
-    "error": "Error",
-}
 # Auth types whose credential is a secret the operator pastes (not obtained by a flow).
 PASTED_SECRET_TYPES = ("bearer", "api_key_header")
 

@@ -3,11 +3,12 @@ page), the provider's callback, disconnect, and mcpadmin's client ID metadata do
 
 from flask import Blueprint, abort, flash, g, jsonify, redirect, request, url_for
 
+from . import flashes
 from .extensions import db
 from .filters import plural
 from .models import Agent, Connector
 from .protocol.registration import metadata_document
-from .services import clients, connect, tokens
+from .services import clients, connect
 from .services import connectors as connectors_service
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
@@ -72,10 +73,7 @@ def disconnect(connector_id):
         abort(404)
     revocations = connectors_service.disconnect(connector)
     db.session.commit()
-    warnings = tokens.run_revocations(revocations)
-    for warning in warnings:
-        flash(warning, "error")
-    if not warnings:
+    if flashes.revoke(revocations):
         revoked = "; its tokens were revoked" if revocations else ""
         flash(f"{connector.name} disconnected{revoked}.", "info")
     return _leave(url_for("connectors.index"))

@@ -27,7 +27,8 @@ SETTINGS = (
     "oauth_revocation_endpoint",
 )
 OAUTH_SETTINGS = tuple(s for s in SETTINGS if s.startswith("oauth_"))
-KEEP, FORGET = "keep", "forget"  # the operator's choice for pasted secrets when the origin moves
+# The form field asked when the origin moves while pasted secrets are stored, and its answers.
+MOVED, KEEP, FORGET = "moved_secrets", "keep", "forget"
 
 
 @dataclass
@@ -69,9 +70,6 @@ def moved_secret_question(connector: Connector, data: dict) -> str | None:
         f"{whose} stored for {origin(connector.url)}, and the server moves to "
         f"{origin(data['url'])}. Send the stored secrets to the new host, or forget them{new}?"
     )
-
-
-MOVED = "moved_secrets"
 
 
 def apply_settings(connector: Connector, data: dict) -> Saved:

@@ -72,7 +72,8 @@ def apply(place, event: Event, message: str | None = None):
 
 
 def forget(place, message: str | None = None):
-    """Drop ``place``'s credential and grant (the caller revoked it first, where it could)."""
+    """Drop ``place``'s credential and grant (the caller captured its ``tokens.Revocation``
+    first, to run once committed)."""
     place.forget_credentials()
     apply(place, E.FORGOTTEN, message)
 

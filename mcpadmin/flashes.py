@@ -1,0 +1,23 @@
+"""Flash messages that several blueprints say the same way."""
+
+from flask import flash
+
+from .services import tokens
+from .services.fanout import Outcome
+
+
+def revoke(revocations: list[tokens.Revocation]) -> bool:
+    """Run the revocations (once the caller has committed) and flash each one that failed;
+    whether they all went through."""
+    warnings = tokens.run_revocations(revocations)
+    for warning in warnings:
+        flash(warning, "error")
+    return not warnings
+
+
+def synced(outcome: Outcome):
+    """``Synced Linear: 12 tools.``, or why the sync failed."""
+    if outcome.ok:
+        flash(f"Synced {outcome.label}: {outcome.message}.", "success")
+    else:
+        flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
