@@ -126,6 +126,7 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
         connector.secret_enc = None
     elif data.get("secret"):
         connector.secret_enc = seal(data["secret"])
+        lifecycle.apply(connector, lifecycle.Event.STORED)
 
     if connector.auth_type == "oauth":
         if data.get("clear_oauth_client"):
@@ -135,8 +136,6 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
         if data.get("oauth_client_secret"):
             connector.oauth_client_secret_enc = seal(data["oauth_client_secret"])
 
-    if data.get("secret") and connector.uses_pasted_secret and not connector.per_agent:
-        lifecycle.apply(connector, lifecycle.Event.STORED)
     return saved
 
 
