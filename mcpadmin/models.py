@@ -7,8 +7,11 @@ secret lives in an ``EncryptedText`` column whose name ends in ``_enc``.
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+import re
+import unicodedata
+
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, event, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from .crypto import EncryptedText, Sealed
@@ -26,6 +29,10 @@ CREDENTIAL_MODES = {
 }
 # Auth types whose credential is a secret the operator pastes (not obtained by a flow).
 PASTED_SECRET_TYPES = ("bearer", "api_key_header")
+
+
+# The longest connector slug made from a name; a number may follow to keep slugs unique.
+SLUG_LENGTH = 24
 
 
 def utcnow() -> datetime:
@@ -124,6 +131,10 @@ class Connector(CredentialColumns, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # The prefix of this connector's tools at the agent endpoint (``<slug>__<tool>``): given
+    # once, from the name, when the connector is first saved, and kept when it is renamed so
+    # agents' tool names stay put. Never contains ``__``.
+    slug: Mapped[str] = mapped_column(String(SLUG_LENGTH + 4), unique=True)
     url: Mapped[str] = mapped_column(String(2048))
     auth_type: Mapped[str] = mapped_column(String(20), default="none")
     credential_mode: Mapped[str] = mapped_column(String(20), default="shared")
@@ -193,6 +204,7 @@ class Tool(db.Model):
     description: Mapped[str | None] = mapped_column(Text)
     input_schema: Mapped[dict | None] = mapped_column(JSON)
     annotations: Mapped[dict | None] = mapped_column(JSON)
+    output_schema: Mapped[dict | None] = mapped_column(JSON)
     # SHA-256 of the canonical definition, to flag tools whose definition changed.
     definition_hash: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -210,11 +222,68 @@ class Agent(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
+    # Tool names at the agent endpoint: False, ``<connector>__<tool>`` for every tool; True,
+    # each tool's own name wherever no other enabled tool has it.
+    keep_tool_names: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     connections: Mapped[list["AgentConnection"]] = relationship(
         back_populates="agent", cascade="all, delete-orphan"
     )
+    keys: Mapped[list["AgentKey"]] = relationship(
+        back_populates="agent", cascade="all, delete-orphan", order_by="AgentKey.created_at"
+    )
+
+
+class AgentKey(db.Model):
+    """A key an agent's MCP client presents at its endpoint. The key itself is shown once; the
+    row keeps its public ``lookup`` part (to find the row and to show) and an HMAC of the whole
+    key (``services.agent_keys``)."""
+
+    __tablename__ = "agent_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    lookup: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hmac: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    agent: Mapped[Agent] = relationship(back_populates="keys")
+
+    def usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+class GatewaySession(db.Model):
+    """A legacy-era (``initialize``) session at an agent endpoint, bound to the key that opened
+    it. The client holds the id; the row only its SHA-256. In the database, so any worker on
+    any host answers it and it outlives a restart."""
+
+    __tablename__ = "gateway_session"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("agent_key.id", ondelete="CASCADE"), index=True
+    )
+    protocol_version: Mapped[str] = mapped_column(String(20))
+    client_info: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class GatewayCancellation(db.Model):
+    """A legacy client's ``notifications/cancelled`` for a call that another worker may be
+    running: that worker looks here while it waits on the upstream."""
+
+    __tablename__ = "gateway_cancellation"
+
+    session_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class AgentConnection(CredentialColumns, db.Model):
@@ -242,6 +311,11 @@ class AgentConnection(CredentialColumns, db.Model):
     tools_fresh_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     offered_tools: Mapped[list | None] = mapped_column(JSON)
     changed_tools: Mapped[list | None] = mapped_column(JSON)
+
+    # The agent's last tool call through this connector: when, and the sentence of its failure
+    # (None when it worked).
+    last_called_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_call_error: Mapped[str | None] = mapped_column(Text)
 
 
 class OAuthClient(db.Model):
@@ -315,3 +389,31 @@ def expires_soon(expires_at: datetime | None, now: datetime, obtained_at=None) -
     """Whether a token with this absolute expiry (obtained at ``obtained_at``, when known)
     should be refreshed at ``now``."""
     return expires_at is not None and expires_at - refresh_margin(obtained_at, expires_at) <= now
+
+
+def slug_base(name: str) -> str:
+    """A connector name as a tool-name prefix: ASCII letters and digits in lower case, any
+    other run of characters one ``_``, at most ``SLUG_LENGTH`` characters; "connector" when
+    nothing is left. Never contains ``__``, which separates it from the tool's name."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")[:SLUG_LENGTH].strip("_")
+    return slug or "connector"
+
+
+@event.listens_for(Session, "before_flush")
+def _give_slugs(session, flush_context, instances):
+    """Give each new connector a slug from its name, unique among the stored ones and those
+    in this flush (``slug_base``, then ``_2``, ``_3``…)."""
+    new = [c for c in session.new if isinstance(c, Connector) and not c.slug]
+    if not new:
+        return
+    taken = set(session.scalars(select(Connector.slug)).all())
+    taken.update(c.slug for c in session.new if isinstance(c, Connector) and c.slug)
+    for connector in new:
+        base = slug = slug_base(connector.name or "")
+        number = 1
+        while slug in taken:
+            number += 1
+            slug = f"{base}_{number}"
+        connector.slug = slug
+        taken.add(slug)

@@ -154,6 +154,11 @@ def _copy(tool: Tool, definition: dict, digest: str) -> list[str]:
         warnings.append(f"The input schema of {tool.name[:80]!r} is larger than "
                         f"{MAX_SCHEMA_BYTES // 1024} KB and was not stored.")  # fmt: skip
     tool.annotations = _small_json(annotations, MAX_ANNOTATIONS_BYTES)
+    output_schema = definition.get("outputSchema")
+    tool.output_schema = _small_json(output_schema, MAX_SCHEMA_BYTES)
+    if isinstance(output_schema, dict) and tool.output_schema is None:
+        warnings.append(f"The output schema of {tool.name[:80]!r} is larger than "
+                        f"{MAX_SCHEMA_BYTES // 1024} KB and was not stored.")  # fmt: skip
     tool.definition_hash = digest
     return warnings
 
