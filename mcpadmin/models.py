@@ -4,11 +4,10 @@ Models hold data and small pure helpers; they never do network I/O and never com
 secret lives in an ``EncryptedText`` column whose name ends in ``_enc``.
 """
 
-from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
-
 import re
 import unicodedata
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -266,9 +265,7 @@ class GatewaySession(db.Model):
     __tablename__ = "gateway_session"
 
     id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key_id: Mapped[int] = mapped_column(
-        ForeignKey("agent_key.id", ondelete="CASCADE"), index=True
-    )
+    key_id: Mapped[int] = mapped_column(ForeignKey("agent_key.id", ondelete="CASCADE"), index=True)
     protocol_version: Mapped[str] = mapped_column(String(20))
     client_info: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
