@@ -36,13 +36,14 @@ def create_app(test_config=None, instance_path=None):
     csrf.init_app(app)
     filters.init_app(app)
 
-    from . import agents, auth, cli, connectors, health, oauth
+    from . import agents, auth, cli, connectors, gateway, health, oauth
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(connectors.bp)
     app.register_blueprint(agents.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(gateway.bp)
     cli.init_app(app)
 
     @app.get("/")

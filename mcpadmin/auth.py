@@ -29,7 +29,15 @@ from .services import admins, sessions, throttle
 
 bp = Blueprint("auth", __name__)
 
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static", "oauth.client_metadata"}
+# The agent endpoint authenticates agents with their keys, never with the admin's cookie.
+PUBLIC_ENDPOINTS = {
+    "auth.login",
+    "auth.setup",
+    "health.healthz",
+    "static",
+    "oauth.client_metadata",
+    "gateway.endpoint",
+}
 SETUP_TOKEN_FILE = "setup_token"  # noqa: S105 (a file name)
 SESSION_TOKEN_KEY = "session_token"  # noqa: S105 (the cookie field naming the admin session)
 

@@ -51,6 +51,8 @@ class Defaults:
     LOGIN_LOCKOUT_SECONDS = 15 * 60
     # Reverse proxies in front of the app whose X-Forwarded-For / -Proto are believed; 0 = none.
     TRUSTED_PROXY_HOPS = 0
+    # Largest JSON-RPC message an agent may POST to its endpoint, in bytes.
+    GATEWAY_MAX_REQUEST_BYTES = 4 * 1024 * 1024
     # Host names accepted besides the host of PUBLIC_BASE_URL (``host`` or ``host:port``).
     EXTRA_HOSTS: list[str] = []
 

@@ -1,0 +1,319 @@
+"""The agent endpoint: ``/agents/<id>/mcp``, one MCP server per agent over Streamable HTTP,
+modern (2026-07-28) and legacy (2025-11-25, 2025-06-18, 2025-03-26) on the same URL.
+
+The only view code of the gateway: it turns HTTP into ``protocol.server`` messages, asks
+``services.gateway`` who is calling and what the agent may use, runs calls through
+``services.calls``, and writes JSON or an event stream back. Agents authenticate with an
+agent key (``Authorization: Bearer mcpa_…``), never with the admin's login, so the endpoint is
+exempt from the login guard and from CSRF (no cookie is read); it checks ``Origin`` itself.
+"""
+
+import logging
+import time
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from . import security
+from .extensions import csrf, db
+from .models import utcnow
+from .protocol import server
+from .protocol.server import RpcFailure
+from .services import agent_keys, calls
+from .services import gateway as service
+
+bp = Blueprint("gateway", __name__)
+csrf.exempt(bp)
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+SESSION_HEADER = "Mcp-Session-Id"
+# How often a running legacy call looks for the client's notifications/cancelled.
+CANCEL_CHECK_SECONDS = 1.0
+
+
+@bp.route("/agents/<int:id>/mcp", methods=["POST", "GET", "DELETE"])
+def endpoint(id):
+    """One MCP message (POST), or a legacy session's end (DELETE)."""
+    refusal = _foreign_origin()
+    if refusal is not None:
+        return refusal
+    now = utcnow()
+    modern_header = request.headers.get("MCP-Protocol-Version") in server.MODERN_VERSIONS
+    session_id = None if modern_header else request.headers.get(SESSION_HEADER)
+    caller = service.authenticate(id, _presented_key(), session_id, now)
+    if caller is None:
+        return _unauthorized(id)
+    if request.method == "GET" or (request.method == "DELETE" and modern_header):
+        # [26/http §Earlier Streamable HTTP Revisions]: 405 to GET and DELETE; no server
+        # stream is offered to legacy clients either (tools.listChanged is false for them).
+        return Response(status=405, headers={"Allow": "POST, DELETE"})
+    if request.method == "DELETE":
+        return _end_session(caller, session_id)
+    try:
+        message = _read_message()
+        if message.modern:
+            server.check_modern(message, request.headers)
+            return _modern(caller, message, now)
+        return _legacy(caller, message, session_id, now)
+    except RpcFailure as failure:
+        return _json(failure.body(), failure.status)
+    except Exception:
+        log.exception("agent endpoint failed on %s", request.headers.get("Mcp-Method") or "?")
+        db.session.rollback()
+        body = server.error(None, server.INTERNAL_ERROR, "Internal error in mcpadmin.")
+        return _json(body, 500)
+
+
+def _modern(caller, message, now):
+    if message.kind != "request":
+        return Response(status=202)  # 26 defines no client notifications; accept and drop
+    method = message.method
+    if method == "server/discover":
+        result = server.discover_result(_instructions(caller.agent))
+    elif method == "tools/list":
+        result = server.modern_result({**_tools_page(caller, message), "ttlMs": 0,
+                                       "cacheScope": "private"})  # fmt: skip
+    elif method == "tools/call":
+        return _call(caller, message, now, modern=True)
+    else:
+        raise RpcFailure(
+            server.METHOD_NOT_FOUND, f"Method not found: {method[:100]}", 404, request_id=message.id
+        )
+    return _answer(caller, message.id, result, now)
+
+
+def _legacy(caller, message, session_id, now):
+    if message.method == "initialize" and message.kind == "request":
+        requested = message.params.get("protocolVersion")
+        version = server.negotiate(requested)
+        new_id = service.open_session(caller, version, message.params.get("clientInfo"))
+        result = server.initialize_result(version, _instructions(caller.agent), False)
+        response = _answer(caller, message.id, result, now)
+        response.headers[SESSION_HEADER] = new_id
+        return response
+    if not session_id:
+        raise RpcFailure(server.INVALID_REQUEST, "Bad request: no Mcp-Session-Id; send "
+                         "initialize first.", request_id=message.id)  # fmt: skip
+    if caller.session is None:  # [25N/http §Session Management]: unknown session → 404
+        raise RpcFailure(server.INVALID_REQUEST, "Session not found: initialize again.", 404,
+                         request_id=message.id)  # fmt: skip
+    server.legacy_version(request.headers, caller.session.protocol_version)
+    if message.kind != "request":
+        if message.method == "notifications/cancelled":
+            request_id = message.params.get("requestId")
+            if isinstance(request_id, str | int):
+                service.cancel(caller.session, request_id)
+                db.session.commit()
+        return Response(status=202)
+    method = message.method
+    if method == "ping":
+        result = {}
+    elif method == "tools/list":
+        result = _tools_page(caller, message)
+    elif method == "tools/call":
+        return _call(caller, message, now, modern=False)
+    elif method == "initialize":
+        raise RpcFailure(server.INVALID_REQUEST, "This session is already initialized.",
+                         request_id=message.id)  # fmt: skip
+    else:
+        raise RpcFailure(
+            server.METHOD_NOT_FOUND, f"Method not found: {method[:100]}", 200, request_id=message.id
+        )
+    return _answer(caller, message.id, result, now)
+
+
+def _tools_page(caller, message) -> dict:
+    catalog = service.catalog(caller.agent)
+    try:
+        tools, next_cursor = catalog.page(message.params.get("cursor"))
+    except ValueError:
+        raise RpcFailure(server.INVALID_PARAMS, "Invalid params: unknown cursor.", 200,
+                         request_id=message.id) from None  # fmt: skip
+    result = {"tools": tools}
+    if next_cursor is not None:
+        result["nextCursor"] = next_cursor
+    return result
+
+
+def _call(caller, message, now, modern: bool):
+    """tools/call: checked against the agent's catalog on every call, then sent upstream."""
+    name = message.params.get("name")
+    arguments = message.params.get("arguments", {})
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        raise RpcFailure(server.INVALID_PARAMS, "Invalid params: tools/call needs a name and "
+                         "an arguments object.", 200, request_id=message.id)  # fmt: skip
+    entry = service.catalog(caller.agent).entries.get(name)
+    if entry is None:
+        raise RpcFailure(
+            server.INVALID_PARAMS,
+            f"Unknown tool: {name[:100]} is not one of agent {caller.agent.name}'s tools.",
+            200,
+            request_id=message.id,
+        )
+    if entry.changed:
+        text = (f"The definition of {entry.tool.name} on {entry.connector.name} changed since it "
+                f"was enabled for agent {caller.agent.name}; an operator must review it on the "
+                "agent's page before it can be called again.")  # fmt: skip
+        service.record_call(entry.connection, text, now)
+        return _answer(caller, message.id, _error_result(text, modern), now)
+    updates = calls.call_tool(
+        entry.connector,
+        entry.connection,
+        caller.agent,
+        entry.tool.name,
+        arguments,
+        progress_token=message.progress_token,
+    )
+    first = next(updates)
+    if isinstance(first, calls.Outcome):
+        return _finish_call(caller, message.id, entry, first, now, modern)
+    if EVENT_STREAM not in request.headers.get("Accept", ""):
+        outcome = _last(updates)  # the client cannot take a stream: only the result
+        return _finish_call(caller, message.id, entry, outcome, now, modern)
+    return Response(
+        stream_with_context(_relay(caller, message, entry, first, updates, modern)),
+        content_type=EVENT_STREAM,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _relay(caller, message, entry, first, updates, modern):
+    """The call's notifications as events while the upstream works, then its result. A client
+    that goes away (modern: closing the stream cancels [26/http §Cancellation]) closes
+    ``updates``, which cancels the upstream call; so does a legacy notifications/cancelled."""
+    checked = time.monotonic()
+    try:
+        yield server.sse_event(first)
+        for update in updates:
+            if isinstance(update, calls.Outcome):
+                now = utcnow()
+                result = _result(update, modern)
+                _record(caller, entry, update.error, now)
+                yield server.sse_event(server.response(message.id, result))
+                return
+            yield server.sse_event(update)
+            if caller.session is not None and time.monotonic() - checked >= CANCEL_CHECK_SECONDS:
+                checked = time.monotonic()
+                if service.cancelled(caller.session, message.id):
+                    # [25N/cancellation]: a cancelled request gets no response.
+                    _record(caller, entry, "Cancelled by the agent.", utcnow())
+                    return
+    finally:
+        updates.close()
+
+
+def _finish_call(caller, request_id, entry, outcome, now, modern):
+    _record(caller, entry, outcome.error, now)
+    return _json(server.response(request_id, _result(outcome, modern)))
+
+
+def _record(caller, entry, error, now):
+    service.record_call(entry.connection, error, now)
+    service.touch(caller, now)
+    db.session.commit()
+
+
+def _result(outcome, modern) -> dict:
+    return server.modern_result(outcome.result) if modern else outcome.result
+
+
+def _error_result(text: str, modern: bool) -> dict:
+    result = {"content": [{"type": "text", "text": text}], "isError": True}
+    return server.modern_result(result) if modern else result
+
+
+def _last(updates):
+    outcome = None
+    for update in updates:
+        outcome = update
+    return outcome
+
+
+def _answer(caller, request_id, result, now):
+    service.touch(caller, now)
+    if db.session.new or db.session.dirty:
+        db.session.commit()
+    return _json(server.response(request_id, result))
+
+
+def _end_session(caller, session_id):
+    if not session_id:
+        body = server.error(None, server.INVALID_REQUEST, "Bad request: no Mcp-Session-Id.")
+        return _json(body, 400)
+    if caller.session is None:
+        return _json(server.error(None, server.INVALID_REQUEST, "Session not found."), 404)
+    service.end_session(caller.session)
+    db.session.commit()
+    return Response(status=200)
+
+
+def _read_message():
+    """The POSTed message, after the transport checks [26/http §Sending Messages; §6.2].
+
+    :raise RpcFailure: 406 (Accept), 415 (Content-Type), 413 (too large), 400 (not JSON-RPC).
+    """
+    accept = request.headers.get("Accept", "")
+    if not any(kind in accept for kind in (JSON, EVENT_STREAM, "*/*")):
+        raise RpcFailure(server.INVALID_REQUEST, "Not acceptable: Accept must include "
+                         "application/json and text/event-stream.", 406)  # fmt: skip
+    if request.mimetype != JSON:
+        raise RpcFailure(server.INVALID_REQUEST, "Unsupported media type: Content-Type must "
+                         "be application/json.", 415)  # fmt: skip
+    limit = current_app.config["GATEWAY_MAX_REQUEST_BYTES"]
+    if (request.content_length or 0) > limit:
+        raise RpcFailure(server.INVALID_REQUEST, f"Request too large: at most {limit} bytes.",
+                         413)  # fmt: skip
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise RpcFailure(server.INVALID_REQUEST, f"Request too large: at most {limit} bytes.",
+                         413)  # fmt: skip
+    return server.parse(body)
+
+
+def _presented_key() -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def _unauthorized(agent_id):
+    """401 with an RFC 6750 challenge; an address that keeps failing waits (429)."""
+    presented = request.headers.get("Authorization")
+    wait = agent_keys.count_failure(request.remote_addr) if presented else None
+    if wait:
+        body = server.error(None, server.INVALID_REQUEST, "Too many failed keys from this "
+                            f"address: retry in {wait} seconds.")  # fmt: skip
+        return _json(body, 429, {"Retry-After": str(wait)})
+    realm = f'Bearer realm="mcpadmin agent {agent_id}"'
+    if presented:  # [RFC 6750 §3.1]: no error code when no credential was sent
+        realm += ', error="invalid_token", error_description="unknown, expired or revoked key"'
+    text = ("Unauthorized: send this agent's key as Authorization: Bearer <key>; the key is "
+            "missing, unknown, expired or revoked.")  # fmt: skip
+    return _json(server.error(None, server.INVALID_REQUEST, text), 401,
+                 {"WWW-Authenticate": realm})  # fmt: skip
+
+
+def _foreign_origin():
+    """[26/http §Security & Endpoint]: an ``Origin`` that is present and not this app's → 403."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    config = current_app.config
+    if security.origin_of(origin) in security.allowed_origins(
+        config["PUBLIC_BASE_URL"], config["EXTRA_HOSTS"]
+    ):
+        return None
+    body = server.error(None, server.INVALID_REQUEST, "Forbidden: Origin not allowed.")
+    return _json(body, 403)
+
+
+def _instructions(agent) -> str:
+    return (f"Tools of agent {agent.name} through mcpadmin. Each tool runs on the connector "
+            "its name starts with.")  # fmt: skip
+
+
+def _json(body: dict, status: int = 200, headers: dict | None = None) -> Response:
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response

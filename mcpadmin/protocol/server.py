@@ -1,0 +1,248 @@
+"""Serving MCP over Streamable HTTP: reading one POSTed JSON-RPC message into a typed request,
+checking it against its era's rules, and writing answers as JSON or server-sent events.
+
+Pure: no Flask, no database. The gateway blueprint feeds it a body and headers and sends
+what it returns. Both eras share one endpoint [26/ver §Backward Compatibility]: a request
+whose ``_meta`` names a protocol version is modern (2026-07-28, stateless); anything else is
+legacy (``initialize`` and sessions) [26/ver §Compatibility Matrix].
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+
+from .jsonbody import NotJson, parse_json
+from .versions import LEGACY_VERSIONS, MODERN_VERSIONS, WITHOUT_VERSION_HEADER
+
+META = "io.modelcontextprotocol/"
+SERVER_INFO = {"name": "mcpadmin", "version": "0.1.0"}
+
+# JSON-RPC and MCP error codes [26/base §Error Codes].
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_VERSION = -32022
+
+# Methods whose request carries an ``Mcp-Name`` header naming its target [26/http §Standard
+# Request Headers], and where the name is in the params.
+NAMED_METHODS = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
+
+
+class RpcFailure(Exception):
+    """A request answered with a JSON-RPC error: ``status`` is the HTTP status to send it with."""
+
+    def __init__(self, code: int, message: str, status: int = 400, data=None, request_id=None):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+        self.data, self.request_id = data, request_id
+
+    def body(self) -> dict:
+        return error(self.request_id, self.code, self.message, self.data)
+
+
+@dataclass
+class Message:
+    """One JSON-RPC message a client POSTed.
+
+    ``kind`` is "request" (has an id and a method), "notification" (a method, no id) or
+    "response" (a legacy client answering a server request). ``version`` is the modern version
+    a modern request names in ``_meta``; None for legacy messages.
+    """
+
+    kind: str
+    method: str | None
+    id: str | int | None
+    params: dict = field(default_factory=dict)
+    version: str | None = None
+
+    @property
+    def modern(self) -> bool:
+        return self.version is not None
+
+    @property
+    def meta(self) -> dict:
+        meta = self.params.get("_meta")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def progress_token(self):
+        token = self.meta.get("progressToken")
+        return token if isinstance(token, str | int) and not isinstance(token, bool) else None
+
+
+def parse(raw: bytes) -> Message:
+    """The message in a POST body.
+
+    :raise RpcFailure: not JSON (-32700), a batch, or not a JSON-RPC 2.0 message (-32600).
+    """
+    try:
+        value = parse_json(raw)
+    except NotJson as exc:
+        raise RpcFailure(PARSE_ERROR, f"Parse error: the body is {exc}.") from None
+    if isinstance(value, list):
+        # 25M allowed batches; 25J removed them [25J/chg]. No client of ours sends one.
+        raise RpcFailure(INVALID_REQUEST, "Batches of JSON-RPC messages are not supported.")
+    if not isinstance(value, dict) or value.get("jsonrpc") != "2.0":
+        raise RpcFailure(INVALID_REQUEST, "Invalid request: not a JSON-RPC 2.0 message.")
+    request_id = value.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool) or not isinstance(request_id, str | int)
+    ):
+        raise RpcFailure(INVALID_REQUEST, "Invalid request: the id must be a string or a number.")
+    method = value.get("method")
+    if method is None:
+        if "result" in value or "error" in value:
+            return Message("response", None, request_id)
+        raise RpcFailure(INVALID_REQUEST, "Invalid request: no method.", request_id=request_id)
+    if not isinstance(method, str):
+        raise RpcFailure(
+            INVALID_REQUEST, "Invalid request: the method must be a string.", request_id=request_id
+        )
+    params = value.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise RpcFailure(
+            INVALID_PARAMS, "Invalid params: params must be an object.", request_id=request_id
+        )
+    kind = "notification" if "id" not in value else "request"
+    if kind == "request" and request_id is None:
+        raise RpcFailure(INVALID_REQUEST, "Invalid request: the id must not be null.")
+    meta = params.get("_meta")
+    version = meta.get(META + "protocolVersion") if isinstance(meta, dict) else None
+    return Message(kind, method, request_id, params, version if version is not None else None)
+
+
+def check_modern(message: Message, headers) -> None:
+    """The checks every modern request passes before it is served [26/base §_meta; 26/http
+    §Server Validation, §Protocol Version Header], in the spec's order.
+
+    :raise RpcFailure: -32602 for a ``_meta`` without version or capabilities, -32020 for a
+        header that is missing or disagrees with the body, -32022 for a version not served.
+    """
+    fail = _failing(message)
+    meta = message.meta
+    if not isinstance(message.version, str) or not isinstance(
+        meta.get(META + "clientCapabilities"), dict
+    ):
+        fail(INVALID_PARAMS, "Invalid params: _meta must carry protocolVersion and "
+                             "clientCapabilities.")  # fmt: skip
+    if headers.get("MCP-Protocol-Version") != message.version:
+        fail(HEADER_MISMATCH, "Header mismatch: MCP-Protocol-Version must equal the _meta "
+                              "protocolVersion.")  # fmt: skip
+    if message.kind == "request" and headers.get("Mcp-Method") != message.method:
+        fail(HEADER_MISMATCH, "Header mismatch: Mcp-Method must equal the request's method.")
+    target = NAMED_METHODS.get(message.method)
+    if target and decode_header_value(headers.get("Mcp-Name")) != message.params.get(target):
+        fail(HEADER_MISMATCH, f"Header mismatch: Mcp-Name must equal params.{target}.")
+    if message.version not in MODERN_VERSIONS:
+        raise RpcFailure(
+            UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            data={"supported": list(MODERN_VERSIONS), "requested": message.version},
+            request_id=message.id,
+        )
+
+
+def legacy_version(headers, session_version: str | None) -> str:
+    """The version of a legacy request after ``initialize``: its ``MCP-Protocol-Version``
+    header, else the session's, else 2025-03-26, which had no header [25N/http §Protocol
+    Version Header].
+
+    :raise RpcFailure: the header names a version this server does not speak (MUST 400).
+    """
+    version = headers.get("MCP-Protocol-Version")
+    if version is None:
+        return session_version or WITHOUT_VERSION_HEADER
+    if version not in LEGACY_VERSIONS:
+        supported = list(LEGACY_VERSIONS)
+        raise RpcFailure(
+            INVALID_REQUEST,
+            f"Unsupported MCP-Protocol-Version {version[:40]!r}: this session speaks "
+            f"{', '.join(supported)}.",
+        )
+    return version
+
+
+def negotiate(requested) -> str:
+    """The legacy version ``initialize`` answers: the client's when we speak it, else our
+    latest legacy one [25N/life §Version Negotiation]."""
+    return requested if requested in LEGACY_VERSIONS else LEGACY_VERSIONS[0]
+
+
+def decode_header_value(value: str | None) -> str | None:
+    """An ``Mcp-Name``/``Mcp-Param-*`` value: ``=?base64?…?=`` holds UTF-8 text that is not
+    safe as a plain header value [26/http §Value Encoding]."""
+    if value and value.startswith("=?base64?") and value.endswith("?="):
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return value
+
+
+def modern_result(result: dict) -> dict:
+    """A modern result: ``resultType`` and the server's identity in ``_meta`` [26/base
+    §ResultType, §_meta]."""
+    meta = {**(result.get("_meta") or {}), META + "serverInfo": SERVER_INFO}
+    return {"resultType": "complete", **result, "_meta": meta}
+
+
+def discover_result(instructions: str) -> dict:
+    """The ``server/discover`` answer [26/disc]: only the modern version (both SDK servers list
+    only theirs), the tools capability, and no caching (the list depends on the agent)."""
+    return modern_result(
+        {
+            "supportedVersions": list(MODERN_VERSIONS),
+            "capabilities": {"tools": {"listChanged": True}},
+            "instructions": instructions,
+            "ttlMs": 0,
+            "cacheScope": "private",
+        }
+    )
+
+
+def initialize_result(version: str, instructions: str, list_changed: bool) -> dict:
+    return {
+        "protocolVersion": version,
+        "capabilities": {"tools": {"listChanged": list_changed}},
+        "serverInfo": SERVER_INFO,
+        "instructions": instructions,
+    }
+
+
+def response(request_id, result: dict) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def error(request_id, code: int, message: str, data=None) -> dict:
+    body = {"code": code, "message": message}
+    if data is not None:
+        body["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": body}
+
+
+def notification(method: str, params: dict | None = None) -> dict:
+    message = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def sse_event(message: dict) -> bytes:
+    """One server-sent event carrying one JSON-RPC message (no id: modern streams have none
+    [26/chg Major 9])."""
+    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return f"event: message\ndata: {data}\n\n".encode()
+
+
+def _failing(message: Message):
+    def fail(code, text):
+        raise RpcFailure(code, text, request_id=message.id)
+
+    return fail

@@ -1,0 +1,231 @@
+"""The agent gateway's decisions: who is calling (key and legacy session), which tools the
+agent sees and under which names, and whether a call may go upstream.
+
+Hot-path budget (DESIGN §8): one indexed read for the key with its agent and session
+(``authenticate``), one for the agent's enabled tools with their connections and connectors
+(``catalog``); writes only where something changed (``touch``). ``tools/list`` answers from
+the stored catalog; no upstream is asked.
+"""
+
+import base64
+import binascii
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import contains_eager, joinedload
+
+from ..extensions import db
+from ..models import (
+    Agent,
+    AgentConnection,
+    AgentKey,
+    Connector,
+    GatewayCancellation,
+    GatewaySession,
+    Tool,
+)
+from . import agent_keys, toolnames
+
+# Tools per tools/list page.
+PAGE_SIZE = 100
+# A connection's last call is written when its outcome changed, or at most this often.
+LAST_CALL_INTERVAL = 60  # seconds
+
+
+@dataclass
+class Caller:
+    """An authenticated request: the key's row (with its agent), and the legacy session the
+    request named, when it named one that belongs to this key."""
+
+    key: AgentKey
+    session: GatewaySession | None
+
+    @property
+    def agent(self) -> Agent:
+        return self.key.agent
+
+
+def authenticate(agent_id: int, presented: str | None, session_id: str | None, now: datetime):
+    """The caller, or None when the key is missing, malformed, unknown, someone else's
+    (another agent's URL), expired or revoked. One query: the key, its agent and the session.
+    """
+    lookup = agent_keys.lookup_of(presented or "")
+    if lookup is None:
+        agent_keys.matches(None, presented or "")  # the same work as a wrong key
+        return None
+    query = select(AgentKey).where(AgentKey.lookup == lookup).options(joinedload(AgentKey.agent))
+    if session_id:
+        query = query.outerjoin(
+            GatewaySession,
+            (GatewaySession.key_id == AgentKey.id)
+            & (GatewaySession.id_sha256 == session_digest(session_id)),
+        ).add_columns(GatewaySession)
+        row = db.session.execute(query).first()
+        key, session = (row[0], row[1]) if row else (None, None)
+    else:
+        key, session = db.session.scalar(query), None
+    if not agent_keys.matches(key, presented) or not key.usable(now) or key.agent_id != agent_id:
+        return None
+    return Caller(key, session)
+
+
+def session_digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def open_session(caller: Caller, version: str, client_info) -> str:
+    """A new legacy session for this key; its id (visible ASCII, 256 random bits [25N/http
+    §Session Management]). The row keeps only the id's digest."""
+    session_id = secrets.token_urlsafe(32)
+    info = client_info if isinstance(client_info, dict) else None
+    db.session.add(
+        GatewaySession(
+            id_sha256=session_digest(session_id),
+            key_id=caller.key.id,
+            protocol_version=version,
+            client_info=_small(info),
+        )
+    )
+    return session_id
+
+
+def end_session(session: GatewaySession):
+    db.session.execute(
+        delete(GatewayCancellation).where(GatewayCancellation.session_sha256 == session.id_sha256)
+    )
+    db.session.delete(session)
+
+
+def touch(caller: Caller, now: datetime):
+    """Record the key's use (at most once a ``TOUCH_INTERVAL``)."""
+    if agent_keys.needs_touch(caller.key, now):
+        caller.key.last_used_at = now
+
+
+@dataclass
+class Entry:
+    """One tool as the agent sees it."""
+
+    name: str
+    tool: Tool
+    connector: Connector
+    connection: AgentConnection
+
+    @property
+    def changed(self) -> bool:
+        """Its definition changed since the operator enabled or last reviewed it: held back
+        until reviewed (definitions are pinned)."""
+        return self.tool.name in (self.connection.changed_tools or [])
+
+    def definition(self) -> dict:
+        tool = self.tool
+        definition = {"name": self.name, "inputSchema": tool.input_schema or {"type": "object"}}
+        if tool.title:
+            definition["title"] = tool.title
+        if tool.description:
+            definition["description"] = tool.description
+        if tool.output_schema:
+            definition["outputSchema"] = tool.output_schema
+        if tool.annotations:
+            definition["annotations"] = tool.annotations
+        return definition
+
+
+class Catalog:
+    """The agent's enabled tools across its connectors, by exposed name, in name order."""
+
+    def __init__(self, agent: Agent, connections: list[AgentConnection]):
+        self.agent = agent
+        found = []
+        for connection in connections:
+            enabled = set(connection.enabled_tools or [])
+            found += [(connection, t) for t in connection.connector.tools if t.name in enabled]
+        names = toolnames.exposed_names(
+            [(c.connector.slug, t.name) for c, t in found], agent.keep_tool_names
+        )
+        entries = [Entry(names[(c.connector.slug, t.name)], t, c.connector, c) for c, t in found]
+        self.entries = {e.name: e for e in sorted(entries, key=lambda e: e.name)}
+
+    def listed(self) -> list[Entry]:
+        """What ``tools/list`` shows: every entry but those held back."""
+        return [e for e in self.entries.values() if not e.changed]
+
+    def page(self, cursor: str | None) -> tuple[list[dict], str | None]:
+        """One page of definitions after ``cursor`` (the last name of the previous page,
+        opaque to the client) and the next cursor.
+
+        :raise ValueError: a cursor this server did not write.
+        """
+        after = _cursor_name(cursor) if cursor is not None else None
+        listed = [e for e in self.listed() if after is None or e.name > after]
+        page = listed[:PAGE_SIZE]
+        more = len(listed) > PAGE_SIZE
+        return [e.definition() for e in page], _cursor(page[-1].name) if more else None
+
+    def fingerprint(self) -> str:
+        """Changes whenever the listed tools or their definitions do (list_changed)."""
+        text = "\n".join(f"{e.name} {e.tool.definition_hash}" for e in self.listed())
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def catalog(agent: Agent) -> Catalog:
+    """The agent's catalog, in one query."""
+    query = (
+        select(AgentConnection)
+        .join(AgentConnection.connector)
+        .outerjoin(Connector.tools)
+        .where(AgentConnection.agent_id == agent.id)
+        .options(contains_eager(AgentConnection.connector).contains_eager(Connector.tools))
+    )
+    connections = db.session.scalars(query).unique().all()
+    return Catalog(agent, list(connections))
+
+
+def cancelled(session: GatewaySession, request_id) -> bool:
+    """Whether the legacy client sent ``notifications/cancelled`` for this request."""
+    found = db.session.scalar(
+        select(GatewayCancellation.request_id).where(
+            GatewayCancellation.session_sha256 == session.id_sha256,
+            GatewayCancellation.request_id == str(request_id)[:200],
+        )
+    )
+    return found is not None
+
+
+def cancel(session: GatewaySession, request_id):
+    """Record a legacy client's cancellation for whichever worker runs the call."""
+    key = {"session_sha256": session.id_sha256, "request_id": str(request_id)[:200]}
+    if db.session.get(GatewayCancellation, key) is None:
+        db.session.add(GatewayCancellation(**key))
+
+
+def record_call(connection: AgentConnection, error: str | None, now: datetime):
+    """The connection's last call, written when its outcome changed or a minute went by."""
+    last = connection.last_called_at
+    stale = last is None or (now - last).total_seconds() >= LAST_CALL_INTERVAL
+    if stale or error != connection.last_call_error:
+        connection.last_called_at = now
+        connection.last_call_error = error
+
+
+def _cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _cursor_name(cursor) -> str:
+    if not isinstance(cursor, str):
+        raise ValueError("cursor")
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        raise ValueError("cursor") from None
+
+
+def _small(info: dict | None) -> dict | None:
+    """Client info as stored: a few short strings, not whatever a client sends."""
+    if not info:
+        return None
+    return {k: str(info[k])[:100] for k in ("name", "version", "title") if k in info}

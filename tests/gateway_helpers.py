@@ -1,0 +1,59 @@
+"""Serving the test app on a real port for MCP clients, and giving an agent tools and a key.
+
+The ``served`` fixture runs the ``app`` fixture's app in a thread (werkzeug, threaded) on
+127.0.0.1, so clients speak real HTTP to it while the test reads and writes the same database.
+"""
+
+import threading
+from dataclasses import dataclass
+
+import pytest
+from werkzeug.serving import make_server
+
+from mcpadmin.extensions import db
+from mcpadmin.models import Agent, AgentConnection, Connector
+from mcpadmin.services import agent_keys, fanout
+
+
+@dataclass
+class Served:
+    url: str
+
+    def endpoint(self, agent: Agent) -> str:
+        return f"{self.url}/agents/{agent.id}/mcp"
+
+
+@pytest.fixture
+def served(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Served(f"http://127.0.0.1:{server.server_port}")
+    server.shutdown()
+    thread.join(5)
+
+
+def agent_with_tools(connectors: list[Connector], name="agent-1", enabled=None, keep_names=False):
+    """An agent with every synced tool of ``connectors`` enabled (or those in ``enabled``, a
+    {connector name: [tool names]} map) and a key; returns (agent, key). Commits."""
+    agent = Agent(name=name, keep_tool_names=keep_names)
+    db.session.add(agent)
+    for connector in connectors:
+        names = [t.name for t in connector.tools]
+        if enabled is not None:
+            names = enabled.get(connector.name, [])
+        db.session.add(AgentConnection(agent=agent, connector=connector, enabled_tools=names))
+    _, key = agent_keys.create(agent, "test key")
+    db.session.commit()
+    return agent, key
+
+
+def synced_connector(url: str, name: str, **settings) -> Connector:
+    """A connector for ``url`` whose tools were synced. Commits."""
+    connector = Connector(name=name, url=url, **settings)
+    db.session.add(connector)
+    db.session.commit()
+    outcomes = fanout.sync_connector(connector)
+    assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+    return connector
