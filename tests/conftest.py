@@ -15,7 +15,11 @@ from mcpadmin.models import AdminUser
 
 PASSWORD = "correct horse battery"
 
-pytest_plugins = ["tests.peers.oauth_fixtures", "tests.peers.mcp_fixtures"]
+pytest_plugins = [
+    "tests.peers.oauth_fixtures",
+    "tests.peers.mcp_fixtures",
+    "tests.gateway_helpers",
+]
 
 
 @pytest.fixture(scope="session")

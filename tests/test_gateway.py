@@ -7,7 +7,7 @@ import requests
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.gateway_helpers import agent_with_tools, served, synced_connector  # noqa: F401
+from tests.gateway_helpers import agent_with_tools, synced_connector
 
 
 def sdk_client(url, key, mode="auto"):
