@@ -52,7 +52,7 @@ def endpoint(id):
         return _end_session(caller, session_id)
     try:
         message = _read_message()
-        if message.modern:
+        if message.modern or modern_header:
             server.check_modern(message, request.headers)
             return _modern(caller, message, now)
         return _legacy(caller, message, session_id, now)

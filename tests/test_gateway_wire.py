@@ -1,0 +1,265 @@
+"""The agent endpoint at the wire: the era rules of PROTOCOL.md §6.1–6.2, keys and sessions."""
+
+from datetime import timedelta
+
+import pytest
+
+from mcpadmin.extensions import db
+from mcpadmin.models import Agent, Connector, Tool, utcnow
+from mcpadmin.services import agent_keys, toolnames
+from tests.gateway_helpers import agent_with_tools
+
+MODERN = "2026-07-28"
+META = "io.modelcontextprotocol/"
+
+
+def modern_body(method, request_id=1, **params):
+    meta = {META + "protocolVersion": MODERN, META + "clientCapabilities": {}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": method,
+        "params": {**params, "_meta": meta},
+    }
+
+
+def modern_headers(key, method, **extra):
+    return {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": MODERN,
+            "Mcp-Method": method, "Accept": "application/json, text/event-stream", **extra}  # fmt: skip
+
+
+def legacy_headers(key, session=None):
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    if session:
+        headers["Mcp-Session-Id"] = session
+    return headers
+
+
+@pytest.fixture
+def client(app):
+    """A plain test client: agents send no cookie and no CSRF token."""
+    return app.test_client()
+
+
+@pytest.fixture
+def agent(app):
+    """An agent with two stored tools on connector "Peer" (no sync needed) and a key."""
+    with app.app_context():
+        connector = Connector(name="Peer", url="http://127.0.0.1:9/mcp")
+        connector.tools = [Tool(name="add", input_schema={"type": "object"}, definition_hash="a"),
+                           Tool(name="echo", description="Echo it", definition_hash="e")]  # fmt: skip
+        db.session.add(connector)
+        agent, key = agent_with_tools([connector])
+        return agent.id, key
+
+
+def url(agent_id):
+    return f"/agents/{agent_id}/mcp"
+
+
+def initialize(client, agent_id, key, version="2025-11-25"):
+    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": version, "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    reply = client.post(url(agent_id), json=body, headers=legacy_headers(key))
+    assert reply.status_code == 200, reply.json
+    return reply
+
+
+def test_modern_discover_names_the_modern_version_and_only_tools(client, agent):
+    agent_id, key = agent
+    reply = client.post(url(agent_id), json=modern_body("server/discover"),
+                        headers=modern_headers(key, "server/discover"))  # fmt: skip
+    result = reply.get_json()["result"]
+    assert reply.status_code == 200
+    assert result["supportedVersions"] == [MODERN]
+    assert set(result["capabilities"]) == {"tools"}
+    assert result["resultType"] == "complete"
+    assert result["_meta"][META + "serverInfo"]["name"] == "mcpadmin"
+
+
+def test_modern_tools_list_is_private_and_uncached(client, agent):
+    agent_id, key = agent
+    reply = client.post(url(agent_id), json=modern_body("tools/list"),
+                        headers=modern_headers(key, "tools/list"))  # fmt: skip
+    result = reply.get_json()["result"]
+    assert [t["name"] for t in result["tools"]] == ["peer__add", "peer__echo"]
+    assert result["tools"][1]["description"] == "Echo it"
+    assert (result["ttlMs"], result["cacheScope"]) == (0, "private")
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({"MCP-Protocol-Version": "2025-11-25"}, -32020),
+        ({"Mcp-Method": "tools/call"}, -32020),
+    ],
+)
+def test_modern_headers_that_disagree_with_the_body_get_400(client, agent, headers, code):
+    agent_id, key = agent
+    sent = {**modern_headers(key, "tools/list"), **headers}
+    reply = client.post(url(agent_id), json=modern_body("tools/list"), headers=sent)
+    assert reply.status_code == 400
+    assert reply.get_json()["error"]["code"] == code
+
+
+def test_a_modern_header_without_meta_gets_invalid_params(client, agent):
+    agent_id, key = agent
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    reply = client.post(url(agent_id), json=body, headers=modern_headers(key, "tools/list"))
+    assert reply.status_code == 400
+    assert reply.get_json()["error"]["code"] == -32602
+
+
+def test_an_unknown_modern_version_gets_32022_naming_the_supported_ones(client, agent):
+    agent_id, key = agent
+    body = modern_body("tools/list")
+    body["params"]["_meta"][META + "protocolVersion"] = "2099-01-01"
+    headers = {**modern_headers(key, "tools/list"), "MCP-Protocol-Version": "2099-01-01"}
+    reply = client.post(url(agent_id), json=body, headers=headers)
+    error = reply.get_json()["error"]
+    assert reply.status_code == 400
+    assert error["code"] == -32022
+    assert error["data"] == {"supported": [MODERN], "requested": "2099-01-01"}
+
+
+def test_a_modern_tools_call_needs_a_matching_mcp_name(client, agent):
+    agent_id, key = agent
+    body = modern_body("tools/call", name="peer__add", arguments={})
+    reply = client.post(url(agent_id), json=body, headers=modern_headers(key, "tools/call"))
+    assert reply.status_code == 400
+    assert reply.get_json()["error"]["code"] == -32020
+
+
+def test_an_unknown_modern_method_gets_404_method_not_found(client, agent):
+    agent_id, key = agent
+    reply = client.post(url(agent_id), json=modern_body("resources/list"),
+                        headers=modern_headers(key, "resources/list"))  # fmt: skip
+    assert reply.status_code == 404
+    assert reply.get_json()["error"]["code"] == -32601
+
+
+def test_get_and_modern_delete_get_405(client, agent):
+    agent_id, key = agent
+    assert client.get(url(agent_id), headers=legacy_headers(key)).status_code == 405
+    modern = modern_headers(key, "x")
+    assert client.delete(url(agent_id), headers=modern).status_code == 405
+
+
+def test_a_legacy_session_lives_until_deleted(client, agent):
+    agent_id, key = agent
+    reply = initialize(client, agent_id, key)
+    session = reply.headers["Mcp-Session-Id"]
+    assert reply.get_json()["result"]["protocolVersion"] == "2025-11-25"
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (
+        client.post(url(agent_id), json=note, headers=legacy_headers(key, session)).status_code
+        == 202
+    )
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    reply = client.post(url(agent_id), json=ping, headers=legacy_headers(key, session))
+    assert reply.get_json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    assert client.delete(url(agent_id), headers=legacy_headers(key, session)).status_code == 200
+    reply = client.post(url(agent_id), json=ping, headers=legacy_headers(key, session))
+    assert reply.status_code == 404
+
+
+def test_initialize_counters_an_unknown_version_with_the_latest_legacy_one(client, agent):
+    agent_id, key = agent
+    reply = initialize(client, agent_id, key, version="2026-07-28")
+    assert reply.get_json()["result"]["protocolVersion"] == "2025-11-25"
+
+
+def test_legacy_requests_need_a_session(client, agent):
+    agent_id, key = agent
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    reply = client.post(url(agent_id), json=ping, headers=legacy_headers(key))
+    assert reply.status_code == 400
+    reply = client.post(url(agent_id), json=ping, headers=legacy_headers(key, "made-up"))
+    assert reply.status_code == 404
+
+
+def test_a_session_belongs_to_the_key_that_opened_it(app, client, agent):
+    agent_id, key = agent
+    session = initialize(client, agent_id, key).headers["Mcp-Session-Id"]
+    with app.app_context():
+        _, other_key = agent_keys.create(db.session.get(Agent, agent_id), "second")
+        db.session.commit()
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    reply = client.post(url(agent_id), json=ping, headers=legacy_headers(other_key, session))
+    assert reply.status_code == 404
+
+
+def test_another_agents_key_is_refused_here(app, client, agent):
+    agent_id, _ = agent
+    with app.app_context():
+        _, other_key = agent_with_tools([], name="other")
+    reply = initialize_raw(client, agent_id, other_key)
+    assert reply.status_code == 401
+    assert 'error="invalid_token"' in reply.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("change", ["revoked", "expired"])
+def test_revoked_and_expired_keys_are_refused(app, client, agent, change):
+    agent_id, key = agent
+    with app.app_context():
+        row = db.session.get(Agent, agent_id).keys[0]
+        if change == "revoked":
+            agent_keys.revoke(row)
+        else:
+            row.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    assert initialize_raw(client, agent_id, key).status_code == 401
+
+
+def initialize_raw(client, agent_id, key):
+    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}
+    return client.post(url(agent_id), json=body, headers=legacy_headers(key))
+
+
+def test_a_foreign_origin_gets_403(client, agent):
+    agent_id, key = agent
+    headers = {**legacy_headers(key), "Origin": "http://evil.example"}
+    reply = client.post(url(agent_id), json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                        headers=headers)  # fmt: skip
+    assert reply.status_code == 403
+
+
+def test_transport_refusals(app, client, agent):
+    agent_id, key = agent
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    html = {**legacy_headers(key), "Accept": "text/html"}
+    assert client.post(url(agent_id), json=ping, headers=html).status_code == 406
+    reply = client.post(url(agent_id), data="x", headers={**legacy_headers(key),
+                        "Content-Type": "text/plain"})  # fmt: skip
+    assert reply.status_code == 415
+    app.config["GATEWAY_MAX_REQUEST_BYTES"] = 100
+    big = {**ping, "params": {"pad": "x" * 200}}
+    assert client.post(url(agent_id), json=big, headers=legacy_headers(key)).status_code == 413
+    reply = client.post(url(agent_id), data="{", headers={**legacy_headers(key),
+                        "Content-Type": "application/json"})  # fmt: skip
+    assert reply.get_json()["error"]["code"] == -32700
+
+
+def test_an_unknown_cursor_gets_invalid_params(client, agent):
+    agent_id, key = agent
+    body = modern_body("tools/list", cursor="not-ours!")
+    reply = client.post(url(agent_id), json=body, headers=modern_headers(key, "tools/list"))
+    assert reply.get_json()["error"]["code"] == -32602
+
+
+def test_names_are_prefixed_unless_kept_and_unique():
+    tools = [("a", "search"), ("b", "search"), ("b", "fetch")]
+    assert toolnames.exposed_names(tools, False) == {
+        ("a", "search"): "a__search", ("b", "search"): "b__search", ("b", "fetch"): "b__fetch"}  # fmt: skip
+    kept = toolnames.exposed_names(tools, True)
+    assert kept[("b", "fetch")] == "fetch"
+    assert (kept[("a", "search")], kept[("b", "search")]) == ("a__search", "b__search")
+
+
+def test_long_or_odd_names_fit_64_characters_and_stay_distinct():
+    tools = [("slug", "x" * 100), ("slug", "x" * 99 + "y"), ("slug", "naïve tool")]
+    names = toolnames.exposed_names(tools, False)
+    assert all(len(n) <= 64 and toolnames._SAFE.fullmatch(n) for n in names.values())
+    assert len(set(names.values())) == 3
+    assert names == toolnames.exposed_names(list(reversed(tools)), False)
