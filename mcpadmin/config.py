@@ -53,6 +53,10 @@ class Defaults:
     TRUSTED_PROXY_HOPS = 0
     # Largest JSON-RPC message an agent may POST to its endpoint, in bytes.
     GATEWAY_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+    # Streams that tell agents their tools changed (legacy GET, modern subscriptions/listen):
+    # how often they look (seconds), and how long one lasts before the client opens another.
+    GATEWAY_WATCH_SECONDS = 2.0
+    GATEWAY_STREAM_SECONDS = 300
     # Host names accepted besides the host of PUBLIC_BASE_URL (``host`` or ``host:port``).
     EXTRA_HOSTS: list[str] = []
 

@@ -30,6 +30,9 @@ EVENT_STREAM = "text/event-stream"
 SESSION_HEADER = "Mcp-Session-Id"
 # How often a running legacy call looks for the client's notifications/cancelled.
 CANCEL_CHECK_SECONDS = 1.0
+# A long-lived stream with nothing to say sends a comment this often [26/http: lines starting
+# with ":" are ignored], so proxies do not close it as idle.
+KEEPALIVE_SECONDS = 15
 
 
 @bp.route("/agents/<int:id>/mcp", methods=["POST", "GET", "DELETE"])
@@ -44,10 +47,11 @@ def endpoint(id):
     caller = service.authenticate(id, _presented_key(), session_id, now)
     if caller is None:
         return _unauthorized(id)
-    if request.method == "GET" or (request.method == "DELETE" and modern_header):
-        # [26/http §Earlier Streamable HTTP Revisions]: 405 to GET and DELETE; no server
-        # stream is offered to legacy clients either (tools.listChanged is false for them).
-        return Response(status=405, headers={"Allow": "POST, DELETE"})
+    if modern_header and request.method != "POST":
+        # [26/http §Earlier Streamable HTTP Revisions]: 405 to modern GET and DELETE.
+        return Response(status=405, headers={"Allow": "POST"})
+    if request.method == "GET":
+        return _legacy_stream(caller, session_id)
     if request.method == "DELETE":
         return _end_session(caller, session_id)
     try:
@@ -76,6 +80,8 @@ def _modern(caller, message, now):
                                        "cacheScope": "private"})  # fmt: skip
     elif method == "tools/call":
         return _call(caller, message, now, modern=True)
+    elif method == "subscriptions/listen":
+        return _listen(caller, message)
     else:
         raise RpcFailure(
             server.METHOD_NOT_FOUND, f"Method not found: {method[:100]}", 404, request_id=message.id
@@ -88,7 +94,7 @@ def _legacy(caller, message, session_id, now):
         requested = message.params.get("protocolVersion")
         version = server.negotiate(requested)
         new_id = service.open_session(caller, version, message.params.get("clientInfo"))
-        result = server.initialize_result(version, _instructions(caller.agent), False)
+        result = server.initialize_result(version, _instructions(caller.agent), True)
         response = _answer(caller, message.id, result, now)
         response.headers[SESSION_HEADER] = new_id
         return response
@@ -171,11 +177,7 @@ def _call(caller, message, now, modern: bool):
     if EVENT_STREAM not in request.headers.get("Accept", ""):
         outcome = _last(updates)  # the client cannot take a stream: only the result
         return _finish_call(caller, message.id, entry, outcome, now, modern)
-    return Response(
-        stream_with_context(_relay(caller, message, entry, first, updates, modern)),
-        content_type=EVENT_STREAM,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return _stream(_relay(caller, message, entry, first, updates, modern))
 
 
 def _relay(caller, message, entry, first, updates, modern):
@@ -235,6 +237,85 @@ def _answer(caller, request_id, result, now):
     if db.session.new or db.session.dirty:
         db.session.commit()
     return _json(server.response(request_id, result))
+
+
+def _legacy_stream(caller, session_id):
+    """GET: the legacy session's server stream, which carries tools/list_changed when the
+    operator changes the agent's tools or a sync changes their definitions [25N/http
+    §Listening for Messages from the Server]."""
+    if not session_id:
+        body = server.error(None, server.INVALID_REQUEST, "Bad request: no Mcp-Session-Id.")
+        return _json(body, 400)
+    if caller.session is None:
+        return _json(server.error(None, server.INVALID_REQUEST, "Session not found."), 404)
+    if EVENT_STREAM not in request.headers.get("Accept", ""):
+        body = server.error(None, server.INVALID_REQUEST, "Not acceptable: Accept must "
+                            "include text/event-stream.")  # fmt: skip
+        return _json(body, 406)
+    changed = server.notification("notifications/tools/list_changed")
+    session = caller.session.id_sha256
+    baseline = service.watched_fingerprint(caller.key.id, session)
+    return _stream(_watch(caller.key.id, session, baseline, [], changed, None))
+
+
+def _listen(caller, message):
+    """Modern ``subscriptions/listen`` [26/subs]: acknowledged first, then tools/list_changed
+    whenever the agent's tools change, for as long as the stream is open (or
+    ``GATEWAY_STREAM_SECONDS``, then the final result)."""
+    meta = {server.SUBSCRIPTION_ID: message.id}
+    asked = message.params.get("notifications")
+    tools = isinstance(asked, dict) and asked.get("toolsListChanged") is True
+    honored = {"toolsListChanged": True} if tools else {}
+    ack = server.notification(
+        "notifications/subscriptions/acknowledged", {"notifications": honored, "_meta": meta}
+    )
+    changed = server.notification("notifications/tools/list_changed", {"_meta": meta})
+    closing = server.response(message.id, server.modern_result({"_meta": meta}))
+    baseline = service.watched_fingerprint(caller.key.id, None)
+    watch = _watch(caller.key.id, None, baseline, [ack], changed if tools else None, closing)
+    return _stream(watch)
+
+
+def _watch(key_id, session_sha256, baseline, opening, changed, closing):
+    """Events for a long-lived stream: ``opening`` (or a comment, so the client sees the
+    stream open), then ``changed`` each time the agent's listed tools differ from ``baseline``
+    (the fingerprint when the stream was asked for; looked up every
+    ``GATEWAY_WATCH_SECONDS``), a comment now and then to keep proxies from closing it, and
+    ``closing`` at the end. Ends early when the key is
+    revoked or expires, or the legacy session is deleted. No database connection is held
+    between looks."""
+    config = current_app.config
+    interval, lifetime = config["GATEWAY_WATCH_SECONDS"], config["GATEWAY_STREAM_SECONDS"]
+    for event in opening:
+        yield server.sse_event(event)
+    if not opening:
+        yield b": stream open\n\n"
+    last = baseline
+    db.session.commit()
+    ends = time.monotonic() + lifetime
+    quiet_since = time.monotonic()
+    while last is not None and time.monotonic() < ends:
+        time.sleep(interval)
+        current = service.watched_fingerprint(key_id, session_sha256)
+        db.session.commit()
+        if current is None:
+            return
+        if current != last and changed is not None:
+            last, quiet_since = current, time.monotonic()
+            yield server.sse_event(changed)
+        elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+            quiet_since = time.monotonic()
+            yield b": keep-alive\n\n"
+    if closing is not None:
+        yield server.sse_event(closing)
+
+
+def _stream(events):
+    return Response(
+        stream_with_context(events),
+        content_type=EVENT_STREAM,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 def _end_session(caller, session_id):

@@ -1,8 +1,10 @@
 """The agent endpoint at the wire: the era rules of PROTOCOL.md §6.1–6.2, keys and sessions."""
 
+import json
 from datetime import timedelta
 
 import pytest
+import requests
 
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, Connector, Tool, utcnow
@@ -24,8 +26,13 @@ def modern_body(method, request_id=1, **params):
 
 
 def modern_headers(key, method, **extra):
-    return {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": MODERN,
-            "Mcp-Method": method, "Accept": "application/json, text/event-stream", **extra}  # fmt: skip
+    return {
+        "Authorization": f"Bearer {key}",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+        "Accept": "application/json, text/event-stream",
+        **extra,
+    }
 
 
 def legacy_headers(key, session=None):
@@ -46,8 +53,10 @@ def agent(app):
     """An agent with two stored tools on connector "Peer" (no sync needed) and a key."""
     with app.app_context():
         connector = Connector(name="Peer", url="http://127.0.0.1:9/mcp")
-        connector.tools = [Tool(name="add", input_schema={"type": "object"}, definition_hash="a"),
-                           Tool(name="echo", description="Echo it", definition_hash="e")]  # fmt: skip
+        connector.tools = [
+            Tool(name="add", input_schema={"type": "object"}, definition_hash="a"),
+            Tool(name="echo", description="Echo it", definition_hash="e"),
+        ]
         db.session.add(connector)
         agent, key = agent_with_tools([connector])
         return agent.id, key
@@ -58,9 +67,16 @@ def url(agent_id):
 
 
 def initialize(client, agent_id, key, version="2025-11-25"):
-    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": version, "capabilities": {},
-                       "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    body = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
     reply = client.post(url(agent_id), json=body, headers=legacy_headers(key))
     assert reply.status_code == 200, reply.json
     return reply
@@ -68,8 +84,11 @@ def initialize(client, agent_id, key, version="2025-11-25"):
 
 def test_modern_discover_names_the_modern_version_and_only_tools(client, agent):
     agent_id, key = agent
-    reply = client.post(url(agent_id), json=modern_body("server/discover"),
-                        headers=modern_headers(key, "server/discover"))  # fmt: skip
+    reply = client.post(
+        url(agent_id),
+        json=modern_body("server/discover"),
+        headers=modern_headers(key, "server/discover"),
+    )
     result = reply.get_json()["result"]
     assert reply.status_code == 200
     assert result["supportedVersions"] == [MODERN]
@@ -80,8 +99,9 @@ def test_modern_discover_names_the_modern_version_and_only_tools(client, agent):
 
 def test_modern_tools_list_is_private_and_uncached(client, agent):
     agent_id, key = agent
-    reply = client.post(url(agent_id), json=modern_body("tools/list"),
-                        headers=modern_headers(key, "tools/list"))  # fmt: skip
+    reply = client.post(
+        url(agent_id), json=modern_body("tools/list"), headers=modern_headers(key, "tools/list")
+    )
     result = reply.get_json()["result"]
     assert [t["name"] for t in result["tools"]] == ["peer__add", "peer__echo"]
     assert result["tools"][1]["description"] == "Echo it"
@@ -133,17 +153,21 @@ def test_a_modern_tools_call_needs_a_matching_mcp_name(client, agent):
 
 def test_an_unknown_modern_method_gets_404_method_not_found(client, agent):
     agent_id, key = agent
-    reply = client.post(url(agent_id), json=modern_body("resources/list"),
-                        headers=modern_headers(key, "resources/list"))  # fmt: skip
+    reply = client.post(
+        url(agent_id),
+        json=modern_body("resources/list"),
+        headers=modern_headers(key, "resources/list"),
+    )
     assert reply.status_code == 404
     assert reply.get_json()["error"]["code"] == -32601
 
 
-def test_get_and_modern_delete_get_405(client, agent):
+def test_modern_get_and_delete_get_405_and_a_sessionless_get_400(client, agent):
     agent_id, key = agent
-    assert client.get(url(agent_id), headers=legacy_headers(key)).status_code == 405
+    assert client.get(url(agent_id), headers=legacy_headers(key)).status_code == 400
     modern = modern_headers(key, "x")
     assert client.delete(url(agent_id), headers=modern).status_code == 405
+    assert client.get(url(agent_id), headers=modern).status_code == 405
 
 
 def test_a_legacy_session_lives_until_deleted(client, agent):
@@ -220,8 +244,9 @@ def initialize_raw(client, agent_id, key):
 def test_a_foreign_origin_gets_403(client, agent):
     agent_id, key = agent
     headers = {**legacy_headers(key), "Origin": "http://evil.example"}
-    reply = client.post(url(agent_id), json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                        headers=headers)  # fmt: skip
+    reply = client.post(
+        url(agent_id), json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=headers
+    )
     assert reply.status_code == 403
 
 
@@ -230,14 +255,16 @@ def test_transport_refusals(app, client, agent):
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     html = {**legacy_headers(key), "Accept": "text/html"}
     assert client.post(url(agent_id), json=ping, headers=html).status_code == 406
-    reply = client.post(url(agent_id), data="x", headers={**legacy_headers(key),
-                        "Content-Type": "text/plain"})  # fmt: skip
+    reply = client.post(
+        url(agent_id), data="x", headers={**legacy_headers(key), "Content-Type": "text/plain"}
+    )
     assert reply.status_code == 415
     app.config["GATEWAY_MAX_REQUEST_BYTES"] = 100
     big = {**ping, "params": {"pad": "x" * 200}}
     assert client.post(url(agent_id), json=big, headers=legacy_headers(key)).status_code == 413
-    reply = client.post(url(agent_id), data="{", headers={**legacy_headers(key),
-                        "Content-Type": "application/json"})  # fmt: skip
+    reply = client.post(
+        url(agent_id), data="{", headers={**legacy_headers(key), "Content-Type": "application/json"}
+    )
     assert reply.get_json()["error"]["code"] == -32700
 
 
@@ -251,7 +278,10 @@ def test_an_unknown_cursor_gets_invalid_params(client, agent):
 def test_names_are_prefixed_unless_kept_and_unique():
     tools = [("a", "search"), ("b", "search"), ("b", "fetch")]
     assert toolnames.exposed_names(tools, False) == {
-        ("a", "search"): "a__search", ("b", "search"): "b__search", ("b", "fetch"): "b__fetch"}  # fmt: skip
+        ("a", "search"): "a__search",
+        ("b", "search"): "b__search",
+        ("b", "fetch"): "b__fetch",
+    }
     kept = toolnames.exposed_names(tools, True)
     assert kept[("b", "fetch")] == "fetch"
     assert (kept[("a", "search")], kept[("b", "search")]) == ("a__search", "b__search")
@@ -263,3 +293,42 @@ def test_long_or_odd_names_fit_64_characters_and_stay_distinct():
     assert all(len(n) <= 64 and toolnames._SAFE.fullmatch(n) for n in names.values())
     assert len(set(names.values())) == 3
     assert names == toolnames.exposed_names(list(reversed(tools)), False)
+
+
+def test_a_legacy_stream_says_when_the_agents_tools_change(app, served, agent):
+    agent_id, key = agent
+    app.config["GATEWAY_WATCH_SECONDS"] = 0.1
+    endpoint = f"{served.url}{url(agent_id)}"
+    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}}}  # fmt: skip
+    reply = requests.post(endpoint, json=body, headers=legacy_headers(key), timeout=5)
+    assert reply.json()["result"]["capabilities"]["tools"] == {"listChanged": True}
+    session = reply.headers["Mcp-Session-Id"]
+    with requests.get(endpoint, headers=legacy_headers(key, session), stream=True, timeout=5) as s:
+        assert s.headers["Content-Type"].startswith("text/event-stream")
+        with app.app_context():
+            connection = db.session.get(Agent, agent_id).connections[0]
+            connection.enabled_tools = ["add"]
+            db.session.commit()
+        line = next(line for line in s.iter_lines() if line.startswith(b"data:"))
+    assert json.loads(line[5:])["method"] == "notifications/tools/list_changed"
+
+
+def test_a_modern_listen_stream_is_acknowledged_then_notified(app, served, agent):
+    agent_id, key = agent
+    app.config["GATEWAY_WATCH_SECONDS"] = 0.1
+    endpoint = f"{served.url}{url(agent_id)}"
+    body = modern_body("subscriptions/listen", request_id="listen-1",
+                       notifications={"toolsListChanged": True})  # fmt: skip
+    headers = modern_headers(key, "subscriptions/listen")
+    with requests.post(endpoint, json=body, headers=headers, stream=True, timeout=5) as s:
+        lines = (json.loads(line[5:]) for line in s.iter_lines() if line.startswith(b"data:"))
+        ack = next(lines)
+        assert ack["method"] == "notifications/subscriptions/acknowledged"
+        assert ack["params"]["notifications"] == {"toolsListChanged": True}
+        with app.app_context():
+            db.session.get(Agent, agent_id).keep_tool_names = True
+            db.session.commit()
+        changed = next(lines)
+    assert changed["method"] == "notifications/tools/list_changed"
+    assert changed["params"]["_meta"][META + "subscriptionId"] == "listen-1"

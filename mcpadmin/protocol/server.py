@@ -17,6 +17,8 @@ from .versions import LEGACY_VERSIONS, MODERN_VERSIONS, WITHOUT_VERSION_HEADER
 
 META = "io.modelcontextprotocol/"
 SERVER_INFO = {"name": "mcpadmin", "version": "0.1.0"}
+# The _meta key stamping each frame of a subscriptions/listen stream with the request's id.
+SUBSCRIPTION_ID = META + "subscriptionId"
 
 # JSON-RPC and MCP error codes [26/base §Error Codes].
 PARSE_ERROR = -32700

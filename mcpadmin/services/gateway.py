@@ -26,6 +26,7 @@ from ..models import (
     GatewayCancellation,
     GatewaySession,
     Tool,
+    utcnow,
 )
 from . import agent_keys, toolnames
 
@@ -182,6 +183,17 @@ def catalog(agent: Agent) -> Catalog:
     )
     connections = db.session.scalars(query).unique().all()
     return Catalog(agent, list(connections))
+
+
+def watched_fingerprint(key_id: int, session_sha256: str | None) -> str | None:
+    """The catalog fingerprint of the key's agent, for a long-lived stream; None once the key
+    is revoked or expired, or the legacy session is gone (the stream then ends)."""
+    key = db.session.get(AgentKey, key_id, populate_existing=True)
+    if key is None or not key.usable(utcnow()):
+        return None
+    if session_sha256 is not None and db.session.get(GatewaySession, session_sha256) is None:
+        return None
+    return catalog(key.agent).fingerprint()
 
 
 def cancelled(session: GatewaySession, request_id) -> bool:
