@@ -4,6 +4,7 @@ The ``served`` fixture runs the ``app`` fixture's app in a thread (werkzeug, thr
 127.0.0.1, so clients speak real HTTP to it while the test reads and writes the same database.
 """
 
+import contextlib
 import threading
 from dataclasses import dataclass
 
@@ -23,15 +24,24 @@ class Served:
         return f"{self.url}/agents/{agent.id}/mcp"
 
 
-@pytest.fixture
-def served(app):
+@contextlib.contextmanager
+def serving(app):
+    """``app`` on a free port of 127.0.0.1 until the block ends."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield Served(f"http://127.0.0.1:{server.server_port}")
-    server.shutdown()
-    thread.join(5)
+    try:
+        yield Served(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def served(app):
+    with serving(app) as server:
+        yield server
 
 
 def agent_with_tools(connectors: list[Connector], name="agent-1", enabled=None, keep_names=False):

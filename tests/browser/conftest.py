@@ -54,6 +54,10 @@ class LiveServer:
     def log(self) -> str:
         return Path(self.log_path).read_text(errors="replace")
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def setup_link(self) -> str:
         """The first-run link the server printed (built from its PUBLIC_BASE_URL)."""
         match = re.search(r"Create one at (\S+/setup/\S+)", self.log())
@@ -64,13 +68,20 @@ class LiveServer:
         terminate(self.process)
 
 
-def start_live_server(database_uri: str, instance: str, timeout: float = 30) -> LiveServer:
+def start_live_server(
+    database_uri: str,
+    instance: str,
+    timeout: float = 30,
+    workers: int = 1,
+    port: int = 0,
+    env: dict | None = None,
+) -> LiveServer:
     """Run the app under gunicorn on a free port, with its own instance folder (keys, setup
     token) and the test database; return once ``/healthz`` answers.
 
     :raise RuntimeError: the server exited or did not answer in time (its log is attached).
     """
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -79,11 +90,12 @@ def start_live_server(database_uri: str, instance: str, timeout: float = 30) -> 
         "MCPADMIN_PUBLIC_BASE_URL": url,
         "MCPADMIN_ALLOW_PRIVATE_NETWORKS": "true",  # the peers live on 127.0.0.1
         "MCPADMIN_ALLOW_HTTP_LOOPBACK": "true",
+        **(env or {}),
     }
     log = tempfile.NamedTemporaryFile("wb", suffix=".log", delete=False)  # noqa: SIM115
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
-        [*gunicorn, "--workers", "1", "--threads", "8", "--timeout", "60", "wsgi:app"],
+        [*gunicorn, "--workers", str(workers), "--threads", "8", "--timeout", "60", "wsgi:app"],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
