@@ -58,11 +58,7 @@ def create():
     form = AgentForm()
     if not _valid(form, None):
         return render_template("agents/new.html", form=form), 422 if form.errors else 200
-    agent = Agent(
-        name=form.name.data,
-        description=form.description.data or None,
-        keep_tool_names=form.keep_tool_names.data,
-    )
+    agent = Agent(name=form.name.data, description=form.description.data or None)
     db.session.add(agent)
     if not _commit(form):
         return render_template("agents/new.html", form=form), 422

@@ -3,6 +3,8 @@ connection's last call; the failure throttle the endpoint uses."""
 
 import logging
 import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -470,3 +472,16 @@ def test_throttle_settings_are_integers_from_the_environment(make_app, monkeypat
 def test_throttle_defaults(app):
     assert app.config["AGENT_KEY_MAX_FAILURES"] == 20
     assert app.config["AGENT_KEY_LOCKOUT_SECONDS"] == 300
+
+
+def test_python_snippet_runs_with_the_installed_sdk(app, agent, bearer_peer):
+    """The page's Python code lists tools with the real ``mcp`` 2.x client (here against an
+    upstream peer standing in for the endpoint, with that peer's bearer token)."""
+    with app.app_context():
+        code = agent_keys.python_snippet(db.session.get(Agent, agent), "peer-token")
+    code = re.sub(r'^URL = ".*"$', f'URL = "{bearer_peer.url}"', code, flags=re.M)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[") and "'" in result.stdout

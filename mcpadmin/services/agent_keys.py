@@ -183,7 +183,8 @@ KEY = {key}
 
 async def main():
     headers = {{"Authorization": f"Bearer {{KEY}}"}}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http:
+    timeout = httpx2.Timeout(30, read=300)  # a tool call may stream for minutes
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
         async with Client(streamable_http_client(URL, http_client=http)) as client:
             result = await client.list_tools()
             print([tool.name for tool in result.tools])
