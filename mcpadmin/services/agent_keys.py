@@ -1,13 +1,16 @@
 """Agent keys: what an agent's MCP client presents at its endpoint.
 
 A key reads ``mcpa_<lookup>_<secret>``: ``mcpa_`` makes it recognisable (to secret scanners
-and to people), ``lookup`` (12 base32 characters) finds its row and is shown on the agent page,
+and to people), ``lookup`` (24 base32 characters) finds its row and is shown on the agent page,
 and ``secret`` is 256 random bits. The database keeps ``lookup`` and an HMAC-SHA256 of the
 whole key under a key derived from ``SECRET_KEY`` (so a copy of the database alone cannot test
 guesses), compared in constant time. The key itself is returned once, by ``create``, and is
 never stored, logged or shown again. Changing ``SECRET_KEY`` invalidates every agent key.
 
-The caller commits.
+Also here: each key's status, the endpoint's URL and the client configuration the agent page
+shows, and the failure throttle the endpoint asks (``refusal``, ``count_failure``).
+
+The caller commits (``count_failure`` excepted: it counts in a transaction of its own).
 """
 
 import base64
