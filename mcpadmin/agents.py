@@ -1,8 +1,9 @@
-"""Agent pages: index, new, the agent page (details + one card per connector), delete.
+"""Agent pages: index, new, the agent page (details, endpoint, keys, one card per
+connector), delete; creating and revoking agent keys.
 
-Card actions (save a token, choose tools, sync, mark reviewed, disconnect) answer an htmx
-request with the card partial plus the flash area out of band, and a plain form post with a
-redirect.
+Card and key actions answer an htmx request with their partial plus the flash area out of
+band, and a plain form post with a redirect — except creating a key, whose answer is the one
+place the key is ever shown (a page, not a redirect: it is stored nowhere to show later).
 """
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -12,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from . import flashes
 from .extensions import db
 from .filters import plural
-from .forms import AgentForm, AgentSecretForm
-from .models import Agent, AgentConnection, Connector
+from .forms import AgentForm, AgentKeyForm, AgentSecretForm
+from .models import Agent, AgentConnection, AgentKey, Connector, utcnow
+from .services import agent_keys, catalog, fanout, name_taken
 from .services import agents as service
-from .services import catalog, fanout, name_taken
 from .services.lifecycle import Status
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
@@ -29,6 +30,14 @@ def get_agent(id) -> Agent:
 def get_pair(id, connector_id) -> tuple[Agent, Connector]:
     """:raise 404: no such agent or connector."""
     return get_agent(id), db.get_or_404(Connector, connector_id)
+
+
+def get_key(id, key_id) -> tuple[Agent, AgentKey]:
+    """:raise 404: no such agent, or the key is not one of its keys."""
+    agent, key = get_agent(id), db.get_or_404(AgentKey, key_id)
+    if key.agent_id != agent.id:
+        abort(404)
+    return agent, key
 
 
 @bp.get("/")
@@ -66,17 +75,38 @@ def update(id):
     if request.method == "POST":
         if _valid(form, agent.id):
             agent.name, agent.description = form.name.data, form.description.data or None
+            agent.keep_tool_names = form.keep_tool_names.data
             if _commit(form):
                 flash(f"Agent {agent.name} saved.", "success")
                 return redirect(url_for("agents.update", id=agent.id))
         status = 422
+    return _agent_page(agent, form), status
+
+
+def _agent_page(agent, form=None, key_form=None, new_key=None):
+    """The whole agent page; ``new_key`` (the key just created) only in the answer that
+    creates it."""
     return render_template(
         "agents/edit.html",
         agent=agent,
-        form=form,
+        form=form or AgentForm(obj=agent, formdata=None),
         cards=service.cards(agent),
         secret_form=AgentSecretForm(formdata=None),
-    ), status
+        **_keys_context(agent, key_form, new_key),
+    )
+
+
+def _keys_context(agent, key_form=None, new_key=None):
+    now = utcnow()
+    return {
+        "keys": [
+            (k, agent_keys.status(k, now), agent_keys.display(k))
+            for k in agent_keys.newest_first(agent)
+        ],
+        "key_form": key_form or AgentKeyForm(formdata=None),
+        "new_key": new_key,
+        "client_config": agent_keys.client_config(agent),
+    }
 
 
 @bp.route("/<int:id>/delete", methods=["GET", "POST"])
@@ -180,6 +210,47 @@ def disconnect(id, connector_id):
     if flashes.revoke(revocations):
         flash(f"{agent.name} disconnected from {connector.name}.", "success")
     return _card_response(agent, connector)
+
+
+@bp.post("/<int:id>/keys")
+def create_key(id):
+    """Create a key for the agent and show it, this once: an htmx request gets the keys
+    partial with the key's panel, a plain post the whole page with it."""
+    agent = get_agent(id)
+    form = AgentKeyForm()
+    new_key = None
+    if form.validate_on_submit():
+        row, key = agent_keys.create(agent, form.label.data, form.expires_at(utcnow()))
+        db.session.commit()
+        new_key = {"row": row, "key": key, "config": agent_keys.client_config(agent, key)}
+        form = None  # an empty form for the next key
+    if not request.headers.get("HX-Request"):
+        return _agent_page(agent, key_form=form, new_key=new_key), 200 if new_key else 422
+    # Errors are answered 200 too: htmx swaps only 2xx by default, and the form shows them.
+    return _keys_response(agent, form, new_key)
+
+
+@bp.route("/<int:id>/keys/<int:key_id>/revoke", methods=["GET", "POST"])
+def revoke_key(id, key_id):
+    """GET asks for confirmation (htmx asks with ``hx-confirm`` instead); POST revokes: the
+    key stops working at once and stays listed, greyed."""
+    agent, key = get_key(id, key_id)
+    if request.method == "GET":
+        shown = agent_keys.display(key)
+        return render_template("agents/revoke_key.html", agent=agent, key=key, shown=shown)
+    agent_keys.revoke(key)
+    db.session.commit()
+    flash(f"Key {key.label} of {agent.name} revoked: clients using it are refused now.", "success")
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for("agents.update", id=agent.id) + "#keys")
+    return _keys_response(agent)
+
+
+def _keys_response(agent, key_form=None, new_key=None):
+    body = render_template(
+        "agents/_keys_response.html", agent=agent, **_keys_context(agent, key_form, new_key)
+    )
+    return body, 200, {"Vary": "HX-Request"}
 
 
 def _card_response(agent, connector, secret_form=None):

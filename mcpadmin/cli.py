@@ -1,16 +1,18 @@
-"""Shell commands: ``flask create-admin``, ``flask set-password``, ``flask rotate-keys`` and
-``flask sync-tools``. Thin wrappers over services."""
+"""Shell commands: ``flask create-admin``, ``flask set-password``, ``flask rotate-keys``,
+``flask sync-tools`` and ``flask agent-key``. Thin wrappers over services."""
 
 import sys
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from sqlalchemy import func, select
 
 from .auth import discard_setup_token
 from .extensions import db
-from .filters import plural
-from .services import admins, fanout, keys
+from .filters import isotime, plural
+from .models import Agent
+from .services import admins, agent_keys, fanout, keys
 
 
 def _password(from_stdin: bool, prompt: str) -> str:
@@ -103,8 +105,85 @@ def _by_name(outcome):
     return tuple(n.casefold() for n in names), names
 
 
+@click.group("agent-key")
+def agent_key_group():
+    """Create, list and revoke the keys an agent's MCP clients present."""
+
+
+@agent_key_group.command("create")
+@click.argument("agent_name", metavar="AGENT")
+@click.option("--label", required=True, help="Where the key is used (up to 100 characters).")
+@click.option("--expires-days", type=click.IntRange(min=1), help="Days until it expires.")
+@with_appcontext
+def create_agent_key_command(agent_name, label, expires_days):
+    """Create a key for AGENT and print it, this once: it is not stored and not shown again."""
+    agent = _agent(agent_name)
+    label = label.strip()
+    if not label or len(label) > 100:
+        raise click.ClickException("The label needs 1 to 100 characters.")
+    row, key = agent_keys.create(agent, label, agent_keys.expiry(expires_days))
+    db.session.commit()
+    expires = isotime(row.expires_at) if row.expires_at else "never"
+    click.echo(f"Key {row.id} ({label}) created for {agent.name}; expires: {expires}.", err=True)
+    click.echo("Copy it now: it is not shown again.", err=True)
+    click.echo(key)
+
+
+@agent_key_group.command("list")
+@click.argument("agent_name", metavar="AGENT")
+@with_appcontext
+def list_agent_keys_command(agent_name):
+    """List AGENT's keys, newest first: id, label, shown form, created, last used, expiry,
+    status. Never the keys themselves."""
+    agent = _agent(agent_name)
+    rows = agent_keys.newest_first(agent)
+    if not rows:
+        click.echo(f"{agent.name} has no keys.")
+        return
+    click.echo("\t".join(("ID", "LABEL", "KEY", "CREATED", "LAST USED", "EXPIRES", "STATUS")))
+    for row in rows:
+        cells = (
+            str(row.id),
+            row.label,
+            agent_keys.display(row),
+            isotime(row.created_at),
+            isotime(row.last_used_at) or "never",
+            isotime(row.expires_at) or "never",
+            agent_keys.status(row),
+        )
+        click.echo("\t".join(cells))
+
+
+@agent_key_group.command("revoke")
+@click.argument("agent_name", metavar="AGENT")
+@click.argument("reference", metavar="KEY_ID_OR_LOOKUP")
+@with_appcontext
+def revoke_agent_key_command(agent_name, reference):
+    """Revoke one of AGENT's keys (by id, or by the lookup part ``list`` shows): its clients
+    are refused at once; the key stays listed."""
+    agent = _agent(agent_name)
+    try:
+        row = agent_keys.find(agent, reference)
+    except agent_keys.AgentKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    already = row.revoked_at is not None
+    agent_keys.revoke(row)
+    db.session.commit()
+    state = "was already revoked" if already else "revoked"
+    click.echo(f"Key {row.id} ({row.label}) of {agent.name} {state}.")
+
+
+def _agent(name: str) -> Agent:
+    """:raise click.ClickException: no agent has this name (compared ignoring case)."""
+    agent = db.session.scalar(select(Agent).where(func.lower(Agent.name) == name.strip().lower()))
+    if agent is None:
+        raise click.ClickException(f"No agent named {name!r}.")
+    return agent
+
+
 def init_app(app):
     app.cli.add_command(create_admin_command)
     app.cli.add_command(set_password_command)
     app.cli.add_command(rotate_keys_command)
     app.cli.add_command(sync_tools_command)
+    app.cli.add_command(agent_key_group)

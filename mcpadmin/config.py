@@ -49,6 +49,10 @@ class Defaults:
     LOGIN_MAX_FAILURES = 5
     LOGIN_USERNAME_MAX_FAILURES = 50
     LOGIN_LOCKOUT_SECONDS = 15 * 60
+    # Failed agent keys (missing, wrong, expired, revoked) allowed per address within
+    # AGENT_KEY_LOCKOUT_SECONDS at the agent endpoints; then the address waits out the window.
+    AGENT_KEY_MAX_FAILURES = 20
+    AGENT_KEY_LOCKOUT_SECONDS = 5 * 60
     # Reverse proxies in front of the app whose X-Forwarded-For / -Proto are believed; 0 = none.
     TRUSTED_PROXY_HOPS = 0
     # Largest JSON-RPC message an agent may POST to its endpoint, in bytes.
@@ -107,7 +111,9 @@ def load(app, test_config=None):
     app.config["ENCRYPTION_KEYS"] = key_list(keys)
     app.config["PUBLIC_BASE_URL"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
     app.config["HTTP_TIMEOUT"] = float(app.config["HTTP_TIMEOUT"])
-    for name in ("TRUSTED_PROXY_HOPS", "LOGIN_MAX_FAILURES", "LOGIN_USERNAME_MAX_FAILURES"):
+    integers = ("TRUSTED_PROXY_HOPS", "LOGIN_MAX_FAILURES", "LOGIN_USERNAME_MAX_FAILURES",
+                "AGENT_KEY_MAX_FAILURES", "AGENT_KEY_LOCKOUT_SECONDS")  # fmt: skip
+    for name in integers:
         app.config[name] = int(app.config[name])
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
     public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname

@@ -1,7 +1,17 @@
 """Flask-WTF forms. Secret fields are PasswordFields: they never render a stored value."""
 
+from datetime import UTC, date, datetime, time, timedelta
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
@@ -148,6 +158,48 @@ class ConnectorForm(FlaskForm):
 class AgentForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    keep_tool_names = BooleanField(
+        "Keep each tool's own name where no other tool has it (the endpoint otherwise names "
+        "tools <connector>__<tool>)"
+    )
+
+
+# How long a new agent key lasts: days, "" for never, "date" for the date field.
+KEY_LIFETIMES = {"": "Never", "30": "30 days", "90": "90 days", "365": "1 year",
+                 "date": "Until a date…"}  # fmt: skip
+
+
+class AgentKeyForm(FlaskForm):
+    label = StringField(
+        "Label", validators=[DataRequired(), Length(max=100)], filters=[_strip],
+        description="Where the key is used, e.g. “laptop” or “CI runner”",
+    )  # fmt: skip
+    lifetime = SelectField("Expires", choices=_choices(KEY_LIFETIMES), default="")
+    until = DateField(
+        "Expiry date", validators=[Optional()],
+        description="With “Until a date…”: the key stops working at the end of this day (UTC).",
+    )  # fmt: skip
+
+    def validate(self, extra_validators=None):
+        """Field checks, then the date, which matters only with "Until a date…"."""
+        valid = super().validate(extra_validators)
+        if valid and self.lifetime.data == "date":
+            if self.until.data is None:
+                self.until.errors = ["Choose the day the key expires."]
+            elif self.until.data <= datetime.now(UTC).date():
+                self.until.errors = ["Choose a day after today."]
+            valid = not self.until.errors
+        return valid
+
+    def expires_at(self, now: datetime) -> datetime | None:
+        """When the key expires, from the validated choice; None for never."""
+        if self.lifetime.data == "date":
+            return _end_of(self.until.data)
+        return now + timedelta(days=int(self.lifetime.data)) if self.lifetime.data else None
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
 
 
 class AgentSecretForm(FlaskForm):
