@@ -360,18 +360,21 @@ def _presented_key() -> str | None:
 def _unauthorized(agent_id):
     """401 with an RFC 6750 challenge; an address that keeps failing waits (429)."""
     presented = request.headers.get("Authorization")
-    wait = agent_keys.count_failure(request.remote_addr) if presented else None
-    if wait:
-        body = server.error(None, server.INVALID_REQUEST, "Too many failed keys from this "
-                            f"address: retry in {wait} seconds.")  # fmt: skip
-        return _json(body, 429, {"Retry-After": str(wait)})
+    wait = None
+    if presented:  # only a key that was sent and failed counts: a missing one guesses nothing
+        wait = agent_keys.refusal(request.remote_addr)
+        if wait:
+            body = server.error(None, server.INVALID_REQUEST, "Too many failed keys from this "
+                                f"address: retry in {wait} seconds.")  # fmt: skip
+            return _json(body, 429, {"Retry-After": str(wait)})
+        wait = agent_keys.count_failure(request.remote_addr)
     realm = f'Bearer realm="mcpadmin agent {agent_id}"'
     if presented:  # [RFC 6750 §3.1]: no error code when no credential was sent
         realm += ', error="invalid_token", error_description="unknown, expired or revoked key"'
     text = ("Unauthorized: send this agent's key as Authorization: Bearer <key>; the key is "
             "missing, unknown, expired or revoked.")  # fmt: skip
-    return _json(server.error(None, server.INVALID_REQUEST, text), 401,
-                 {"WWW-Authenticate": realm})  # fmt: skip
+    headers = {"WWW-Authenticate": realm, **({"Retry-After": str(wait)} if wait else {})}
+    return _json(server.error(None, server.INVALID_REQUEST, text), 401, headers)
 
 
 def _foreign_origin():

@@ -332,3 +332,13 @@ def test_a_modern_listen_stream_is_acknowledged_then_notified(app, served, agent
         changed = next(lines)
     assert changed["method"] == "notifications/tools/list_changed"
     assert changed["params"]["_meta"][META + "subscriptionId"] == "listen-1"
+
+
+def test_an_address_that_keeps_sending_wrong_keys_is_slowed_down(app, client, agent):
+    agent_id, key = agent
+    app.config["AGENT_KEY_MAX_FAILURES"] = 3
+    wrong = key[:-4] + "AAAA"
+    statuses = [initialize_raw(client, agent_id, wrong).status_code for _ in range(4)]
+    assert statuses[:2] == [401, 401]
+    assert statuses[-1] == 429
+    assert initialize_raw(client, agent_id, key).status_code == 200  # the right key still works
