@@ -5,6 +5,7 @@ passed through, and no credential in anything the agent receives."""
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,7 +19,7 @@ from mcpadmin.services.agents import connection_for
 from tests.oauth_helpers import add_agent as add_oauth_agent
 from tests.oauth_helpers import add_connector as add_oauth_connector
 from tests.oauth_helpers import connect
-from tests.peers import free_port
+from tests.peers import call_tools, free_port
 from tests.peers.mcp_fixtures import LEGACY_PYTHON, _start, _stop
 
 TOKEN = "peer-secret-token-0123456789"  # noqa: S105 (the bearer peer's test credential)
@@ -316,3 +317,61 @@ def test_no_access_token_reaches_the_agent(app, logged_in, fresh_oauth_peer):
     assert outcome.kind == "ok"
     assert token not in json.dumps(outcome.result)
     assert "[credential]" in json.dumps(outcome.result)
+
+
+def test_a_remembered_era_that_no_longer_works_is_probed_again(app, legacy_tools):
+    cid, aid = add(app, legacy_tools.url, protocol_era="modern", protocol_version="2026-07-28")
+    _notes, outcome = call(app, cid, aid, "weather", {"city": "Oslo"})
+    assert outcome.kind == "ok"
+    with app.app_context():
+        connector = db.session.get(Connector, cid)
+        assert (connector.protocol_era, connector.protocol_version) == ("legacy", "2025-11-25")
+        touched = connector.updated_at
+    call(app, cid, aid, "weather", {"city": "Lima"})
+    with app.app_context():
+        assert db.session.get(Connector, cid).updated_at == touched  # unchanged: not rewritten
+
+
+def test_concurrent_legacy_calls_share_the_pooled_session(legacy_tools):
+    pool = mcp.SessionPool()
+    before = initializes(legacy_tools)
+
+    def weather(city):
+        client = mcp.Client(Http(allow_private=True), legacy_tools.url, era="legacy", pool=pool)
+        *_, done = client.call_tool("weather", {"city": city})
+        return done.result["structuredContent"]["city"]
+
+    assert weather("first") == "first"
+    cities = [f"city {i}" for i in range(16)]
+    with ThreadPoolExecutor(8) as workers:
+        assert list(workers.map(weather, cities)) == cities
+    assert initializes(legacy_tools) == before + 1
+
+
+def test_x_mcp_header_arguments_travel_as_mcp_param_headers():
+    schema = next(t for t in call_tools.TOOLS if t["name"] == "locate")["inputSchema"]
+    fast = {"type": "boolean", "x-mcp-header": "Fast"}
+    schema = {**schema, "properties": {**schema["properties"], "fast": fast}}
+    assert mcp.param_headers(schema, {"place": {"region": "eu-west"}, "fast": False}) == {
+        "Mcp-Param-Region": "eu-west",
+        "Mcp-Param-Fast": "false",
+    }
+    assert mcp.param_headers(schema, {"place": {"region": "Zürich"}}) == {
+        "Mcp-Param-Region": "=?base64?WsO8cmljaA==?="
+    }
+    assert mcp.param_headers(schema, {"place": None}) == {}
+    assert mcp.param_headers(None, {"place": {"region": "x"}}) == {}
+
+
+def test_a_modern_upstream_gets_the_mcp_param_headers_it_checks(app, modern_tools):
+    schema = next(t for t in call_tools.TOOLS if t["name"] == "locate")["inputSchema"]
+    cid, aid = add(app, modern_tools.url)
+    arguments = {"place": {"region": "eu-west"}}
+    with app.app_context():
+        connector, agent = db.session.get(Connector, cid), db.session.get(Agent, aid)
+        *_, outcome = calls.call_tool(connector, None, agent, "locate", arguments,
+                                      input_schema=schema)  # fmt: skip
+        assert outcome.result["content"][0]["text"] == "Mcp-Param-Region: eu-west"
+        *_, without = calls.call_tool(connector, None, agent, "locate", arguments)
+        assert without.kind == "protocol_error"
+        assert "Mcp-Param-Region" in without.error or "header" in without.error.lower()

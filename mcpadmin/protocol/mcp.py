@@ -243,12 +243,13 @@ class Client:
         except HttpError as exc:
             raise _translated(exc) from exc
 
-    def call_tool(self, name: str, arguments: dict | None = None, *,
-                  meta: dict | None = None) -> Iterator[CallUpdate | CallDone]:  # fmt: skip
+    def call_tool(self, name: str, arguments: dict | None = None, *, meta: dict | None = None,
+                  input_schema: dict | None = None) -> Iterator[CallUpdate | CallDone]:  # fmt: skip
         """Call tool ``name``: a ``CallUpdate`` for each notification the server sends while
         it runs, as it arrives, then one ``CallDone`` [26/tools §Calling Tools]. ``meta`` goes
-        into ``params._meta`` (a ``progressToken``, say) beside the modern envelope. Afterwards
-        ``era``/``version`` say which era answered.
+        into ``params._meta`` (a ``progressToken``, say) beside the modern envelope; the tool's
+        listed ``input_schema`` gives the ``Mcp-Param-*`` headers a modern call carries.
+        Afterwards ``era``/``version`` say which era answered.
 
         Closing the iterator before ``CallDone`` cancels the call: a modern request's stream is
         closed [26/http §Cancellation]; a legacy server gets ``notifications/cancelled``, then
@@ -264,7 +265,7 @@ class Client:
         remembered = self.era == "legacy" or (
             self.era == "modern" and self.version in MODERN_VERSIONS
         )
-        calls = self._tool_call(name, arguments, meta)
+        calls = self._tool_call(name, arguments, meta, input_schema)
         try:
             try:
                 first = next(calls)
@@ -276,7 +277,7 @@ class Client:
                 log.info("%s refused a call as a %s server (%s); probing again", self.url,
                          self.era, exc)  # fmt: skip
                 self.era = self.version = None
-                calls = self._tool_call(name, arguments, meta)
+                calls = self._tool_call(name, arguments, meta, input_schema)
                 first = next(calls)
             yield first
             yield from calls
@@ -457,7 +458,7 @@ class Client:
 
     # -- tool calls ------------------------------------------------------------------------
 
-    def _tool_call(self, name, arguments, meta) -> Iterator[CallUpdate | CallDone]:
+    def _tool_call(self, name, arguments, meta, input_schema) -> Iterator[CallUpdate | CallDone]:
         """One attempt at the call, in the remembered era or the one a probe finds."""
         params = {"name": name}
         if arguments is not None:
@@ -473,7 +474,8 @@ class Client:
         self.era, self.version = "modern", version
         request = self._request("tools/call", params, version, request_id=next(_CALL_IDS))
         # [26/http §Standard Request Headers]: Mcp-Name is REQUIRED for tools/call.
-        yield from self._streamed(request, version, {"Mcp-Name": header_value(name)})
+        headers = {"Mcp-Name": header_value(name), **param_headers(input_schema, arguments)}
+        yield from self._streamed(request, version, headers)
 
     def _tool_call_legacy(self, params) -> Iterator[CallUpdate | CallDone]:
         """The call in a pooled session (or a new one); a 404 on it means the session is gone:
@@ -757,6 +759,31 @@ def header_value(value: str) -> str:
     if plain and value == value.strip():
         return value
     return "=?base64?" + base64.b64encode(value.encode()).decode("ascii") + "?="
+
+
+def param_headers(input_schema, arguments) -> dict[str, str]:
+    """The ``Mcp-Param-<name>`` headers of a modern call [26/http §Custom Headers from Tool
+    Parameters]: one per argument present (not null) whose property, statically reachable
+    through ``properties``, carries ``x-mcp-header``; a boolean as ``true``/``false``, other
+    scalars as text, each encoded by ``header_value``. The schema is one ``checked_tools``
+    kept."""
+    headers = {}
+
+    def walk(schema, values, depth):
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(properties, dict) or not isinstance(values, dict) or depth > 32:
+            return
+        for key, prop in properties.items():
+            if not isinstance(prop, dict) or values.get(key) is None:
+                continue
+            value, header = values[key], prop.get("x-mcp-header")
+            if isinstance(header, str) and isinstance(value, str | int | float):
+                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+                headers[f"Mcp-Param-{header}"] = header_value(text)
+            walk(prop, value, depth + 1)
+
+    walk(input_schema, arguments, 0)
+    return headers
 
 
 def _translated(exc: HttpError) -> McpError:

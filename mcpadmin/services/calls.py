@@ -62,15 +62,17 @@ class _Refused(Exception):
 
 
 def call_tool(connector: Connector, connection: AgentConnection | None, agent: Agent,
-              tool_name: str, arguments: dict | None,
-              progress_token=None) -> Iterator[dict | Outcome]:  # fmt: skip
+              tool_name: str, arguments: dict | None, progress_token=None, *,
+              input_schema: dict | None = None) -> Iterator[dict | Outcome]:  # fmt: skip
     """Call ``tool_name`` (the upstream's own name) on ``connector`` for ``agent``: the
     JSON-RPC notifications to relay to the agent as they arrive (``notifications/progress``
     carrying ``progress_token``, only when one was given; ``notifications/message``), then
     one ``Outcome``.
 
     ``connection`` is the agent's connection to a per-agent connector (None: none yet, or a
-    shared connector). Closing the iterator early cancels the upstream call. Works on the
+    shared connector). ``input_schema``: the tool's stored (upstream) input schema, whose
+    ``x-mcp-header`` properties a modern upstream expects as ``Mcp-Param-*`` headers. Closing
+    the iterator early cancels the upstream call. Works on the
     session's objects and never commits: a dead grant or a step-up is recorded on the holder
     (through ``lifecycle``/``tokens``) and the era cache on the connector when it changed; the
     caller commits after the ``Outcome``, as after a sync.
@@ -89,16 +91,17 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
         upstream_token = secrets.token_urlsafe(16) if progress_token is not None else None
         meta = {"progressToken": upstream_token} if upstream_token else None
 
-        def relayed(message):
-            return pair.relayed(message, upstream_token, progress_token)
+        def attempt():
+            updates = client.call_tool(tool_name, arguments, meta=meta, input_schema=input_schema)
+            return _relay(updates, lambda m: pair.relayed(m, upstream_token, progress_token))
 
         try:
-            result = yield from _run(client, tool_name, arguments, meta, relayed)
+            result = yield from attempt()
         except mcp.Unauthorized:
             if connector.auth_type != "oauth" or not headers:
                 raise
             client.auth = pair.headers(force_refresh=True)
-            result = yield from _run(client, tool_name, arguments, meta, relayed)
+            result = yield from attempt()
     except _Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
     except mcp.McpError as exc:
@@ -113,9 +116,9 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
     yield outcome
 
 
-def _run(client, tool_name, arguments, meta, relayed):
-    """Relay the call's notifications (those ``relayed`` keeps); return its result."""
-    updates = client.call_tool(tool_name, arguments, meta=meta)
+def _relay(updates, relayed):
+    """Yield the call's notifications that ``relayed`` keeps (as it returns them); return the
+    call's result."""
     try:
         for item in updates:
             if isinstance(item, mcp.CallDone):

@@ -11,11 +11,11 @@ other tests count stay as they were.
 - ``fail(text)``: a result with ``isError: true``.
 - ``refuse(text)``: a JSON-RPC error whose message echoes the request's credential headers,
   as a careless server might; whoever relays it must scrub them.
+- ``locate(place: {region})``: ``region`` carries ``x-mcp-header: Region``; answers the
+  ``Mcp-Param-Region`` header it got (a modern 2.x peer also checks it against the body).
 """
 
 import asyncio
-
-from mcp_wrap import load_tools
 
 STATS = {"started": 0, "finished": 0, "cancelled": 0}
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
@@ -58,12 +58,27 @@ TOOLS = [
         "description": "Answers a JSON-RPC error that repeats the request's credential.",
         "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
     },
+    {
+        "name": "locate",
+        "description": "Says which region header it received.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "place": {
+                    "type": "object",
+                    "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+                }
+            },
+        },
+    },
 ]
 NAMES = {tool["name"] for tool in TOOLS}
 
 
 def served(args) -> list[dict]:
     """The peer's tool list: ``mcp_wrap.load_tools``, then ``TOOLS`` with ``--call-tools``."""
+    from mcp_wrap import load_tools  # as the peer scripts import it (tests import this module)
+
     return load_tools(args) + (TOOLS if args.call_tools else [])
 
 
@@ -114,4 +129,6 @@ async def run(name: str, arguments: dict, progress, log, headers: dict) -> dict:
     if name == "refuse":
         sent = ", ".join(f"{k}={headers[k]}" for k in CREDENTIAL_HEADERS if k in headers)
         raise Refusal(-32603, f"refused {arguments.get('text', '')}; you sent {sent}")
+    if name == "locate":
+        return {"content": _text(f"Mcp-Param-Region: {headers.get('mcp-param-region')}")}
     raise Refusal(-32602, f"Unknown tool: {name}")
