@@ -135,9 +135,9 @@ def test_upstream_gets_a_fresh_progress_token_per_call(app, modern_tools, monkey
     sent = []
     original = mcp.Client.call_tool
 
-    def spy(self, name, arguments=None, *, meta=None):
-        sent.append(meta)
-        return original(self, name, arguments, meta=meta)
+    def spy(self, name, arguments=None, **options):
+        sent.append(options["meta"])
+        return original(self, name, arguments, **options)
 
     monkeypatch.setattr(mcp.Client, "call_tool", spy)
     cid, aid = add(app, modern_tools.url)
