@@ -71,11 +71,12 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
 
     ``connection`` is the agent's connection to a per-agent connector (None: none yet, or a
     shared connector). ``input_schema``: the tool's stored (upstream) input schema, whose
-    ``x-mcp-header`` properties a modern upstream expects as ``Mcp-Param-*`` headers. Closing
-    the iterator early cancels the upstream call. Works on the
-    session's objects and never commits: a dead grant or a step-up is recorded on the holder
-    (through ``lifecycle``/``tokens``) and the era cache on the connector when it changed; the
-    caller commits after the ``Outcome``, as after a sync.
+    ``x-mcp-header`` properties a modern upstream expects as ``Mcp-Param-*`` headers.
+
+    Closing the iterator early cancels the upstream call. Works on the session's objects and
+    never commits: a dead grant or a step-up is recorded on the holder (through
+    ``lifecycle``/``tokens``; a refresh commits on its own, as always) and the era cache on
+    the connector when it changed; the caller commits after the ``Outcome``, as after a sync.
     """
     started = time.monotonic()
     pair = _Pair(connector, connection, agent, tool_name)
