@@ -34,6 +34,9 @@ class Defaults:
     HTTP_TIMEOUT = 10.0
     # Largest response body accepted from a remote server, in bytes.
     HTTP_MAX_BYTES = 5 * 1024 * 1024
+    # Seconds one tool call may take upstream, handshake and streamed progress included; also
+    # the longest wait for the next byte of its answer (connects keep HTTP_TIMEOUT).
+    CALL_TIMEOUT = 300.0
     # Outbound calls to loopback/private/link-local addresses: off unless the operator allows it.
     ALLOW_PRIVATE_NETWORKS = False
     # Development mode: accept http:// OAuth endpoints on loopback hosts (never other hosts).
@@ -111,8 +114,11 @@ def load(app, test_config=None):
     app.config["ENCRYPTION_KEYS"] = key_list(keys)
     app.config["PUBLIC_BASE_URL"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
     app.config["HTTP_TIMEOUT"] = float(app.config["HTTP_TIMEOUT"])
+    for name in ("CALL_TIMEOUT", "GATEWAY_WATCH_SECONDS"):
+        app.config[name] = float(app.config[name])
     integers = ("TRUSTED_PROXY_HOPS", "LOGIN_MAX_FAILURES", "LOGIN_USERNAME_MAX_FAILURES",
-                "AGENT_KEY_MAX_FAILURES", "AGENT_KEY_LOCKOUT_SECONDS")  # fmt: skip
+                "AGENT_KEY_MAX_FAILURES", "AGENT_KEY_LOCKOUT_SECONDS", "GATEWAY_STREAM_SECONDS",
+                "GATEWAY_MAX_REQUEST_BYTES")  # fmt: skip
     for name in integers:
         app.config[name] = int(app.config[name])
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])

@@ -165,11 +165,12 @@ def _call(caller, message, now, modern: bool):
         return _answer(caller, message.id, _error_result(text, modern), now)
     updates = calls.call_tool(
         entry.connector,
-        entry.connection,
+        entry.connection if entry.connector.per_agent else None,
         caller.agent,
         entry.tool.name,
         arguments,
         progress_token=message.progress_token,
+        input_schema=entry.tool.input_schema,
     )
     first = next(updates)
     if isinstance(first, calls.Outcome):

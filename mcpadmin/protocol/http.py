@@ -104,19 +104,21 @@ class _Call:
     """The policy and clock of one exchange, seen by the sockets it opens (``_CALL``)."""
 
     deadline: float
-    timeout: float
+    timeout: float  # each read, send and TLS handshake
     allow_private: bool
     allow_addresses: frozenset
+    connect_timeout: float | None = None  # the TCP connect (default: ``timeout``)
 
-    def remaining(self) -> float:
-        """Seconds left for the next socket operation.
+    def remaining(self, connect: bool = False) -> float:
+        """Seconds left for the next socket operation (``connect``: for making the connection).
 
         :raise TimeoutError: the deadline has passed (urllib3 reports it as a timeout).
         """
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("the deadline passed")
-        return min(self.timeout, left)
+        limit = self.connect_timeout if connect and self.connect_timeout else self.timeout
+        return min(limit, left)
 
     def refusal(self, ip, port) -> str | None:
         return _refusal(ip, port, self.allow_private, self.allow_addresses)
@@ -205,6 +207,8 @@ class Http:
 
     ``timeout`` bounds each connect and each read; the whole exchange (redirects and body
     included) must finish within ``deadline`` seconds, by default three timeouts.
+    ``read_timeout``, when set, bounds each read instead (connects keep ``timeout``): for an
+    answer that may legitimately take long, such as a tool call.
     ``allow_addresses`` holds ``(ip, port)`` pairs exempt from the private-address rule (one
     internal server an operator trusts, or a test peer); metadata addresses never are.
     The session is configured for this client (its own adapters, no proxies or .netrc from
@@ -217,6 +221,7 @@ class Http:
     deadline: float | None = None
     session: requests.Session = field(default_factory=requests.Session)
     allow_addresses: frozenset = frozenset()
+    read_timeout: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.session.get_adapter("https://x/"), _GuardedAdapter):
@@ -252,8 +257,9 @@ class Http:
             Unreachable, TooLarge, HttpError: as their names say.
         """
         method = method.upper()
-        call = _Call(time.monotonic() + (self.deadline or 3 * self.timeout), self.timeout,
-                     self.allow_private, frozenset(self.allow_addresses))  # fmt: skip
+        call = _Call(time.monotonic() + (self.deadline or 3 * self.timeout),
+                     self.read_timeout or self.timeout, self.allow_private,
+                     frozenset(self.allow_addresses), connect_timeout=self.timeout)  # fmt: skip
         sent = {"User-Agent": USER_AGENT, **(headers or {})}
         hops = 0
         while True:
@@ -280,7 +286,8 @@ class Http:
         try:
             return self.session.request(
                 method, url, headers=headers, data=data, json=json,
-                timeout=(call.remaining(), self.timeout), allow_redirects=False, stream=True,
+                timeout=(call.remaining(connect=True), call.timeout), allow_redirects=False,
+                stream=True,
             )  # fmt: skip
         except TimeoutError:
             raise Timeout(f"{url} did not answer in time.") from None
@@ -447,7 +454,7 @@ def _connect(conn) -> socket.socket:
         sock = _DeadlineSocket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(call.remaining())
+            sock.settimeout(call.remaining(connect=True))
             sock.connect(sockaddr)  # the checked address, not a second lookup
             return sock
         except TimeoutError as exc:

@@ -1,4 +1,5 @@
-"""An MCP client for Streamable HTTP that lists a server's tools, in either protocol era.
+"""An MCP client for Streamable HTTP that lists a server's tools and calls them, in either
+protocol era.
 
 - **Modern** (2026-07-28): stateless requests, each carrying its version and client info in
   ``params._meta``; found by probing ``server/discover``.
@@ -10,18 +11,29 @@ back to ``initialize`` only on legacy signals (a 4xx without a modern error, ``-
 discover result listing only legacy versions) and never on 401/403/5xx/network errors. A known
 era (cached by the caller) skips the probe; if it no longer works the server is probed again.
 
+A tool call (``Client.call_tool``) streams: the notifications the server sends while the tool
+runs come out as they arrive, then the result. Legacy sessions are kept in a ``SessionPool``
+between calls, so a call costs no handshake.
+
 No Flask, no database: the caller passes the ``Http`` client and the auth headers, and stores
-``Listing.era``/``version`` for next time. Failures raise ``McpError`` (or a subclass) whose
-message is one sentence for the operator.
+``Listing.era``/``version`` (or the client's, after a call) for next time. Failures raise
+``McpError`` (or a subclass) whose message is one sentence for the operator.
 """
 
+import base64
+import hashlib
+import itertools
 import json
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from . import http as transport
 from . import sse
 from .http import Http, HttpError, Interrupted, Stream, Timeout
 from .jsonbody import NotJson, TooDeep, parse_json
@@ -52,6 +64,16 @@ MODERN_REQUEST_ERRORS = (HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, INVALID_PAR
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # RFC 9110 §5.6.2 token, for x-mcp-header names.
 MAX_STORED_NAME = 255
+# [26/http §Value Encoding]: a header value goes as is when it is printable ASCII without
+# leading or trailing whitespace, else (or when it already looks encoded) as
+# ``=?base64?<base64 of its UTF-8>?=``.
+HEADER_SAFE = re.compile(r"[\x20-\x7e]*")
+HEADER_ENCODED = re.compile(r"=\?base64\?.*\?=")
+SESSIONS_KEPT = 1000  # legacy sessions a pool keeps, least recently used dropped first
+
+# Request ids for tool calls, unique in the process: calls share pooled legacy sessions, and
+# a session's ids must not collide [25N/base §Requests].
+_CALL_IDS = itertools.count(1)
 
 
 class McpError(Exception):
@@ -85,6 +107,18 @@ class ConnectionLost(McpError):
     """The connection broke before the answer was complete."""
 
 
+class TimedOut(McpError):
+    """The server did not answer, or not completely, in time."""
+
+
+class ServerUnreachable(McpError):
+    """The server could not be reached (refused connection, DNS, TLS)."""
+
+
+class SessionRequired(McpError):
+    """The server answered 400 "Missing session ID": it expects a legacy session."""
+
+
 class RpcError(McpError):
     """The server answered a JSON-RPC error object."""
 
@@ -106,6 +140,66 @@ class Listing:
 
 
 @dataclass
+class CallUpdate:
+    """A notification the server sent while the tool ran (``notifications/progress``,
+    ``notifications/message``…), exactly as received."""
+
+    message: dict
+
+
+@dataclass
+class CallDone:
+    """The call's ``CallToolResult`` exactly as sent: ``content``, ``structuredContent``,
+    ``isError`` and ``_meta`` untouched (``isError: true`` is a result, not an exception)."""
+
+    result: dict
+
+
+class SessionPool:
+    """Legacy sessions kept between tool calls, so a call costs no handshake
+    [25N/http §Session Management]. Process-local and thread-safe; keyed by the server's URL
+    and a digest of the credential headers, so a session opened with one credential is never
+    used with another. An optimisation only: losing it (a restart) costs one handshake. The
+    least recently used sessions beyond ``size`` are forgotten (the server expires them)."""
+
+    def __init__(self, size: int = SESSIONS_KEPT):
+        self.size = size
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[tuple, tuple[str | None, str]] = OrderedDict()
+
+    @staticmethod
+    def key(url: str, headers: dict) -> tuple[str, str]:
+        canonical = json.dumps(sorted((name.lower(), value) for name, value in headers.items()))
+        return url, hashlib.sha256(canonical.encode()).hexdigest()
+
+    def get(self, key) -> tuple[str | None, str] | None:
+        """The pooled ``(session id, protocol version)``, or None."""
+        with self._lock:
+            found = self._sessions.get(key)
+            if found is not None:
+                self._sessions.move_to_end(key)
+            return found
+
+    def put(self, key, session: str | None, version: str):
+        with self._lock:
+            self._sessions[key] = (session, version)
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > self.size:
+                self._sessions.popitem(last=False)
+
+    def drop(self, key, session: str | None):
+        """Forget ``key``'s session if it is still ``session`` (another call may have replaced
+        it with a live one meanwhile)."""
+        with self._lock:
+            found = self._sessions.get(key)
+            if found is not None and found[0] == session:
+                del self._sessions[key]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+@dataclass
 class _Reply:
     status: int
     headers: dict
@@ -118,19 +212,23 @@ class _Restart(Exception):
 
 
 class Client:
-    """Lists one server's tools. ``era``/``version`` are a cached verdict from an earlier
-    listing (None: probe). Not thread-safe; build one per sync."""
+    """Lists one server's tools or calls one of them. ``era``/``version`` are a cached verdict
+    from earlier (None: probe). ``pool`` keeps legacy sessions between calls (without one, a
+    call opens a session and closes it). ``deadline`` bounds the whole listing or call. Not
+    thread-safe; build one per sync or call (the pool is what is shared)."""
 
     def __init__(self, http: Http, url: str, headers: dict | None = None, *, era=None,
                  version=None, max_pages=MAX_PAGES, max_tools=MAX_TOOLS,
-                 deadline=SYNC_DEADLINE):  # fmt: skip
+                 deadline=SYNC_DEADLINE, pool: SessionPool | None = None):  # fmt: skip
         self.http, self.url, self.auth = http, url, dict(headers or {})
         self.era, self.version = era, version
         self.max_pages, self.max_tools = max_pages, max_tools
+        self.pool = pool
         self.requests = 0
         self._pages_listed = 0  # pages answered in this listing, all attempts
         self._ends = time.monotonic() + deadline
         self._next_id = 0
+        self._task = "listing its tools"  # for the deadline's message
 
     def list_tools(self) -> Listing:
         """Every tool the server lists, all pages, in one era.
@@ -139,16 +237,62 @@ class Client:
         :raise McpError: anything else (HTTP failures included, and a credential header that
             cannot be sent), one sentence for the operator.
         """
+        self._check_sendable()
+        try:
+            return self._list_tools()
+        except HttpError as exc:
+            raise _translated(exc) from exc
+
+    def call_tool(self, name: str, arguments: dict | None = None, *, meta: dict | None = None,
+                  input_schema: dict | None = None) -> Iterator[CallUpdate | CallDone]:  # fmt: skip
+        """Call tool ``name``: a ``CallUpdate`` for each notification the server sends while
+        it runs, as it arrives, then one ``CallDone`` [26/tools §Calling Tools]. ``meta`` goes
+        into ``params._meta`` (a ``progressToken``, say) beside the modern envelope; the tool's
+        listed ``input_schema`` gives the ``Mcp-Param-*`` headers a modern call carries.
+        Afterwards ``era``/``version`` say which era answered.
+
+        Closing the iterator before ``CallDone`` cancels the call: a modern request's stream is
+        closed [26/http §Cancellation]; a legacy server gets ``notifications/cancelled``, then
+        the stream is closed [25N/canc]. A legacy timeout sends the cancellation too.
+
+        :raise Unauthorized, Forbidden: 401/403 (before anything was yielded: refresh, retry).
+        :raise RpcError: the server answered the call with a JSON-RPC error.
+        :raise TimedOut, ServerUnreachable, ConnectionLost, McpError: anything else, one
+            sentence for the operator.
+        """
+        self._check_sendable()
+        self._task = f"answering the call to {name[:80]!r}"
+        remembered = self.era == "legacy" or (
+            self.era == "modern" and self.version in MODERN_VERSIONS
+        )
+        calls = self._tool_call(name, arguments, meta, input_schema)
+        try:
+            try:
+                first = next(calls)
+            except McpError as exc:
+                if not remembered or not _era_signal(exc):
+                    raise
+                # Refused before it ran, in a way that may mean the server changed eras:
+                # probe again [26/ver §Backward Compatibility with Initialization-Based Versions].
+                log.info("%s refused a call as a %s server (%s); probing again", self.url,
+                         self.era, exc)  # fmt: skip
+                self.era = self.version = None
+                calls = self._tool_call(name, arguments, meta, input_schema)
+                first = next(calls)
+            yield first
+            yield from calls
+        except HttpError as exc:
+            raise _translated(exc) from exc
+        finally:
+            calls.close()
+
+    def _check_sendable(self):
         unsendable = unsendable_header(self.auth)
         if unsendable:
             raise McpError(
                 f"The stored credential cannot be sent: its {unsendable} header would hold "
                 "characters HTTP cannot carry (outside Latin-1, or a line break). Re-enter it."
             )
-        try:
-            return self._list_tools()
-        except HttpError as exc:
-            raise McpError(str(exc)) from exc
 
     def _list_tools(self) -> Listing:
         remembered = {"legacy": self._legacy}
@@ -312,6 +456,121 @@ class Client:
         except HttpError as exc:
             log.info("closing the session at %s failed: %s", self.url, exc)
 
+    # -- tool calls ------------------------------------------------------------------------
+
+    def _tool_call(self, name, arguments, meta, input_schema) -> Iterator[CallUpdate | CallDone]:
+        """One attempt at the call, in the remembered era or the one a probe finds."""
+        params = {"name": name}
+        if arguments is not None:
+            params["arguments"] = arguments
+        if meta:
+            params["_meta"] = dict(meta)
+        version = self.version if self.era == "modern" and self.version in MODERN_VERSIONS else None
+        if version is None and self.era != "legacy":
+            version = self._probe()
+        if version is None:
+            yield from self._tool_call_legacy(params)
+            return
+        self.era, self.version = "modern", version
+        request = self._request("tools/call", params, version, request_id=next(_CALL_IDS))
+        # [26/http §Standard Request Headers]: Mcp-Name is REQUIRED for tools/call.
+        headers = {"Mcp-Name": header_value(name), **param_headers(input_schema, arguments)}
+        yield from self._streamed(request, version, headers)
+
+    def _tool_call_legacy(self, params) -> Iterator[CallUpdate | CallDone]:
+        """The call in a pooled session (or a new one); a 404 on it means the session is gone:
+        initialize again, once [25N/http §Session Management]."""
+        key = SessionPool.key(self.url, self.auth)
+        pooled = self.pool.get(key) if self.pool is not None else None
+        for _attempt in range(2):
+            session, version = pooled or self._initialize()
+            self.era, self.version = "legacy", version
+            if self.pool is not None and not pooled:
+                self.pool.put(key, session, version)
+            request = self._request("tools/call", params, request_id=next(_CALL_IDS))
+            header = _legacy_version_header(version)
+            cancel = partial(self._cancel, request["id"], header, session)
+            try:
+                yield from self._streamed(request, header, session=session, cancel=cancel)
+                return
+            except _Restart:
+                if self.pool is not None:
+                    self.pool.drop(key, session)
+                pooled = None
+            finally:
+                if self.pool is None:
+                    self._close(session, version)
+        raise McpError("The server lost the session twice in a row (404); the call was not made.")
+
+    def _streamed(self, request, version, extra=None, session=None,
+                  cancel=None) -> Iterator[CallUpdate | CallDone]:  # fmt: skip
+        """POST ``request`` and relay what comes back: the notifications on its event stream
+        as they arrive, then the answer. ``cancel`` runs when the request may still be running
+        upstream and no answer will be read (closed early, timed out, stream broken).
+
+        :raise _Restart: 404 on ``session`` (the session is gone).
+        """
+        try:
+            stream = self._open(request, version, "tools/call", session, extra)
+        except Timeout:
+            if cancel is not None:  # sent, maybe running: tell the server to stop
+                cancel()
+            raise
+        answered = False
+        try:
+            if stream.status == 404 and session:
+                answered = True  # refused: nothing runs
+                raise _Restart()
+            if not (200 <= stream.status < 300 and stream.content_type == "text/event-stream"):
+                answered = True  # a JSON body or an HTTP error: nothing left running
+                reply = self._reply(stream, request)
+                yield CallDone(self._result(reply, "tools/call", initialized=bool(session)))
+                return
+            for message in self._messages(stream):
+                found = _match(message, request["id"], strict=True)
+                if found is not None:
+                    answered = True
+                    reply = _Reply(stream.status, stream.headers, found)
+                    yield CallDone(self._result(reply, "tools/call", initialized=bool(session)))
+                    return
+                for each in message if isinstance(message, list) else [message]:
+                    if not isinstance(each, dict) or not isinstance(each.get("method"), str):
+                        continue
+                    if "id" not in each:
+                        yield CallUpdate(each)
+                    elif version not in MODERN_VERSIONS:
+                        self._answer(each, version, session)
+            raise McpError("The server's event stream ended without an answer to tools/call.")
+        finally:
+            if not answered and cancel is not None:
+                cancel()
+            stream.close()
+
+    def _answer(self, request, version, session):
+        """Answer a request a legacy server sent on the stream [25N/http §Sending Messages to
+        the Server]: ``ping`` gets ``{}`` [25N/ping]; anything else -32601, as mcpadmin
+        declares no client capabilities. Failures are only logged."""
+        if request["method"] == "ping":
+            answer = {"jsonrpc": "2.0", "id": request.get("id"), "result": {}}
+        else:
+            error = {"code": METHOD_NOT_FOUND, "message": "mcpadmin does not serve this method"}
+            answer = {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
+        try:
+            self._post(answer, version, session=session)
+        except (HttpError, McpError) as exc:
+            log.info("answering %s's request at %s failed: %s", request["method"], self.url, exc)
+
+    def _cancel(self, request_id, version, session):
+        """Ask a legacy server to stop ``request_id`` [25N/canc §Cancellation Flow], with a
+        deadline of its own (the call's may be what ran out). Failures are only logged."""
+        params = {"requestId": request_id, "reason": "The caller cancelled the call."}
+        note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
+        spare = replace(self.http, deadline=self.http.timeout, read_timeout=None)
+        try:
+            self._post(note, version, session=session, http=spare)
+        except (HttpError, McpError) as exc:
+            log.info("cancelling request %s at %s failed: %s", request_id, self.url, exc)
+
     # -- pagination ------------------------------------------------------------------------
 
     def _pages(self, listing: Listing, call):
@@ -352,19 +611,35 @@ class Client:
 
     # -- one exchange ----------------------------------------------------------------------
 
-    def _request(self, method, params, modern_version=None) -> dict:
-        self._next_id += 1
+    def _request(self, method, params, modern_version=None, request_id=None) -> dict:
+        if request_id is None:
+            self._next_id += 1
+            request_id = self._next_id
         params = dict(params)
         if modern_version:  # [26/base §_meta]: version and capabilities MUST, client info SHOULD
             params["_meta"] = {
+                **(params.get("_meta") or {}),
                 META + "protocolVersion": modern_version,
                 META + "clientInfo": CLIENT_INFO,
                 META + "clientCapabilities": {},
             }
-        return {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
+        return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
 
-    def _post(self, payload, version=None, mcp_method=None, session=None) -> _Reply:
+    def _post(self, payload, version=None, mcp_method=None, session=None, http=None) -> _Reply:
         """POST one message; read a JSON body, or an event stream up to our response."""
+        with self._open(payload, version, mcp_method, session, http=http) as stream:
+            if stream.status in (202, 204) or "id" not in payload:
+                return _Reply(stream.status, stream.headers, None)
+            if 200 <= stream.status < 300 and stream.content_type == "text/event-stream":
+                return _Reply(stream.status, stream.headers, self._from_stream(stream, payload))
+            return self._reply(stream, payload)
+
+    def _open(self, payload, version=None, mcp_method=None, session=None, extra=None,
+              http=None) -> Stream:  # fmt: skip
+        """POST one message and return the response with its body unread (close it).
+
+        :raise McpError: the server redirected (not followed: the POST carries the credential).
+        """
         headers = {"Accept": ACCEPT, "Content-Type": "application/json", **self.auth}
         if version:
             headers["MCP-Protocol-Version"] = version
@@ -372,34 +647,38 @@ class Client:
             headers["Mcp-Method"] = mcp_method or payload["method"]
         if session:
             headers["Mcp-Session-Id"] = session
+        headers.update(extra or {})
         body = json.dumps(payload).encode()
         self.requests += 1
-        # No redirects: a POST carries the credential and must not go elsewhere.
-        with self._http().open("POST", self.url, headers=headers, data=body) as stream:
-            if 300 <= stream.status < 400:
-                target = stream.headers.get("Location", "another address")
-                raise McpError(
-                    f"The server redirected to {target[:200]}; redirects are not followed "
-                    "with credentials, so put the final address in the connector URL."
-                )
-            if stream.status in (202, 204) or "id" not in payload:
-                return _Reply(stream.status, stream.headers, None)
-            if 200 <= stream.status < 300 and stream.content_type == "text/event-stream":
-                return _Reply(stream.status, stream.headers, self._from_stream(stream, payload))
-            raw = _read(stream)
-            if 200 <= stream.status < 300 and stream.content_type != "application/json":
-                raise McpError(
-                    f"The server answered with Content-Type {stream.content_type or 'none'!r}, "
-                    "neither JSON nor an event stream."
-                )
-            message = _match(_json(raw), payload["id"], strict=200 <= stream.status < 300)
-            text = raw.decode("utf-8", errors="replace")[:200]
-            return _Reply(stream.status, stream.headers, message, text)
+        stream = (http or self._http()).open("POST", self.url, headers=headers, data=body)
+        if 300 <= stream.status < 400:
+            target = stream.headers.get("Location", "another address")
+            stream.close()
+            raise McpError(
+                f"The server redirected to {target[:200]}; redirects are not followed "
+                "with credentials, so put the final address in the connector URL."
+            )
+        return stream
 
-    def _from_stream(self, stream: Stream, payload) -> dict:
-        """The message answering ``payload`` in an SSE body; notifications, pings and server
-        requests before it are skipped [26/http §Receiving Messages]."""
-        unreadable = 0
+    def _reply(self, stream: Stream, payload) -> _Reply:
+        """A whole JSON (or error) body, with the response to ``payload`` found in it."""
+        raw = _read(stream)
+        if 200 <= stream.status < 300 and stream.content_type != "application/json":
+            raise McpError(
+                f"The server answered with Content-Type {stream.content_type or 'none'!r}, "
+                "neither JSON nor an event stream."
+            )
+        message = _match(_json(raw), payload["id"], strict=200 <= stream.status < 300)
+        text = raw.decode("utf-8", errors="replace")[:200]
+        return _Reply(stream.status, stream.headers, message, text)
+
+    def _messages(self, stream: Stream) -> Iterator:
+        """The JSON-RPC messages of an SSE body as they arrive (None for an event that is not
+        JSON); keep-alives, empty and non-``message`` events skipped [26/http §Receiving
+        Messages].
+
+        :raise McpError, ConnectionLost: an unusable stream, JSON too deep, a broken connection.
+        """
         try:
             for event in sse.events(stream.chunks()):
                 if event.event != "message" or not event.data.strip():
@@ -409,11 +688,8 @@ class Client:
                 except TooDeep as exc:
                     raise McpError(f"The server's event stream carried {exc}.") from None
                 except NotJson:
-                    unreadable += 1
-                    continue
-                found = _match(message, payload["id"], strict=True)
-                if found is not None:
-                    return found
+                    message = None
+                yield message
         except sse.SseError as exc:
             raise McpError(f"The server's event stream is unusable: {exc}.") from None
         except HttpError as exc:
@@ -422,6 +698,18 @@ class Client:
                     "The server closed the connection before its answer was complete."
                 ) from None
             raise
+
+    def _from_stream(self, stream: Stream, payload) -> dict:
+        """The message answering ``payload`` in an SSE body; notifications, pings and server
+        requests before it are skipped [26/http §Receiving Messages]."""
+        unreadable = 0
+        for message in self._messages(stream):
+            if message is None:
+                unreadable += 1
+                continue
+            found = _match(message, payload["id"], strict=True)
+            if found is not None:
+                return found
         detail = f" ({unreadable} event(s) were not JSON)" if unreadable else ""
         raise McpError(
             f"The server's event stream ended without an answer to {payload['method']}{detail}."
@@ -438,7 +726,7 @@ class Client:
         if isinstance(error, dict):
             code, message = error.get("code"), error.get("message")
             if reply.status == 400 and _is_session_required(message):
-                raise McpError(_session_required(method, initialized))
+                raise SessionRequired(_session_required(method, initialized))
             raise RpcError(method, code, message, error.get("data"), reply.status)
         if reply.status == 202:
             raise McpError(f"The server accepted {method} but sent no answer (202).")
@@ -456,12 +744,69 @@ class Client:
         """The client, with a deadline no later than the end of the whole listing."""
         remaining = self._ends - time.monotonic()
         if remaining <= 0:
-            raise Timeout(f"{self.url} did not finish listing its tools in time.")
+            raise Timeout(f"{self.url} did not finish {self._task} in time.")
         per_call = self.http.deadline or 3 * self.http.timeout
         return replace(self.http, deadline=min(per_call, remaining))
 
 
 # -- pure helpers ------------------------------------------------------------------------------
+
+
+def header_value(value: str) -> str:
+    """``value`` as an ``Mcp-Name`` (or ``Mcp-Param-*``) header carries it [26/http §Value
+    Encoding]: as is when HTTP keeps it intact, else ``=?base64?…?=`` over its UTF-8."""
+    plain = HEADER_SAFE.fullmatch(value) and not HEADER_ENCODED.fullmatch(value)
+    if plain and value == value.strip():
+        return value
+    return "=?base64?" + base64.b64encode(value.encode()).decode("ascii") + "?="
+
+
+def param_headers(input_schema, arguments) -> dict[str, str]:
+    """The ``Mcp-Param-<name>`` headers of a modern call [26/http §Custom Headers from Tool
+    Parameters]: one per argument present (not null) whose property, statically reachable
+    through ``properties``, carries ``x-mcp-header``; a boolean as ``true``/``false``, other
+    scalars as text, each encoded by ``header_value``. The schema is one ``checked_tools``
+    kept."""
+    headers = {}
+
+    def walk(schema, values, depth):
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(properties, dict) or not isinstance(values, dict) or depth > 32:
+            return
+        for key, prop in properties.items():
+            if not isinstance(prop, dict) or values.get(key) is None:
+                continue
+            value, header = values[key], prop.get("x-mcp-header")
+            if isinstance(header, str) and isinstance(value, str | int | float):
+                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+                headers[f"Mcp-Param-{header}"] = header_value(text)
+            walk(prop, value, depth + 1)
+
+    walk(input_schema, arguments, 0)
+    return headers
+
+
+def _translated(exc: HttpError) -> McpError:
+    """The transport failure as an ``McpError`` whose type says what went wrong."""
+    if isinstance(exc, Timeout):
+        return TimedOut(str(exc))
+    if isinstance(exc, transport.Unreachable):
+        return ServerUnreachable(str(exc))
+    if isinstance(exc, Interrupted):
+        return ConnectionLost(str(exc))
+    return McpError(str(exc))
+
+
+def _era_signal(exc: McpError) -> bool:
+    """Whether a call refused this way may mean the server changed eras (a 4xx refusal that is
+    not about the credential and not a modern server fixing our request); it did not run."""
+    if isinstance(exc, SessionRequired):
+        return True
+    if isinstance(exc, RpcError):
+        return exc.status in (400, 404, 405) and exc.code not in MODERN_REQUEST_ERRORS
+    if isinstance(exc, HttpStatusError) and not isinstance(exc, Unauthorized | Forbidden):
+        return exc.status in (400, 404, 405)
+    return False
 
 
 def _mutual(supported: list) -> str | None:

@@ -1,0 +1,300 @@
+"""Calling a tool upstream for an agent: the pair's credential (as listing uses it), one retry
+with a refreshed OAuth token after a 401, the agent's progress token swapped for a fresh one
+upstream and back, and every failure turned into an ``isError`` result the agent reads: one
+sentence naming the connector and, when a credential is at fault, who must reconnect what.
+
+Credentials stay out of everything the agent receives: the headers' values are scrubbed from
+each sentence built here and from what the upstream sends back. Legacy upstream sessions are
+kept in a process-wide ``SessionPool`` (an optimisation only; a restart costs one handshake).
+"""
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from flask import current_app
+
+from ..crypto import UnreadableSecret
+from ..models import Agent, AgentConnection, Connector
+from ..protocol import mcp
+from . import lifecycle, outbound, tokens
+from .credentials import auth_headers
+from .lifecycle import Event
+
+POOL = mcp.SessionPool()
+MAX_MESSAGE = 300  # characters of an upstream's words quoted in a sentence
+MIN_SCRUBBED = 8  # shorter credential values are scrubbed from our sentences only
+SCRUBBED = "[credential]"
+
+
+class Kind(StrEnum):
+    """How a call ended (``Outcome.kind``)."""
+
+    OK = "ok"
+    TOOL_ERROR = "tool_error"  # the upstream answered isError: true
+    NO_CREDENTIAL = "refused_no_credential"
+    NEEDS_RECONNECT = "refused_needs_reconnect"
+    TIMEOUT = "upstream_timeout"
+    DOWN = "upstream_down"
+    PROTOCOL = "protocol_error"
+
+
+@dataclass
+class Outcome:
+    """The end of a call: ``result`` is the ``CallToolResult`` for the agent (the upstream's,
+    or an ``isError`` one built here); ``error`` is None when the call worked, else one
+    sentence (credential-free) fit for ``last_call_error``; ``upstream_ms`` is the time spent
+    on it, a token refresh included."""
+
+    result: dict
+    error: str | None
+    kind: str
+    upstream_ms: float
+
+
+class _Refused(Exception):
+    def __init__(self, kind: Kind, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def call_tool(connector: Connector, connection: AgentConnection | None, agent: Agent,
+              tool_name: str, arguments: dict | None, progress_token=None, *,
+              input_schema: dict | None = None) -> Iterator[dict | Outcome]:  # fmt: skip
+    """Call ``tool_name`` (the upstream's own name) on ``connector`` for ``agent``: the
+    JSON-RPC notifications to relay to the agent as they arrive (``notifications/progress``
+    carrying ``progress_token``, only when one was given; ``notifications/message``), then
+    one ``Outcome``.
+
+    ``connection`` is the agent's connection to a per-agent connector (None: none yet, or a
+    shared connector). ``input_schema``: the tool's stored (upstream) input schema, whose
+    ``x-mcp-header`` properties a modern upstream expects as ``Mcp-Param-*`` headers.
+
+    Closing the iterator early cancels the upstream call. Works on the session's objects and
+    never commits: a dead grant or a step-up is recorded on the holder (through
+    ``lifecycle``/``tokens``; a refresh commits on its own, as always) and the era cache on
+    the connector when it changed; the caller commits after the ``Outcome``, as after a sync.
+    """
+    started = time.monotonic()
+    pair = _Pair(connector, connection, agent, tool_name)
+    client = None
+    try:
+        pair.check_credential()
+        headers = pair.headers()
+        limit = current_app.config["CALL_TIMEOUT"]
+        http = replace(outbound.http(deadline=limit), read_timeout=limit)
+        client = mcp.Client(http, connector.url, headers, era=connector.protocol_era,
+                            version=connector.protocol_version, pool=POOL,
+                            deadline=limit)  # fmt: skip
+        upstream_token = secrets.token_urlsafe(16) if progress_token is not None else None
+        meta = {"progressToken": upstream_token} if upstream_token else None
+
+        def attempt():
+            updates = client.call_tool(tool_name, arguments, meta=meta, input_schema=input_schema)
+            return _relay(updates, lambda m: pair.relayed(m, upstream_token, progress_token))
+
+        try:
+            result = yield from attempt()
+        except mcp.Unauthorized:
+            if connector.auth_type != "oauth" or not headers:
+                raise
+            client.auth = pair.headers(force_refresh=True)
+            result = yield from attempt()
+    except _Refused as exc:
+        outcome = pair.failed(exc.kind, str(exc))
+    except mcp.McpError as exc:
+        outcome = pair.failed(*pair.explained(exc))
+    else:
+        outcome = pair.succeeded(result)
+    if client is not None and client.era and (client.era, client.version) != (
+        connector.protocol_era, connector.protocol_version
+    ):  # fmt: skip
+        connector.protocol_era, connector.protocol_version = client.era, client.version
+    outcome.upstream_ms = (time.monotonic() - started) * 1000
+    yield outcome
+
+
+def _relay(updates, relayed):
+    """Yield the call's notifications that ``relayed`` keeps (as it returns them); return the
+    call's result."""
+    try:
+        for item in updates:
+            if isinstance(item, mcp.CallDone):
+                return item.result
+            message = relayed(item.message)
+            if message is not None:
+                yield message
+    finally:
+        updates.close()
+    raise mcp.McpError("The server ended the call without an answer.")
+
+
+class _Pair:
+    """One call's connector, agent and credential: the sentences that name them, and the
+    credential values to keep out of everything the agent receives."""
+
+    def __init__(self, connector, connection, agent, tool_name):
+        self.connector, self.connection, self.agent = connector, connection, agent
+        self.tool = tool_name[:80]
+        self.name = connector.name
+        self.where = f"on agent {agent.name}'s page" if connector.per_agent else (
+            "on the connectors page")  # fmt: skip
+        self.secrets: set[str] = set()
+
+    def check_credential(self):
+        """:raise _Refused: no credential is stored where one is needed, or it is unreadable."""
+        state = lifecycle.credential_state(self.connector, self.connection)
+        if state == "missing" and self.connector.per_agent:
+            raise _Refused(Kind.NO_CREDENTIAL, f"Agent {self.agent.name} has no credential for "
+                           f"{self.name}; connect it on its page.")  # fmt: skip
+        if state == "missing":
+            raise _Refused(Kind.NO_CREDENTIAL, f"{self.name} has no credential yet: an operator "
+                           f"must connect it {self.where}.")  # fmt: skip
+        if state == "unreadable":
+            raise _Refused(Kind.NEEDS_RECONNECT, self.unreadable())
+
+    def headers(self, force_refresh=False) -> dict:
+        """The pair's credential headers (remembered for scrubbing).
+
+        :raise _Refused: the credential cannot be read or refreshed (a dead grant is marked on
+            the holder by ``tokens``).
+        """
+        try:
+            headers = auth_headers(self.connector, self.connection, force_refresh=force_refresh)
+        except UnreadableSecret:
+            raise _Refused(Kind.NEEDS_RECONNECT, self.unreadable()) from None
+        except tokens.NeedsReconnect:
+            raise _Refused(Kind.NEEDS_RECONNECT, self.expired()) from None
+        except tokens.TokenError as exc:
+            raise _Refused(Kind.DOWN, f"{self.name}'s access token could not be refreshed "
+                           f"({exc}); try again later.") from None  # fmt: skip
+        for value in headers.values():
+            self.secrets.add(value)
+            self.secrets.add(value.partition(" ")[2].strip())  # the token of "Bearer <token>"
+        self.secrets.discard("")
+        return headers
+
+    def unreadable(self) -> str:
+        return (f"{self.name}'s stored credential can no longer be decrypted: an operator must "
+                f"renew it {self.where}.")  # fmt: skip
+
+    def expired(self) -> str:
+        return (f"{self.name}'s authorization has expired: an operator must Reconnect "
+                f"{self.name} {self.where}.")  # fmt: skip
+
+    def explained(self, exc: mcp.McpError) -> tuple[Kind, str]:
+        """What an upstream failure means for the agent, and what the holder records."""
+        name, tool = self.name, self.tool
+        if isinstance(exc, mcp.Unauthorized):
+            return self._unauthorized()
+        if isinstance(exc, mcp.Forbidden):
+            return self._forbidden(exc)
+        if isinstance(exc, mcp.RpcError):
+            return Kind.PROTOCOL, f"{name} refused the call: {_line(exc.rpc_message)}"
+        if isinstance(exc, mcp.TimedOut):
+            return Kind.TIMEOUT, f"{name} did not answer the call to {tool} in time."
+        if isinstance(exc, mcp.ServerUnreachable):
+            return Kind.DOWN, f"{name} could not be reached: {_line(str(exc))}"
+        if isinstance(exc, mcp.ConnectionLost):
+            return Kind.DOWN, f"{name} closed the connection before answering the call to {tool}."
+        if isinstance(exc, mcp.HttpStatusError) and exc.status >= 500:
+            return Kind.DOWN, f"{name} failed to answer the call to {tool}: {_line(str(exc))}"
+        return Kind.PROTOCOL, f"The call to {name} failed: {_line(str(exc))}"
+
+    def _unauthorized(self) -> tuple[Kind, str]:
+        connector = self.connector
+        place = lifecycle.holder(connector, self.connection)
+        if connector.auth_type == "oauth" and self.secrets and place is not None:
+            lifecycle.apply(place, Event.GRANT_DEAD,
+                            "The server refused the access token even after a refresh: "
+                            "Reconnect.")  # fmt: skip
+            return Kind.NEEDS_RECONNECT, self.expired()
+        if self.secrets:
+            what = "token" if connector.auth_type in ("bearer", "oauth") else "API key"
+            return Kind.NEEDS_RECONNECT, (f"{self.name} refused the stored {what} (401 "
+                                          f"Unauthorized): an operator must replace it "
+                                          f"{self.where}.")  # fmt: skip
+        return Kind.NO_CREDENTIAL, (f"{self.name} requires authentication (401 Unauthorized): "
+                                    "an operator must set up its credential on the connectors "
+                                    "page.")  # fmt: skip
+
+    def _forbidden(self, exc: mcp.Forbidden) -> tuple[Kind, str]:
+        place = lifecycle.holder(self.connector, self.connection)
+        if self.connector.auth_type == "oauth" and exc.insufficient_scope and place is not None:
+            if tokens.step_up(place, exc.www_authenticate) == Event.SCOPE_NEEDED:
+                return Kind.NEEDS_RECONNECT, (f"{self.name} needs more permissions for "
+                                              f"{self.tool}: an operator must Reconnect "
+                                              f"{self.name} {self.where}.")  # fmt: skip
+            return Kind.PROTOCOL, (f"{self.name} refuses this account for {self.tool} (403 "
+                                   "insufficient_scope) although it holds that permission; "
+                                   "reconnecting would not help.")  # fmt: skip
+        return Kind.PROTOCOL, (f"{self.name} refused the call (403 Forbidden): the credential "
+                               f"is valid but not allowed to call {self.tool}.")  # fmt: skip
+
+    def relayed(self, message: dict, upstream_token, agent_token) -> dict | None:
+        """The notification as the agent gets it, or None to drop it: progress only for this
+        call's token, given back as the agent's own [26/prog: tokens MUST be unique, so the
+        upstream got a fresh one]; log messages as they are; nothing else."""
+        method = message.get("method")
+        if method == "notifications/progress":
+            params = message.get("params")
+            if upstream_token is None or not isinstance(params, dict):
+                return None
+            if params.get("progressToken") != upstream_token:
+                return None
+            message = {**message, "params": {**params, "progressToken": agent_token}}
+        elif method != "notifications/message":
+            return None
+        return self.scrubbed(message)
+
+    def scrubbed(self, value):
+        """``value`` (JSON) with every credential value of ``MIN_SCRUBBED`` characters or more
+        replaced: a copy when one occurs, else ``value`` itself."""
+        text = json.dumps(value, ensure_ascii=False)
+        found = [s for s in self.secrets if len(s) >= MIN_SCRUBBED
+                 and (s in text or json.dumps(s, ensure_ascii=False)[1:-1] in text)]  # fmt: skip
+        if not found:
+            return value
+        return _scrubbed(value, sorted(found, key=len, reverse=True))
+
+    def succeeded(self, result: dict) -> Outcome:
+        result = self.scrubbed(result)
+        if result.get("isError") is True:
+            texts = [c.get("text") for c in result.get("content") or () if isinstance(c, dict)]
+            said = next((t for t in texts if isinstance(t, str) and t.strip()), None)
+            error = f"{self.name}'s tool {self.tool} reported an error"
+            error += f": {_line(said)}" if said else "."
+            return Outcome(result, self._clean(error), Kind.TOOL_ERROR, 0.0)
+        return Outcome(result, None, Kind.OK, 0.0)
+
+    def failed(self, kind: Kind, message: str) -> Outcome:
+        message = self._clean(message)
+        result = {"content": [{"type": "text", "text": message}], "isError": True}
+        return Outcome(result, message, kind, 0.0)
+
+    def _clean(self, message: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            message = message.replace(secret, SCRUBBED)
+        return message
+
+
+def _line(text: str) -> str:
+    """Upstream words fit for one of our sentences: one line, capped."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _scrubbed(value, secrets: list[str]):
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, SCRUBBED)
+        return value
+    if isinstance(value, dict):
+        return {key: _scrubbed(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item, secrets) for item in value]
+    return value
