@@ -1,0 +1,276 @@
+"""Tools called through the agent endpoint with the official Python SDK (2.x) client, in its
+default mode (which probes the modern era) and forced legacy, against real upstream peers:
+shared bearer, per-agent API key, shared and per-agent OAuth with tokens that expire during
+the run, a modern and a legacy upstream, progress, cancellation, refusals and a dead upstream.
+"""
+
+import time
+
+import anyio
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from mcpadmin.crypto import seal
+from mcpadmin.extensions import db
+from mcpadmin.models import Agent, AgentConnection, Connector, Tool
+from mcpadmin.protocol import mcp
+from mcpadmin.services import calls
+from tests.gateway_helpers import agent_with_tools, synced_connector
+from tests.oauth_helpers import add_connector as add_oauth_connector
+from tests.oauth_helpers import connect
+from tests.peers.mcp_fixtures import LEGACY_PYTHON, _start, _stop
+from tests.test_gateway import sdk_client
+from tests.test_upstream_calls import wait_for
+
+TOKEN = "gateway-peer-token-0123456789"  # noqa: S105 (the bearer peer's test credential)
+MODES = ["auto", "legacy"]
+
+
+@pytest.fixture(scope="module")
+def bearer_tools():
+    peer = _start("mcp_server.py", "--call-tools", "--bearer", TOKEN)
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="module")
+def legacy_key_tools():
+    peer = _start("mcp_legacy_server.py", "--call-tools", "--api-key", "X-Api-Key=agent-key-1",
+                  python=LEGACY_PYTHON)  # fmt: skip
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool(monkeypatch):
+    monkeypatch.setattr(calls, "POOL", mcp.SessionPool())
+
+
+def ledger(url) -> Connector:
+    """A per-agent API-key connector for the legacy peer."""
+    return Connector(name="Ledger", url=url, auth_type="api_key_header",
+                     api_key_header_name="X-Api-Key", credential_mode="per_agent")  # fmt: skip
+
+
+def run(main):
+    return anyio.run(main)
+
+
+@pytest.fixture
+def two_upstreams(app, served, bearer_tools, legacy_key_tools):
+    """Agent "Ada" with a shared-bearer modern upstream ("Weather") and a per-agent API-key
+    legacy upstream ("Ledger", the agent's own key); its endpoint URL and agent key."""
+    with app.app_context():
+        shared = synced_connector(bearer_tools.url, "Weather", auth_type="bearer",
+                                  secret_enc=seal(TOKEN))  # fmt: skip
+        per_agent = ledger(legacy_key_tools.url)
+        per_agent.tools = [Tool(name=n, definition_hash=n) for n in ("count", "weather", "fail")]
+        db.session.add(per_agent)
+        agent, key = agent_with_tools([shared, per_agent], name="Ada")
+        connection = next(c for c in agent.connections if c.connector is per_agent)
+        connection.secret_enc, connection.status = seal("agent-key-1"), "connected"
+        db.session.commit()
+        return served.endpoint(agent), key
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_agent_lists_and_calls_tools_on_both_upstreams(two_upstreams, mode):
+    url, key = two_upstreams
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            weather = await client.call_tool("weather__weather", {"city": "Oslo"})
+            ledger = await client.call_tool("ledger__weather", {"city": "Rome"})
+            return names, weather, ledger
+
+    names, weather, ledger = run(main)
+    assert "weather__weather" in names and "ledger__count" in names
+    assert weather.structured_content == {"city": "Oslo", "celsius": 21.5} or (
+        weather.structured_content["city"] == "Oslo"
+    )
+    assert not weather.is_error and not ledger.is_error
+    assert ledger.structured_content["city"] == "Rome"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_progress_is_relayed_while_the_tool_runs(two_upstreams, mode):
+    url, key = two_upstreams
+    seen = []
+
+    async def progress(value, total, message):
+        seen.append(value)
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            return await client.call_tool("weather__count", {"steps": 3, "delay": 0.1},
+                                          progress_callback=progress)  # fmt: skip
+
+    result = run(main)
+    assert not result.is_error
+    assert seen == sorted(seen) and len(seen) == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_call_cancelled_by_the_agent_is_cancelled_upstream(two_upstreams, bearer_tools, mode):
+    url, key = two_upstreams
+    before = stats_of(bearer_tools)["cancelled"]
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            first = anyio.Event()
+
+            async def progress(value, total, message):
+                first.set()
+
+            async with anyio.create_task_group() as group:
+
+                async def slow():
+                    await client.call_tool("weather__count", {"steps": 40, "delay": 0.25},
+                                           progress_callback=progress)  # fmt: skip
+
+                group.start_soon(slow)
+                await first.wait()
+                group.cancel_scope.cancel()
+
+    run(main)
+    assert wait_for(lambda: stats_of(bearer_tools)["cancelled"] > before)
+
+
+def stats_of(peer):
+    client = mcp.Client(mcp_http(), peer.url, {"Authorization": f"Bearer {TOKEN}"})
+    *_, done = client.call_tool("count_stats", {})
+    return done.result["structuredContent"]
+
+
+def mcp_http():
+    from mcpadmin.protocol.http import Http
+
+    return Http(allow_private=True)
+
+
+def test_a_tool_not_enabled_for_the_agent_cannot_be_called(app, two_upstreams):
+    url, key = two_upstreams
+    with app.app_context():
+        connection = db.session.query(AgentConnection).join(Connector).filter(
+            Connector.name == "Weather").one()  # fmt: skip
+        connection.enabled_tools = [n for n in connection.enabled_tools if n != "fail"]
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            with pytest.raises(MCPError, match="Unknown tool"):
+                await client.call_tool("weather__fail", {"text": "x"})
+            return names
+
+    assert "weather__fail" not in run(main)
+
+
+def test_a_tool_whose_definition_changed_is_held_until_reviewed(app, two_upstreams):
+    url, key = two_upstreams
+    with app.app_context():
+        connection = db.session.query(AgentConnection).join(Connector).filter(
+            Connector.name == "Weather").one()  # fmt: skip
+        connection.changed_tools = ["weather"]
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            return names, await client.call_tool("weather__weather", {"city": "Oslo"})
+
+    names, result = run(main)
+    assert "weather__weather" not in names
+    assert result.is_error
+    assert "must review it on the agent's page" in result.content[0].text
+    with app.app_context():
+        connection = db.session.query(AgentConnection).join(Connector).filter(
+            Connector.name == "Weather").one()  # fmt: skip
+        assert "changed since it was enabled" in connection.last_call_error
+
+
+def test_an_upstream_that_is_down_gives_a_readable_error_and_is_recorded(app, served):
+    with app.app_context():
+        connector = Connector(name="Gone", url="http://127.0.0.1:9/mcp")
+        connector.tools = [Tool(name="ping", definition_hash="p")]
+        db.session.add(connector)
+        agent, key = agent_with_tools([connector])
+        url = served.endpoint(agent)
+
+    async def main():
+        async with sdk_client(url, key) as client:
+            return await client.call_tool("gone__ping", {})
+
+    result = run(main)
+    assert result.is_error and "Gone" in result.content[0].text
+    with app.app_context():
+        assert db.session.query(AgentConnection).one().last_call_error
+
+
+def test_an_agent_without_its_own_credential_is_told_to_connect(app, served, legacy_key_tools):
+    with app.app_context():
+        connector = ledger(legacy_key_tools.url)
+        connector.tools = [Tool(name="weather", definition_hash="w")]
+        db.session.add(connector)
+        agent, key = agent_with_tools([connector], name="Bo")
+        url = served.endpoint(agent)
+
+    async def main():
+        async with sdk_client(url, key) as client:
+            return await client.call_tool("ledger__weather", {"city": "x"})
+
+    result = run(main)
+    assert result.is_error
+    assert (
+        result.content[0].text == "Agent Bo has no credential for Ledger; connect it on its page."
+    )
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_agent"])
+def test_oauth_tokens_that_expire_mid_run_are_refreshed(
+    app, served, logged_in, start_oauth_peer, mode
+):
+    peer = start_oauth_peer(access_ttl=2)
+    connector_id = add_oauth_connector(app, peer.mcp_url, mode=mode, name="Notes")
+    with app.app_context():
+        connector = db.session.get(Connector, connector_id)
+        agent, key = agent_with_tools([connector], name="Ada", enabled={})
+        agent_id, url = agent.id, served.endpoint(agent)
+    connect(logged_in, connector_id, agent_id if mode == "per_agent" else None)
+    with app.app_context():  # Connect synced the tools; enable them all
+        connection = db.session.get(Agent, agent_id).connections[0]
+        connection.enabled_tools = [t.name for t in connection.connector.tools]
+        db.session.commit()
+
+    async def main():
+        results = []
+        async with sdk_client(url, key) as client:
+            ends = time.monotonic() + 5
+            while time.monotonic() < ends:
+                results.append(await client.call_tool("notes__echo", {"text": "hi"}))
+                await anyio.sleep(0.3)
+        return results
+
+    results = run(main)
+    assert results and not any(r.is_error for r in results)
+    assert peer.stats()["token_requests"].get("refresh_token", 0) >= 2
+    with app.app_context():
+        assert db.session.get(Agent, agent_id).connections[0].last_call_error is None
+
+
+def test_no_upstream_credential_reaches_the_agent(app, served, logged_in, fresh_oauth_peer):
+    connector_id = add_oauth_connector(app, fresh_oauth_peer.mcp_url, name="Notes")
+    connect(logged_in, connector_id)
+    with app.app_context():
+        connector = db.session.get(Connector, connector_id)
+        token = connector.access_token_enc.reveal()
+        agent, key = agent_with_tools([connector])
+        url = served.endpoint(agent)
+
+    async def main():
+        async with sdk_client(url, key) as client:
+            return await client.call_tool("notes__whoami", {})
+
+    result = run(main)
+    assert token not in result.model_dump_json()
