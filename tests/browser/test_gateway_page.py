@@ -3,8 +3,13 @@ configuration, revoke it; accessible throughout."""
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
+import anyio
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from playwright.sync_api import expect
 
 from tests.browser.conftest import axe_violations, settle, shoot
@@ -117,3 +122,26 @@ def test_key_form_errors_show_in_place(agent_page):
     keys.get_by_role("button", name="Create key").click()
     expect(keys.get_by_text("Choose the day the key expires.")).to_be_visible()
     assert axe_violations(page) == []
+
+
+def test_last_used_changes_after_the_agent_connects_with_the_copied_configuration(agent_page):
+    page = agent_page
+    create_key(page, "ci")
+    page.get_by_text("Client configuration with this key").click()
+    page.get_by_role("button", name="Copy the mcpServers entry with the key").click()
+    entry = json.loads(clipboard(page))["mcpServers"]["triage-bot"]
+    row = page.locator("#keys tbody tr", has_text="ci")
+    expect(row).to_contain_text(re.compile(r"just now\s+never\s+never"))  # created, used
+
+    async def connect():
+        headers = entry["headers"]
+        http = httpx2.AsyncClient(headers=headers)
+        async with http, Client(streamable_http_client(entry["url"], http_client=http)) as client:
+            return await client.list_tools()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop owns this thread
+        assert thread.submit(anyio.run, connect).result(timeout=30).tools == []
+    page.reload()
+    row = page.locator("#keys tbody tr", has_text="ci")
+    expect(row).to_contain_text(re.compile(r"just now\s+just now\s+never"))  # created, used
+    shoot(page, "agent-key-used")
