@@ -7,17 +7,25 @@ dict per step:
 - ``run_py2`` runs the 2.x Python client in this process, ``mode="auto"`` (probes
   ``server/discover``, falls back to ``initialize``) or ``mode="legacy"`` (``initialize`` only);
 - ``conformance`` runs one server scenario of the suite at one protocol version and answers
-  its checks.
+  its checks;
+- ``serve_gateway`` serves the app under gunicorn on a real port, and ``seed_agent`` gives it
+  an agent with a key whose tools are those of the given connectors.
 
 ``scripts/client-deps`` installs the Node side; ``scripts/test`` runs it.
 """
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 
 import anyio
+import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -27,6 +35,7 @@ CONFORMANCE_PACKAGE = os.path.join(
     NODE_PREFIX, "node_modules", "@modelcontextprotocol", "conformance"
 )
 PY1 = os.path.join(ROOT, ".venv-mcp1", "bin", "python")
+GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 TIMEOUT = 120
 
 
@@ -137,12 +146,16 @@ async def _py2_step(client, step):
     return {"cancelled": True, "progress": progress}
 
 
-def conformance(url: str, scenario: str, spec_version: str, header: str) -> list[dict]:
-    """Run the suite's server ``scenario`` against ``url`` at ``spec_version``; every request
-    it makes carries ``header`` (``"Authorization: Bearer ..."``; the suite has no option for
-    it, see ``conformance_auth.mjs``). Answers the checks (each with ``id``, ``status``
-    SUCCESS / FAILURE / WARNING / SKIPPED / INFO, ``errorMessage``, ``details``)."""
+def conformance(url: str, spec_version: str, header: str, scenario: str | None = None):
+    """Run the suite's server scenarios against ``url`` at ``spec_version``: ``scenario``
+    alone, else every one the suite has at that version (``--suite all``: some, such as
+    json-schema-2020-12, are outside the default "active" set). Every request it makes carries
+    ``header`` (``"Authorization: Bearer ..."``; the suite has no option for it, see
+    ``conformance_auth.mjs``). Answers ``{scenario: checks}``, each check with ``id``,
+    ``status`` (SUCCESS / FAILURE / WARNING / SKIPPED / INFO), ``errorMessage``, ``details``.
+    """
     with tempfile.TemporaryDirectory() as out:
+        which = ["--scenario", scenario] if scenario else ["--suite", "all"]
         command = [
             NODE,
             "--import",
@@ -151,8 +164,7 @@ def conformance(url: str, scenario: str, spec_version: str, header: str) -> list
             "server",
             "--url",
             url,
-            "--scenario",
-            scenario,
+            *which,
             "--spec-version",
             spec_version,
             "--output-dir",
@@ -164,19 +176,21 @@ def conformance(url: str, scenario: str, spec_version: str, header: str) -> list
             "MCPADMIN_CONFORMANCE_PACKAGE": os.path.join(CONFORMANCE_PACKAGE, "package.json"),
             "NO_COLOR": "1",
         }
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-        results = [
-            os.path.join(folder, "checks.json")
-            for folder, _, files in os.walk(out)
-            if "checks.json" in files
-        ]
-        if len(results) != 1:
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=TIMEOUT * 3
+        )
+        results = {}
+        for folder in os.listdir(out):
+            # server-<scenario>-<ISO time with dashes>, e.g. server-ping-2026-11-29T21-52-14-833Z
+            name = re.fullmatch(r"server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z", folder)
+            with open(os.path.join(out, folder, "checks.json"), encoding="utf-8") as f:
+                results[name.group(1) if name else folder] = json.load(f)
+        if not results or (scenario and scenario not in results):
             raise AssertionError(
-                f"conformance {scenario} at {spec_version} wrote {len(results)} results "
-                f"(exit {done.returncode})\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+                f"conformance at {spec_version} wrote no results (exit {done.returncode})\n"
+                f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
             )
-        with open(results[0], encoding="utf-8") as f:
-            return json.load(f)
+        return results
 
 
 def failures(checks: list[dict]) -> list[str]:
@@ -187,3 +201,84 @@ def failures(checks: list[dict]) -> list[str]:
         for c in checks
         if c["status"] in ("FAILURE", "WARNING")
     ]
+
+
+@contextlib.contextmanager
+def serve_gateway(instance_path: str, database_uri: str, workers: int = 2):
+    """gunicorn (gthread, as in production) serving the app of ``instance_path`` (its keys,
+    so agent keys made in the test verify) on ``database_uri``; yields its base URL,
+    ``http://localhost:PORT``, which is also its ``PUBLIC_BASE_URL`` (the conformance suite's
+    DNS-rebinding scenario needs a localhost URL and sends that Host and Origin)."""
+    from tests.peers import free_port
+
+    port = free_port()
+    base = f"http://localhost:{port}"
+    env = {
+        **os.environ,
+        "MCPADMIN_SQLALCHEMY_DATABASE_URI": database_uri,
+        "MCPADMIN_PUBLIC_BASE_URL": base,
+        "MCPADMIN_AUTO_MIGRATE": "false",
+        "MCPADMIN_ALLOW_PRIVATE_NETWORKS": "true",
+        "MCPADMIN_ALLOW_HTTP_LOOPBACK": "true",
+    }
+    factory = f"mcpadmin:create_app(instance_path={instance_path!r})"
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read back on failure
+    server = subprocess.Popen(
+        [GUNICORN, "-w", str(workers), "-k", "gthread", "--threads", "4",
+         "-b", f"127.0.0.1:{port}", factory],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        if server.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"gunicorn did not start:\n{log.read()}")
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def seed_agent(connectors, name: str = "Agent", keep_tool_names: bool = False):
+    """In the app context: sync each of ``connectors`` (unsaved ``Connector`` rows), give a
+    new agent every tool of each, and a key. Answers ``(agent_id, key, tool_names)``, the
+    names as the connectors' servers give them."""
+    from mcpadmin.extensions import db
+    from mcpadmin.models import Agent, AgentConnection
+    from mcpadmin.services import agent_keys, sync
+
+    agent = Agent(name=name, keep_tool_names=keep_tool_names)
+    db.session.add_all([agent, *connectors])
+    db.session.flush()
+    names = []
+    for connector in connectors:
+        sync.sync_tools(connector)
+        tools = sorted(t.name for t in connector.tools)
+        db.session.add(AgentConnection(agent=agent, connector=connector, enabled_tools=tools))
+        names.extend(tools)
+    _, key = agent_keys.create(agent, "tests")
+    db.session.commit()
+    return agent.id, key, names
+
+
+def empty_database(app):
+    """What the ``app`` fixture does after each test, for apps a module builds itself."""
+    from mcpadmin.extensions import db
+
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+        db.engine.dispose()
