@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import anyio
 import requests
@@ -102,6 +103,8 @@ def _dump(model) -> dict:
 
 
 async def _py2_step(client, step):
+    from mcp.shared.exceptions import MCPDeprecationWarning
+
     if step["op"] == "list":
         tools, cursor = [], None
         while True:
@@ -111,7 +114,9 @@ async def _py2_step(client, step):
             if cursor is None:
                 return {"tools": tools}
     if step["op"] == "ping":
-        await client.send_ping()
+        with warnings.catch_warnings():  # deprecated for 2026-07-28, warned in legacy mode too
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.send_ping()
         return {"ping": True}
     if step["op"] != "call":
         raise ValueError(f"unknown step {step!r}")
@@ -176,9 +181,7 @@ def conformance(url: str, spec_version: str, header: str, scenario: str | None =
             "MCPADMIN_CONFORMANCE_PACKAGE": os.path.join(CONFORMANCE_PACKAGE, "package.json"),
             "NO_COLOR": "1",
         }
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=TIMEOUT * 3
-        )
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT * 3)
         results = {}
         for folder in os.listdir(out):
             # server-<scenario>-<ISO time with dashes>, e.g. server-ping-2026-11-29T21-52-14-833Z

@@ -103,4 +103,8 @@ async def main(url: str, key: str, steps: list[dict]):
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2], json.load(sys.stdin))
+    try:
+        anyio.run(main, sys.argv[1], sys.argv[2], json.load(sys.stdin))
+    except Exception as error:  # noqa: BLE001 - a failed connect, reported as ts_client does
+        print(json.dumps({"error": repr(error)}), flush=True)
+        sys.exit(2)
