@@ -232,14 +232,13 @@ def serve_gateway(instance_path: str, database_uri: str, workers: int = 2):
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
-                    break
-            except requests.ConnectionError:
+        deadline, ready = time.monotonic() + 60, False
+        while not ready and time.monotonic() < deadline and server.poll() is None:
+            try:  # the port listens before the workers have loaded the app
+                ready = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).ok
+            except requests.RequestException:
                 time.sleep(0.2)
-        if server.poll() is not None:
+        if not ready:
             log.seek(0)
             raise RuntimeError(f"gunicorn did not start:\n{log.read()}")
         yield base

@@ -26,7 +26,10 @@ from mcp.shared.exceptions import MCPError
 from mcp_wrap import Wrapped, add_arguments
 
 # A 1x1 red PNG, as the suite suggests.
-RED_PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+RED_PIXEL_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg"
+    "=="
+)
 
 
 def silent_wav() -> str:
