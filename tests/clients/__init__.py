@@ -223,6 +223,9 @@ def serve_gateway(instance_path: str, database_uri: str, workers: int = 2):
         "MCPADMIN_AUTO_MIGRATE": "false",
         "MCPADMIN_ALLOW_PRIVATE_NETWORKS": "true",
         "MCPADMIN_ALLOW_HTTP_LOOPBACK": "true",
+        # Streams the suite opens and leaves: end them soon (the default holds one 5 minutes).
+        "MCPADMIN_GATEWAY_STREAM_SECONDS": "3",
+        "MCPADMIN_GATEWAY_WATCH_SECONDS": "0.5",
     }
     factory = f"mcpadmin:create_app(instance_path={instance_path!r})"
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read back on failure
