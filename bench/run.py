@@ -26,6 +26,7 @@ BENCHMARKS = {
     "pages": "3. Pages",
     "hot_path": "4. Credential hot path",
     "storm": "5. Refresh storm",
+    "gateway": "6. Agent gateway",
 }
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 
