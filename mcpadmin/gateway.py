@@ -149,7 +149,7 @@ def _call(caller, message, now, modern: bool):
     if not isinstance(name, str) or not isinstance(arguments, dict):
         raise RpcFailure(server.INVALID_PARAMS, "Invalid params: tools/call needs a name and "
                          "an arguments object.", 200, request_id=message.id)  # fmt: skip
-    entry = service.catalog(caller.agent).entries.get(name)
+    entry = service.catalog(caller.agent, definitions=False).entries.get(name)
     if entry is None:
         raise RpcFailure(
             server.INVALID_PARAMS,
@@ -158,19 +158,20 @@ def _call(caller, message, now, modern: bool):
             request_id=message.id,
         )
     if entry.changed:
-        text = (f"The definition of {entry.tool.name} on {entry.connector.name} changed since it "
+        text = (f"The definition of {entry.tool.name} on {entry.connector_name} changed since it "
                 f"was enabled for agent {caller.agent.name}; an operator must review it on the "
                 "agent's page before it can be called again.")  # fmt: skip
-        service.record_call(entry.connection, text, now)
+        service.record_call(entry, text, now)
         return _answer(caller, message.id, _error_result(text, modern), now)
+    connector, connection, input_schema = service.call_target(entry)
     updates = calls.call_tool(
-        entry.connector,
-        entry.connection if entry.connector.per_agent else None,
+        connector,
+        connection if connector.per_agent else None,
         caller.agent,
         entry.tool.name,
         arguments,
         progress_token=message.progress_token,
-        input_schema=entry.tool.input_schema,
+        input_schema=input_schema,
     )
     first = next(updates)
     if isinstance(first, calls.Outcome):
@@ -212,7 +213,7 @@ def _finish_call(caller, request_id, entry, outcome, now, modern):
 
 
 def _record(caller, entry, error, now):
-    service.record_call(entry.connection, error, now)
+    service.record_call(entry, error, now)
     service.touch(caller, now)
     db.session.commit()
 
@@ -235,8 +236,7 @@ def _last(updates):
 
 def _answer(caller, request_id, result, now):
     service.touch(caller, now)
-    if db.session.new or db.session.dirty:
-        db.session.commit()
+    db.session.commit()  # ends the transaction: no connection is held between requests
     return _json(server.response(request_id, result))
 
 
@@ -255,8 +255,8 @@ def _legacy_stream(caller, session_id):
         return _json(body, 406)
     changed = server.notification("notifications/tools/list_changed")
     session = caller.session.id_sha256
-    baseline = service.watched_fingerprint(caller.key.id, session)
-    return _stream(_watch(caller.key.id, session, baseline, [], changed, None))
+    baseline = service.watched_fingerprint(caller.key_id, session)
+    return _stream(_watch(caller.key_id, session, baseline, [], changed, None))
 
 
 def _listen(caller, message):
@@ -272,8 +272,8 @@ def _listen(caller, message):
     )
     changed = server.notification("notifications/tools/list_changed", {"_meta": meta})
     closing = server.response(message.id, server.modern_result({"_meta": meta}))
-    baseline = service.watched_fingerprint(caller.key.id, None)
-    watch = _watch(caller.key.id, None, baseline, [ack], changed if tools else None, closing)
+    baseline = service.watched_fingerprint(caller.key_id, None)
+    watch = _watch(caller.key_id, None, baseline, [ack], changed if tools else None, closing)
     return _stream(watch)
 
 

@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from flask import current_app
@@ -85,7 +85,7 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
         pair.check_credential()
         headers = pair.headers()
         limit = current_app.config["CALL_TIMEOUT"]
-        http = replace(outbound.http(deadline=limit), read_timeout=limit)
+        http = outbound.http(deadline=limit, read_timeout=limit, keep_alive=True)
         client = mcp.Client(http, connector.url, headers, era=connector.protocol_era,
                             version=connector.protocol_version, pool=POOL,
                             deadline=limit)  # fmt: skip

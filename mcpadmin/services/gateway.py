@@ -14,8 +14,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
 from ..models import (
@@ -36,41 +36,63 @@ PAGE_SIZE = 100
 LAST_CALL_INTERVAL = 60  # seconds
 
 
+@dataclass(frozen=True)
+class AgentView:
+    """What the gateway needs of the calling agent."""
+
+    id: int
+    name: str
+    keep_tool_names: bool
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """The legacy session a request named, when it belongs to the request's key."""
+
+    id_sha256: str
+    protocol_version: str
+
+
 @dataclass
 class Caller:
-    """An authenticated request: the key's row (with its agent), and the legacy session the
-    request named, when it named one that belongs to this key."""
+    """An authenticated request: its key, the key's agent and the named legacy session."""
 
-    key: AgentKey
-    session: GatewaySession | None
-
-    @property
-    def agent(self) -> Agent:
-        return self.key.agent
+    key_id: int
+    last_used_at: datetime | None
+    agent: AgentView
+    session: SessionView | None
 
 
 def authenticate(agent_id: int, presented: str | None, session_id: str | None, now: datetime):
     """The caller, or None when the key is missing, malformed, unknown, someone else's
-    (another agent's URL), expired or revoked. One query: the key, its agent and the session.
+    (another agent's URL), expired or revoked. One query (the key, its agent and the named
+    session), of plain columns: the hot path builds no ORM objects here.
     """
     lookup = agent_keys.lookup_of(presented or "")
     if lookup is None:
         agent_keys.matches(None, presented or "")  # the same work as a wrong key
         return None
-    query = select(AgentKey).where(AgentKey.lookup == lookup).options(joinedload(AgentKey.agent))
+    columns = [AgentKey.id, AgentKey.agent_id, AgentKey.key_hmac, AgentKey.expires_at,
+               AgentKey.revoked_at, AgentKey.last_used_at, Agent.name,
+               Agent.keep_tool_names]  # fmt: skip
+    query = select(*columns).join(Agent, Agent.id == AgentKey.agent_id)
     if session_id:
+        query = query.add_columns(GatewaySession.id_sha256, GatewaySession.protocol_version)
         query = query.outerjoin(
             GatewaySession,
             (GatewaySession.key_id == AgentKey.id)
             & (GatewaySession.id_sha256 == session_digest(session_id)),
-        ).add_columns(GatewaySession)
-        row = db.session.execute(query).first()
-        key, session = (row[0], row[1]) if row else (None, None)
-    else:
-        key, session = db.session.scalar(query), None
-    if not agent_keys.matches(key, presented) or not key.usable(now) or key.agent_id != agent_id:
+        )
+    row = db.session.execute(query.where(AgentKey.lookup == lookup)).first()
+    key = AgentKey(key_hmac=row.key_hmac, expires_at=row.expires_at,
+                   revoked_at=row.revoked_at) if row else None  # fmt: skip
+    if not agent_keys.matches(key, presented) or not key.usable(now) or row.agent_id != agent_id:
         return None
-    return Caller(key, session)
+    session = None
+    if session_id and row.id_sha256 is not None:
+        session = SessionView(row.id_sha256, row.protocol_version)
+    agent = AgentView(row.agent_id, row.name, row.keep_tool_names)
+    return Caller(row.id, row.last_used_at, agent, session)
 
 
 def session_digest(session_id: str) -> str:
@@ -85,7 +107,7 @@ def open_session(caller: Caller, version: str, client_info) -> str:
     db.session.add(
         GatewaySession(
             id_sha256=session_digest(session_id),
-            key_id=caller.key.id,
+            key_id=caller.key_id,
             protocol_version=version,
             client_info=_small(info),
         )
@@ -93,27 +115,30 @@ def open_session(caller: Caller, version: str, client_info) -> str:
     return session_id
 
 
-def end_session(session: GatewaySession):
+def end_session(session: SessionView):
     db.session.execute(
         delete(GatewayCancellation).where(GatewayCancellation.session_sha256 == session.id_sha256)
     )
-    db.session.delete(session)
+    db.session.execute(delete(GatewaySession).where(GatewaySession.id_sha256 == session.id_sha256))
 
 
 def touch(caller: Caller, now: datetime):
     """Record the key's use (at most once a ``TOUCH_INTERVAL``)."""
-    if agent_keys.needs_touch(caller.key, now):
-        caller.key.last_used_at = now
+    if agent_keys.needs_touch(caller, now):
+        db.session.execute(
+            update(AgentKey).where(AgentKey.id == caller.key_id).values(last_used_at=now)
+        )
+        caller.last_used_at = now
 
 
 @dataclass
 class Entry:
-    """One tool as the agent sees it."""
+    """One tool as the agent sees it: plain values from one query, no ORM objects."""
 
     name: str
-    tool: Tool
-    connector: Connector
-    connection: AgentConnection
+    tool: Row  # name, title, description, schemas, annotations, definition_hash
+    connector_name: str
+    connection: Row  # id, connector_id, changed_tools, last_called_at, last_call_error
 
     @property
     def changed(self) -> bool:
@@ -138,16 +163,10 @@ class Entry:
 class Catalog:
     """The agent's enabled tools across its connectors, by exposed name, in name order."""
 
-    def __init__(self, agent: Agent, connections: list[AgentConnection]):
-        self.agent = agent
-        found = []
-        for connection in connections:
-            enabled = set(connection.enabled_tools or [])
-            found += [(connection, t) for t in connection.connector.tools if t.name in enabled]
-        names = toolnames.exposed_names(
-            [(c.connector.slug, t.name) for c, t in found], agent.keep_tool_names
-        )
-        entries = [Entry(names[(c.connector.slug, t.name)], t, c.connector, c) for c, t in found]
+    def __init__(self, agent: AgentView, rows):
+        found = [r for r in rows if r.name in (r.enabled_tools or ())]
+        names = toolnames.exposed_names([(r.slug, r.name) for r in found], agent.keep_tool_names)
+        entries = [Entry(names[(r.slug, r.name)], r, r.connector_name, r) for r in found]
         self.entries = {e.name: e for e in sorted(entries, key=lambda e: e.name)}
 
     def listed(self) -> list[Entry]:
@@ -172,17 +191,48 @@ class Catalog:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def catalog(agent: Agent) -> Catalog:
-    """The agent's catalog, in one query."""
+# What naming and the checks need of each tool; a listing adds the definitions.
+_NAMING = (
+    AgentConnection.id,
+    AgentConnection.connector_id,
+    AgentConnection.enabled_tools,
+    AgentConnection.changed_tools,
+    AgentConnection.last_called_at,
+    AgentConnection.last_call_error,
+    Connector.slug,
+    Connector.name.label("connector_name"),
+    Tool.name,
+    Tool.definition_hash,
+)
+_DEFINITION = (Tool.title, Tool.description, Tool.input_schema, Tool.output_schema,
+               Tool.annotations)  # fmt: skip
+
+
+def catalog(agent: AgentView, definitions: bool = True) -> Catalog:
+    """The agent's catalog, in one query of plain columns; without the tools' definitions
+    (``definitions=False``) when only names and checks are needed (a call)."""
+    columns = _NAMING + (_DEFINITION if definitions else ())
     query = (
-        select(AgentConnection)
-        .join(AgentConnection.connector)
-        .outerjoin(Connector.tools)
+        select(*columns)
+        .join(Connector, Connector.id == AgentConnection.connector_id)
+        .join(Tool, Tool.connector_id == Connector.id)
         .where(AgentConnection.agent_id == agent.id)
-        .options(contains_eager(AgentConnection.connector).contains_eager(Connector.tools))
     )
-    connections = db.session.scalars(query).unique().all()
-    return Catalog(agent, list(connections))
+    return Catalog(agent, db.session.execute(query).all())
+
+
+def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
+    """The connector and connection an entry's call runs with (session objects: the call may
+    move their credential's state), and the tool's stored input schema. One query."""
+    query = (
+        select(AgentConnection, Tool.input_schema)
+        .join(AgentConnection.connector)
+        .join(Tool, (Tool.connector_id == Connector.id) & (Tool.name == entry.tool.name))
+        .where(AgentConnection.id == entry.connection.id)
+        .options(contains_eager(AgentConnection.connector))
+    )
+    connection, input_schema = db.session.execute(query).one()
+    return connection.connector, connection, input_schema
 
 
 def watched_fingerprint(key_id: int, session_sha256: str | None) -> str | None:
@@ -193,10 +243,11 @@ def watched_fingerprint(key_id: int, session_sha256: str | None) -> str | None:
         return None
     if session_sha256 is not None and db.session.get(GatewaySession, session_sha256) is None:
         return None
-    return catalog(key.agent).fingerprint()
+    agent = key.agent
+    return catalog(AgentView(agent.id, agent.name, agent.keep_tool_names)).fingerprint()
 
 
-def cancelled(session: GatewaySession, request_id) -> bool:
+def cancelled(session: SessionView, request_id) -> bool:
     """Whether the legacy client sent ``notifications/cancelled`` for this request."""
     found = db.session.scalar(
         select(GatewayCancellation.request_id).where(
@@ -207,20 +258,23 @@ def cancelled(session: GatewaySession, request_id) -> bool:
     return found is not None
 
 
-def cancel(session: GatewaySession, request_id):
+def cancel(session: SessionView, request_id):
     """Record a legacy client's cancellation for whichever worker runs the call."""
     key = {"session_sha256": session.id_sha256, "request_id": str(request_id)[:200]}
     if db.session.get(GatewayCancellation, key) is None:
         db.session.add(GatewayCancellation(**key))
 
 
-def record_call(connection: AgentConnection, error: str | None, now: datetime):
+def record_call(entry: Entry, error: str | None, now: datetime):
     """The connection's last call, written when its outcome changed or a minute went by."""
-    last = connection.last_called_at
+    last = entry.connection.last_called_at
     stale = last is None or (now - last).total_seconds() >= LAST_CALL_INTERVAL
-    if stale or error != connection.last_call_error:
-        connection.last_called_at = now
-        connection.last_call_error = error
+    if stale or error != entry.connection.last_call_error:
+        db.session.execute(
+            update(AgentConnection)
+            .where(AgentConnection.id == entry.connection.id)
+            .values(last_called_at=now, last_call_error=error)
+        )
 
 
 def _cursor(name: str) -> str:

@@ -1,20 +1,49 @@
 """The outbound HTTP client configured from the app: every service builds its client here."""
 
+import threading
+
+import requests
 from flask import current_app
 
 from ..protocol.http import Http
 
+_kept = threading.local()
 
-def http(timeout: float | None = None, deadline: float | None = None) -> Http:
+
+def http(
+    timeout: float | None = None,
+    deadline: float | None = None,
+    read_timeout: float | None = None,
+    keep_alive: bool = False,
+) -> Http:
     """A client with the configured timeout, size limit and address policy.
 
     :param timeout: a shorter per-call timeout for callers bound by a lock.
     :param deadline: the whole exchange's limit (default: three timeouts).
+    :param read_timeout: a longer limit for each read (a tool call may work for minutes).
+    :param keep_alive: reuse this thread's connections (tool calls through the gateway: one
+        connect per upstream and thread, not one per call). A kept connection was checked
+        against the address policy when it was opened, and is kept per policy.
     """
     config = current_app.config
+    allow_private = config["ALLOW_PRIVATE_NETWORKS"]
+    extra = {"session": _thread_session(allow_private)} if keep_alive else {}
     return Http(
         timeout=min(timeout or config["HTTP_TIMEOUT"], config["HTTP_TIMEOUT"]),
         max_bytes=config["HTTP_MAX_BYTES"],
-        allow_private=config["ALLOW_PRIVATE_NETWORKS"],
+        allow_private=allow_private,
         deadline=deadline,
+        read_timeout=read_timeout,
+        **extra,
     )
+
+
+def _thread_session(allow_private: bool) -> requests.Session:
+    """This thread's kept session for one address policy (``requests.Session`` is not
+    shared between threads)."""
+    sessions = getattr(_kept, "sessions", None)
+    if sessions is None:
+        sessions = _kept.sessions = {}
+    if allow_private not in sessions:
+        sessions[allow_private] = requests.Session()
+    return sessions[allow_private]
