@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
@@ -63,6 +63,22 @@ class Caller:
     session: SessionView | None
 
 
+# The hot path's statements, built once (building one costs more than running it on SQLite).
+_KEY = (
+    select(AgentKey.id, AgentKey.agent_id, AgentKey.key_hmac, AgentKey.expires_at,
+           AgentKey.revoked_at, AgentKey.last_used_at, Agent.name, Agent.keep_tool_names)
+    .join(Agent, Agent.id == AgentKey.agent_id)
+    .where(AgentKey.lookup == bindparam("lookup"))
+)  # fmt: skip
+_KEY_AND_SESSION = _KEY.add_columns(
+    GatewaySession.id_sha256, GatewaySession.protocol_version
+).outerjoin(
+    GatewaySession,
+    (GatewaySession.key_id == AgentKey.id)
+    & (GatewaySession.id_sha256 == bindparam("session_sha256")),
+)
+
+
 def authenticate(agent_id: int, presented: str | None, session_id: str | None, now: datetime):
     """The caller, or None when the key is missing, malformed, unknown, someone else's
     (another agent's URL), expired or revoked. One query (the key, its agent and the named
@@ -72,18 +88,11 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
     if lookup is None:
         agent_keys.matches(None, presented or "")  # the same work as a wrong key
         return None
-    columns = [AgentKey.id, AgentKey.agent_id, AgentKey.key_hmac, AgentKey.expires_at,
-               AgentKey.revoked_at, AgentKey.last_used_at, Agent.name,
-               Agent.keep_tool_names]  # fmt: skip
-    query = select(*columns).join(Agent, Agent.id == AgentKey.agent_id)
     if session_id:
-        query = query.add_columns(GatewaySession.id_sha256, GatewaySession.protocol_version)
-        query = query.outerjoin(
-            GatewaySession,
-            (GatewaySession.key_id == AgentKey.id)
-            & (GatewaySession.id_sha256 == session_digest(session_id)),
-        )
-    row = db.session.execute(query.where(AgentKey.lookup == lookup)).first()
+        values = {"lookup": lookup, "session_sha256": session_digest(session_id)}
+        row = db.session.execute(_KEY_AND_SESSION, values).first()
+    else:
+        row = db.session.execute(_KEY, {"lookup": lookup}).first()
     key = AgentKey(key_hmac=row.key_hmac, expires_at=row.expires_at,
                    revoked_at=row.revoked_at) if row else None  # fmt: skip
     if not agent_keys.matches(key, presented) or not key.usable(now) or row.agent_id != agent_id:
@@ -208,30 +217,38 @@ _DEFINITION = (Tool.title, Tool.description, Tool.input_schema, Tool.output_sche
                Tool.annotations)  # fmt: skip
 
 
-def catalog(agent: AgentView, definitions: bool = True) -> Catalog:
-    """The agent's catalog, in one query of plain columns; without the tools' definitions
-    (``definitions=False``) when only names and checks are needed (a call)."""
-    columns = _NAMING + (_DEFINITION if definitions else ())
-    query = (
+def _catalog_query(columns):
+    return (
         select(*columns)
         .join(Connector, Connector.id == AgentConnection.connector_id)
         .join(Tool, Tool.connector_id == Connector.id)
-        .where(AgentConnection.agent_id == agent.id)
+        .where(AgentConnection.agent_id == bindparam("agent_id"))
     )
-    return Catalog(agent, db.session.execute(query).all())
+
+
+_NAMES = _catalog_query(_NAMING)
+_DEFINITIONS = _catalog_query(_NAMING + _DEFINITION)
+_TARGET = (
+    select(AgentConnection, Tool.input_schema)
+    .join(AgentConnection.connector)
+    .join(Tool, (Tool.connector_id == Connector.id) & (Tool.name == bindparam("tool")))
+    .where(AgentConnection.id == bindparam("connection_id"))
+    .options(contains_eager(AgentConnection.connector))
+)
+
+
+def catalog(agent: AgentView, definitions: bool = True) -> Catalog:
+    """The agent's catalog, in one query of plain columns; without the tools' definitions
+    (``definitions=False``) when only names and checks are needed (a call)."""
+    query = _DEFINITIONS if definitions else _NAMES
+    return Catalog(agent, db.session.execute(query, {"agent_id": agent.id}).all())
 
 
 def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
     """The connector and connection an entry's call runs with (session objects: the call may
     move their credential's state), and the tool's stored input schema. One query."""
-    query = (
-        select(AgentConnection, Tool.input_schema)
-        .join(AgentConnection.connector)
-        .join(Tool, (Tool.connector_id == Connector.id) & (Tool.name == entry.tool.name))
-        .where(AgentConnection.id == entry.connection.id)
-        .options(contains_eager(AgentConnection.connector))
-    )
-    connection, input_schema = db.session.execute(query).one()
+    values = {"tool": entry.tool.name, "connection_id": entry.connection.id}
+    connection, input_schema = db.session.execute(_TARGET, values).one()
     return connection.connector, connection, input_schema
 
 
