@@ -113,7 +113,14 @@ def _legacy(caller, message, session_id, now):
                 db.session.commit()
         return Response(status=202)
     method = message.method
-    if method in ("ping", "logging/setLevel"):  # [25N/ping]; log levels are the upstream's
+    if method == "ping":  # [25N/ping]
+        result = {}
+    elif method == "logging/setLevel":
+        level = message.params.get("level")
+        if level not in server.LOG_LEVELS:
+            text = f"Invalid params: level must be one of {', '.join(server.LOG_LEVELS)}."
+            raise RpcFailure(server.INVALID_PARAMS, text, 200, request_id=message.id)
+        service.set_log_level(caller.session, level)
         result = {}
     elif method == "tools/list":
         result = _tools_page(caller, message)
@@ -172,6 +179,7 @@ def _call(caller, message, now, modern: bool):
         arguments,
         progress_token=message.progress_token,
         input_schema=input_schema,
+        log_level=_log_level(caller, message),
     )
     first = next(updates)
     if isinstance(first, calls.Outcome):
@@ -180,6 +188,16 @@ def _call(caller, message, now, modern: bool):
         outcome = _last(updates)  # the client cannot take a stream: only the result
         return _finish_call(caller, message.id, entry, outcome, now, modern)
     return _stream(_relay(caller, message, entry, first, updates, modern))
+
+
+def _log_level(caller, message) -> str | None:
+    """The level of upstream log messages this call relays: the request's ``_meta`` opt-in
+    (2026-07-28 sends none without it [26/chg Major 5]), or the legacy session's
+    logging/setLevel."""
+    if message.modern:
+        level = message.meta.get(server.LOG_LEVEL)
+        return level if level in server.LOG_LEVELS else None
+    return caller.session.log_level if caller.session is not None else None
 
 
 def _relay(caller, message, entry, first, updates, modern):

@@ -268,6 +268,9 @@ class GatewaySession(db.Model):
     key_id: Mapped[int] = mapped_column(ForeignKey("agent_key.id", ondelete="CASCADE"), index=True)
     protocol_version: Mapped[str] = mapped_column(String(20))
     client_info: Mapped[dict | None] = mapped_column(JSON)
+    # The level the client chose with logging/setLevel: upstream log messages at or above it
+    # are relayed during its calls.
+    log_level: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 

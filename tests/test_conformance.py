@@ -35,6 +35,7 @@ MUST_PASS = [
         for kind in ("simple-text", "image", "audio", "embedded-resource", "mixed-content")
         for version in (LEGACY, MODERN)
     ],
+    ("tools-call-with-logging", LEGACY),
     ("tools-call-error", LEGACY),
     ("tools-call-error", MODERN),
     ("tools-call-with-progress", LEGACY),
@@ -116,9 +117,6 @@ DECLINED = {
     },
     "http-custom-header-server-validation": "needs upstream tools declaring x-mcp-header "
     "parameters; the peer has none (the scenario fails against the SDK's own server too)",
-    "tools-call-with-logging": "the upstream's notifications/message are relayed "
-    "(tests/test_upstream_calls.py) but this scenario's checks through the gateway still fail; "
-    "left open",
     "server-sse-polling": "no resumable SSE streams (priming event ids, retry): SHOULD-level "
     "warnings only",
 }
@@ -129,7 +127,6 @@ PASS_ANYWAY = {
     "input-required-result-unsupported-methods",
     "input-required-result-validate-input",
     "server-sse-polling",
-    "tools-call-with-logging",
 }
 
 pytestmark = pytest.mark.skipif(clients.missing() is not None, reason=str(clients.missing()))

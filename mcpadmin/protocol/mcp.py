@@ -244,11 +244,13 @@ class Client:
             raise _translated(exc) from exc
 
     def call_tool(self, name: str, arguments: dict | None = None, *, meta: dict | None = None,
-                  input_schema: dict | None = None) -> Iterator[CallUpdate | CallDone]:  # fmt: skip
+                  input_schema: dict | None = None,
+                  log_level: str | None = None) -> Iterator[CallUpdate | CallDone]:  # fmt: skip
         """Call tool ``name``: a ``CallUpdate`` for each notification the server sends while
         it runs, as it arrives, then one ``CallDone`` [26/tools §Calling Tools]. ``meta`` goes
         into ``params._meta`` (a ``progressToken``, say) beside the modern envelope; the tool's
-        listed ``input_schema`` gives the ``Mcp-Param-*`` headers a modern call carries.
+        listed ``input_schema`` gives the ``Mcp-Param-*`` headers a modern call carries;
+        ``log_level`` asks a modern server for log messages (a legacy one sends them anyway).
         Afterwards ``era``/``version`` say which era answered.
 
         Closing the iterator before ``CallDone`` cancels the call: a modern request's stream is
@@ -265,7 +267,7 @@ class Client:
         remembered = self.era == "legacy" or (
             self.era == "modern" and self.version in MODERN_VERSIONS
         )
-        calls = self._tool_call(name, arguments, meta, input_schema)
+        calls = self._tool_call(name, arguments, meta, input_schema, log_level)
         try:
             try:
                 first = next(calls)
@@ -458,7 +460,9 @@ class Client:
 
     # -- tool calls ------------------------------------------------------------------------
 
-    def _tool_call(self, name, arguments, meta, input_schema) -> Iterator[CallUpdate | CallDone]:
+    def _tool_call(
+        self, name, arguments, meta, input_schema, log_level=None
+    ) -> Iterator[CallUpdate | CallDone]:
         """One attempt at the call, in the remembered era or the one a probe finds."""
         params = {"name": name}
         if arguments is not None:
@@ -472,6 +476,8 @@ class Client:
             yield from self._tool_call_legacy(params)
             return
         self.era, self.version = "modern", version
+        if log_level:  # [26/chg Major 5]: no log messages without this opt-in
+            params["_meta"] = {**(params.get("_meta") or {}), META + "logLevel": log_level}
         request = self._request("tools/call", params, version, request_id=next(_CALL_IDS))
         # [26/http §Standard Request Headers]: Mcp-Name is REQUIRED for tools/call.
         headers = {"Mcp-Name": header_value(name), **param_headers(input_schema, arguments)}

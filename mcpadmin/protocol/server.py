@@ -20,6 +20,10 @@ SERVER_INFO = {"name": "mcpadmin", "version": "0.1.0"}
 # The _meta key stamping each frame of a subscriptions/listen stream with the request's id.
 SUBSCRIPTION_ID = META + "subscriptionId"
 
+# Log levels (RFC 5424 names) a client may ask for [25N/logging; 26/base §_meta logLevel].
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LOG_LEVEL = META + "logLevel"
+
 # JSON-RPC and MCP error codes [26/base §Error Codes].
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

@@ -63,7 +63,8 @@ class _Refused(Exception):
 
 def call_tool(connector: Connector, connection: AgentConnection | None, agent: Agent,
               tool_name: str, arguments: dict | None, progress_token=None, *,
-              input_schema: dict | None = None) -> Iterator[dict | Outcome]:  # fmt: skip
+              input_schema: dict | None = None,
+              log_level: str | None = None) -> Iterator[dict | Outcome]:  # fmt: skip
     """Call ``tool_name`` (the upstream's own name) on ``connector`` for ``agent``: the
     JSON-RPC notifications to relay to the agent as they arrive (``notifications/progress``
     carrying ``progress_token``, only when one was given; ``notifications/message``), then
@@ -72,6 +73,8 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
     ``connection`` is the agent's connection to a per-agent connector (None: none yet, or a
     shared connector). ``input_schema``: the tool's stored (upstream) input schema, whose
     ``x-mcp-header`` properties a modern upstream expects as ``Mcp-Param-*`` headers.
+    ``log_level``: the agent asked for log messages at this level; a modern upstream is asked
+    for them too (it sends none otherwise).
 
     Closing the iterator early cancels the upstream call. Works on the session's objects and
     never commits: a dead grant or a step-up is recorded on the holder (through
@@ -93,7 +96,8 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
         meta = {"progressToken": upstream_token} if upstream_token else None
 
         def attempt():
-            updates = client.call_tool(tool_name, arguments, meta=meta, input_schema=input_schema)
+            updates = client.call_tool(tool_name, arguments, meta=meta, input_schema=input_schema,
+                                       log_level=log_level)  # fmt: skip
             return _relay(updates, lambda m: pair.relayed(m, upstream_token, progress_token))
 
         try:

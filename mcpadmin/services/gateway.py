@@ -51,6 +51,7 @@ class SessionView:
 
     id_sha256: str
     protocol_version: str
+    log_level: str | None
 
 
 @dataclass
@@ -71,7 +72,7 @@ _KEY = (
     .where(AgentKey.lookup == bindparam("lookup"))
 )  # fmt: skip
 _KEY_AND_SESSION = _KEY.add_columns(
-    GatewaySession.id_sha256, GatewaySession.protocol_version
+    GatewaySession.id_sha256, GatewaySession.protocol_version, GatewaySession.log_level
 ).outerjoin(
     GatewaySession,
     (GatewaySession.key_id == AgentKey.id)
@@ -99,7 +100,7 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
         return None
     session = None
     if session_id and row.id_sha256 is not None:
-        session = SessionView(row.id_sha256, row.protocol_version)
+        session = SessionView(row.id_sha256, row.protocol_version, row.log_level)
     agent = AgentView(row.agent_id, row.name, row.keep_tool_names)
     return Caller(row.id, row.last_used_at, agent, session)
 
@@ -129,6 +130,14 @@ def end_session(session: SessionView):
         delete(GatewayCancellation).where(GatewayCancellation.session_sha256 == session.id_sha256)
     )
     db.session.execute(delete(GatewaySession).where(GatewaySession.id_sha256 == session.id_sha256))
+
+
+def set_log_level(session: SessionView, level: str):
+    db.session.execute(
+        update(GatewaySession)
+        .where(GatewaySession.id_sha256 == session.id_sha256)
+        .values(log_level=level)
+    )
 
 
 def touch(caller: Caller, now: datetime):

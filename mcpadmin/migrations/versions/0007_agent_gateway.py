@@ -67,6 +67,7 @@ def upgrade():
     sa.Column('key_id', sa.Integer(), nullable=False),
     sa.Column('protocol_version', sa.String(length=20), nullable=False),
     sa.Column('client_info', sa.JSON(), nullable=True),
+    sa.Column('log_level', sa.String(length=20), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['key_id'], ['agent_key.id'],
