@@ -6,8 +6,10 @@ The ``served`` fixture runs the ``app`` fixture's app in a thread (werkzeug, thr
 
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import anyio
 import pytest
 from werkzeug.serving import make_server
 
@@ -67,3 +69,11 @@ def synced_connector(url: str, name: str, **settings) -> Connector:
     outcomes = fanout.sync_connector(connector)
     assert all(o.ok for o in outcomes), [o.message for o in outcomes]
     return connector
+
+
+def run_async(function, *args):
+    """``anyio.run(function, *args)`` in a thread of its own: a session that ran the browser
+    tests leaves Playwright's event loop running in the main thread, where a second loop
+    cannot start."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(anyio.run, function, *args).result()

@@ -1,13 +1,12 @@
 """The agent endpoint as the official Python SDK (2.x) client meets it, and at the wire."""
 
-import anyio
 import httpx2
 import pytest
 import requests
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.gateway_helpers import agent_with_tools, synced_connector
+from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 
 
 def sdk_client(url, key, mode="auto"):
@@ -16,7 +15,7 @@ def sdk_client(url, key, mode="auto"):
 
 
 def run(coro):
-    return anyio.run(coro)
+    return run_async(coro)
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -15,7 +15,7 @@ from mcpadmin.extensions import db
 from mcpadmin.models import Agent, AgentConnection, Connector, Tool
 from mcpadmin.protocol import mcp
 from mcpadmin.services import calls
-from tests.gateway_helpers import agent_with_tools, synced_connector
+from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 from tests.oauth_helpers import add_connector as add_oauth_connector
 from tests.oauth_helpers import connect
 from tests.peers.mcp_fixtures import LEGACY_PYTHON, _start, _stop
@@ -53,7 +53,7 @@ def ledger(url) -> Connector:
 
 
 def run(main):
-    return anyio.run(main)
+    return run_async(main)
 
 
 @pytest.fixture

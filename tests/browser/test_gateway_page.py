@@ -3,9 +3,7 @@ configuration, revoke it; accessible throughout."""
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -14,6 +12,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import axe_violations, settle, shoot
 from tests.browser.test_journeys import add_agent
+from tests.gateway_helpers import run_async
 
 KEY = re.compile(r"mcpa_[a-z2-7]{24}_[A-Za-z0-9_-]{43}")
 
@@ -139,8 +138,7 @@ def test_last_used_changes_after_the_agent_connects_with_the_copied_configuratio
         async with http, Client(streamable_http_client(entry["url"], http_client=http)) as client:
             return await client.list_tools()
 
-    with ThreadPoolExecutor(1) as thread:  # Playwright's loop owns this thread
-        assert thread.submit(anyio.run, connect).result(timeout=30).tools == []
+    assert run_async(connect).tools == []
     page.reload()
     row = page.locator("#keys tbody tr", has_text="ci")
     expect(row).to_contain_text(re.compile(r"just now\s+just now\s+never"))  # created, used

@@ -28,6 +28,8 @@ import warnings
 import anyio
 import requests
 
+from tests.gateway_helpers import run_async
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 NODE_PREFIX = os.path.join(ROOT, ".node", "clients")
@@ -78,7 +80,7 @@ def run_py1(url: str, key: str, steps: list[dict]) -> list[dict]:
 def run_py2(url: str, key: str, steps: list[dict], mode: str = "auto") -> list[dict]:
     """The mcp 2.x client in this process (its own event loop); also answers, last, which
     protocol version it negotiated: ``[..., {"protocol_version": "..."}]``."""
-    return anyio.run(_py2, url, key, steps, mode)
+    return run_async(_py2, url, key, steps, mode)
 
 
 async def _py2(url, key, steps, mode):
