@@ -207,7 +207,7 @@ def _relay(caller, message, entry, first, updates, modern):
     checked = time.monotonic()
     try:
         yield server.sse_event(first)
-        for update in updates:
+        for update in _guarded(updates, message.id):
             if isinstance(update, calls.Outcome):
                 now = utcnow()
                 result = _result(update, modern)
@@ -223,6 +223,17 @@ def _relay(caller, message, entry, first, updates, modern):
                     return
     finally:
         updates.close()
+
+
+def _guarded(updates, request_id):
+    """``updates``, ending in a JSON-RPC error event if mcpadmin itself fails mid-stream (the
+    status line is long gone, so an error page cannot be sent)."""
+    try:
+        yield from updates
+    except Exception:
+        log.exception("agent endpoint failed while relaying a call")
+        db.session.rollback()
+        yield server.error(request_id, server.INTERNAL_ERROR, "Internal error in mcpadmin.")
 
 
 def _finish_call(caller, request_id, entry, outcome, now, modern):

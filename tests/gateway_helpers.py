@@ -31,13 +31,21 @@ def serving(app):
     """``app`` on a free port of 127.0.0.1 until the block ends."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
+    # Streams a client leaves open (a legacy SDK client's GET) end soon, so no request thread
+    # outlives the test and its database.
+    app.config["GATEWAY_STREAM_SECONDS"] = min(app.config["GATEWAY_STREAM_SECONDS"], 2)
+    app.config["GATEWAY_WATCH_SECONDS"] = min(app.config["GATEWAY_WATCH_SECONDS"], 0.2)
+    before = set(threading.enumerate())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield Served(f"http://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
+        server.server_close()
         thread.join(5)
+        for request_thread in set(threading.enumerate()) - before:
+            request_thread.join(5)
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ elicitation) are expected failures, with the reason. The peer alone passes every
 gateway must pass (first test), so a failure through the gateway is the gateway's.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from mcpadmin import create_app
@@ -167,7 +169,14 @@ def results(gateway):
     {scenario: checks}}`` (a whole run takes seconds; a run per scenario, a Node start each)."""
     url, key = gateway
     header = f"Authorization: Bearer {key}"
-    return {version: clients.conformance(url, version, header) for version in (LEGACY, MODERN)}
+    return both_eras(url, header)
+
+
+def both_eras(url, header) -> dict:
+    """The suite at each version, the two runs side by side (each mostly waits)."""
+    with ThreadPoolExecutor(2) as pool:
+        runs = {v: pool.submit(clients.conformance, url, v, header) for v in (LEGACY, MODERN)}
+        return {version: run.result() for version, run in runs.items()}
 
 
 def test_the_peer_alone_passes_what_the_gateway_must():
@@ -177,7 +186,7 @@ def test_the_peer_alone_passes_what_the_gateway_must():
     try:
         url = f"http://localhost:{peer.port}/mcp"
         header = "Authorization: Bearer peer-token"
-        runs = {version: clients.conformance(url, version, header) for version in (LEGACY, MODERN)}
+        runs = both_eras(url, header)
     finally:
         peer.stop()
     failed = {
