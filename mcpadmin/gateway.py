@@ -37,7 +37,7 @@ KEEPALIVE_SECONDS = 15
 
 @bp.route("/agents/<int:id>/mcp", methods=["POST", "GET", "DELETE"])
 def endpoint(id):
-    """One MCP message (POST), or a legacy session's end (DELETE)."""
+    """One MCP message (POST), a legacy session's server stream (GET), or its end (DELETE)."""
     refusal = _foreign_origin()
     if refusal is not None:
         return refusal

@@ -143,6 +143,12 @@ def stats_of(peer):
     return done.result["structuredContent"]
 
 
+def weather_connection() -> AgentConnection:
+    """Agent Ada's connection to the shared "Weather" connector."""
+    return db.session.query(AgentConnection).join(Connector).filter(
+        Connector.name == "Weather").one()  # fmt: skip
+
+
 def mcp_http():
     from mcpadmin.protocol.http import Http
 
@@ -152,8 +158,7 @@ def mcp_http():
 def test_a_tool_not_enabled_for_the_agent_cannot_be_called(app, two_upstreams):
     url, key = two_upstreams
     with app.app_context():
-        connection = db.session.query(AgentConnection).join(Connector).filter(
-            Connector.name == "Weather").one()  # fmt: skip
+        connection = weather_connection()
         connection.enabled_tools = [n for n in connection.enabled_tools if n != "fail"]
         db.session.commit()
 
@@ -170,8 +175,7 @@ def test_a_tool_not_enabled_for_the_agent_cannot_be_called(app, two_upstreams):
 def test_a_tool_whose_definition_changed_is_held_until_reviewed(app, two_upstreams):
     url, key = two_upstreams
     with app.app_context():
-        connection = db.session.query(AgentConnection).join(Connector).filter(
-            Connector.name == "Weather").one()  # fmt: skip
+        connection = weather_connection()
         connection.changed_tools = ["weather"]
         db.session.commit()
 
@@ -185,8 +189,7 @@ def test_a_tool_whose_definition_changed_is_held_until_reviewed(app, two_upstrea
     assert result.is_error
     assert "must review it on the agent's page" in result.content[0].text
     with app.app_context():
-        connection = db.session.query(AgentConnection).join(Connector).filter(
-            Connector.name == "Weather").one()  # fmt: skip
+        connection = weather_connection()
         assert "changed since it was enabled" in connection.last_call_error
 
 
