@@ -64,6 +64,16 @@ class Defaults:
     # how often they look (seconds), and how long one lasts before the client opens another.
     GATEWAY_WATCH_SECONDS = 2.0
     GATEWAY_STREAM_SECONDS = 300
+    # Days kept: the call log (one row per agent tool call) and the admin audit trail;
+    # ``flask prune-logs`` (also run by ``flask sync-tools``) deletes older rows.
+    CALL_LOG_DAYS = 30
+    AUDIT_LOG_DAYS = 365
+    # Write the call log at all (on by default; off only to measure what it costs).
+    CALL_LOG = True
+    # ``/metrics`` (Prometheus): off until a token is set; scrapers send it as a bearer token.
+    METRICS_TOKEN: str | None = None
+    # Log lines: "text" (default) or "json" (one object per line, with the request id).
+    LOG_FORMAT = "text"
     # Host names accepted besides the host of PUBLIC_BASE_URL (``host`` or ``host:port``).
     EXTRA_HOSTS: list[str] = []
 
@@ -118,7 +128,7 @@ def load(app, test_config=None):
         app.config[name] = float(app.config[name])
     integers = ("TRUSTED_PROXY_HOPS", "LOGIN_MAX_FAILURES", "LOGIN_USERNAME_MAX_FAILURES",
                 "AGENT_KEY_MAX_FAILURES", "AGENT_KEY_LOCKOUT_SECONDS", "GATEWAY_STREAM_SECONDS",
-                "GATEWAY_MAX_REQUEST_BYTES")  # fmt: skip
+                "GATEWAY_MAX_REQUEST_BYTES", "CALL_LOG_DAYS", "AUDIT_LOG_DAYS")  # fmt: skip
     for name in integers:
         app.config[name] = int(app.config[name])
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])

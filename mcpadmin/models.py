@@ -9,7 +9,20 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, event, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -138,6 +151,8 @@ class Connector(CredentialColumns, db.Model):
     auth_type: Mapped[str] = mapped_column(String(20), default="none")
     credential_mode: Mapped[str] = mapped_column(String(20), default="shared")
     api_key_header_name: Mapped[str | None] = mapped_column(String(100))
+    # Keep each call's arguments in the call log (values under secret-looking keys redacted).
+    log_arguments: Mapped[bool] = mapped_column(Boolean, default=False)
 
     # OAuth, as the operator configured it (all optional: discovery fills the gaps).
     oauth_scopes: Mapped[str | None] = mapped_column(String(1000))
@@ -417,3 +432,69 @@ def _give_slugs(session, flush_context, instances):
             slug = f"{base}_{number}"
         connector.slug = slug
         taken.add(slug)
+
+
+# Ids of log tables: 64-bit on PostgreSQL (a busy gateway passes 2**31 calls), INTEGER on SQLite
+# (only an INTEGER PRIMARY KEY is the rowid alias that numbers itself).
+LogId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class CallRecord(db.Model):
+    """One agent request that reached tool dispatch (``services.calllog``). Names are copied,
+    not referenced: a record outlives its agent, key and connector. Never holds a key, a
+    credential or a result; arguments only where the connector says so, redacted."""
+
+    __tablename__ = "call_log"
+    __table_args__ = (
+        Index("ix_call_log_agent_id_id", "agent_id", "id"),
+        Index("ix_call_log_connector_id_id", "connector_id", "id"),
+        Index("ix_call_log_outcome_id", "outcome", "id"),
+        Index("ix_call_log_tool_id", "tool", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(LogId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # The request's id, also in the structured log lines and in the agent's error text.
+    request_id: Mapped[str] = mapped_column(String(32), index=True)
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    agent_name: Mapped[str] = mapped_column(String(100))
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    key_label: Mapped[str | None] = mapped_column(String(100))
+    connector_id: Mapped[int | None] = mapped_column(Integer)
+    connector_name: Mapped[str | None] = mapped_column(String(100))
+    # The name the agent called, and the upstream's own name (None when none was found).
+    tool: Mapped[str] = mapped_column(String(200))
+    upstream_tool: Mapped[str | None] = mapped_column(String(200))
+    # The upstream's protocol era ("modern" or "legacy"), when the call reached it.
+    era: Mapped[str | None] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(40))
+    total_ms: Mapped[float] = mapped_column(Float)
+    upstream_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(String(300))
+    request_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    response_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    arguments: Mapped[dict | None] = mapped_column(JSON)
+
+
+class AuditEvent(db.Model):
+    """One thing an admin did (or tried: a failed sign-in), with what changed; never a secret
+    (``services.audit``). Names are copied so the trail outlives what it names."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_action_id", "action", "id"),
+        Index("ix_audit_event_admin_name_id", "admin_name", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(LogId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Who: the signed-in admin, the username a failed sign-in gave, or None (the shell).
+    admin_name: Mapped[str | None] = mapped_column(String(80))
+    address: Mapped[str | None] = mapped_column(String(64))
+    # What, e.g. "connector.updated" (``services.audit.Action``), and to which object.
+    action: Mapped[str] = mapped_column(String(40))
+    target_type: Mapped[str | None] = mapped_column(String(20))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    target_name: Mapped[str | None] = mapped_column(String(200))
+    # What changed: field → [before, after], or other plain facts; never a secret's value.
+    details: Mapped[dict | None] = mapped_column(JSON)
