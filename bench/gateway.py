@@ -132,13 +132,17 @@ class Lean:
 
 
 def _latency(peer_url, gateway_url, key, calls) -> list[Figure]:
-    direct, gateway = Lean(peer_url), Lean(gateway_url, key)
+    """Also times ``/healthz`` on the same gunicorn: what any request costs there before the
+    gateway does anything (the floor under the added latency)."""
+    direct, gateway, floor = Lean(peer_url), Lean(gateway_url, key), _Floor(gateway_url)
     for _ in range(20):
         direct.weather()
         gateway.weather("peer__weather")
-    times = {"direct": [], "gateway": []}
-    for _ in range(calls):  # interleaved, so load from elsewhere falls on both alike
-        for side, call in (("direct", direct.weather), ("gateway", _gateway_call(gateway))):
+        floor.get()
+    times = {"direct": [], "gateway": [], "floor": []}
+    for _ in range(calls):  # interleaved, so load from elsewhere falls on all alike
+        for side, call in (("direct", direct.weather), ("gateway", _gateway_call(gateway)),
+                           ("floor", floor.get)):  # fmt: skip
             began = time.perf_counter()
             call()
             times[side].append((time.perf_counter() - began) * 1000)
@@ -151,7 +155,21 @@ def _latency(peer_url, gateway_url, key, calls) -> list[Figure]:
                added <= 2, note=note),
         Figure("tools/call weather, one client: p99 gateway vs direct", p99["gateway"],
                p99["direct"], "ms", "≤ 1.3×", p99["gateway"] <= 1.3 * p99["direct"]),
+        Figure("floor: GET /healthz on the same gunicorn, p50 (vs the upstream's whole call)",
+               p50["floor"], p50["direct"], "ms"),
     ]  # fmt: skip
+
+
+class _Floor:
+    """``GET /healthz`` on the gateway's server with the same kind of client."""
+
+    def __init__(self, gateway_url: str):
+        self.url = gateway_url.split("/agents/")[0] + "/healthz"
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def get(self):
+        self.http.get(self.url, timeout=30).raise_for_status()
 
 
 def _gateway_call(client):

@@ -76,8 +76,8 @@ def _modern(caller, message, now):
     if method == "server/discover":
         result = server.discover_result(_instructions(caller.agent))
     elif method == "tools/list":
-        result = server.modern_result({**_tools_page(caller, message), "ttlMs": 0,
-                                       "cacheScope": "private"})  # fmt: skip
+        extra = server.modern_result({"ttlMs": 0, "cacheScope": "private"})
+        return _tools_answer(caller, message, now, extra)
     elif method == "tools/call":
         return _call(caller, message, now, modern=True)
     elif method == "subscriptions/listen":
@@ -123,7 +123,7 @@ def _legacy(caller, message, session_id, now):
         service.set_log_level(caller.session, level)
         result = {}
     elif method == "tools/list":
-        result = _tools_page(caller, message)
+        return _tools_answer(caller, message, now, {})
     elif method == "tools/call":
         return _call(caller, message, now, modern=False)
     elif method == "initialize":
@@ -136,17 +136,21 @@ def _legacy(caller, message, session_id, now):
     return _answer(caller, message.id, result, now)
 
 
-def _tools_page(caller, message) -> dict:
+def _tools_answer(caller, message, now, extra: dict):
+    """tools/list: one page of the agent's catalog (rendered once per catalog version), with
+    ``extra`` members in the result."""
     catalog = service.catalog(caller.agent)
     try:
         tools, next_cursor = catalog.page(message.params.get("cursor"))
     except ValueError:
         raise RpcFailure(server.INVALID_PARAMS, "Invalid params: unknown cursor.", 200,
                          request_id=message.id) from None  # fmt: skip
-    result = {"tools": tools}
     if next_cursor is not None:
-        result["nextCursor"] = next_cursor
-    return result
+        extra = {**extra, "nextCursor": next_cursor}
+    service.touch(caller, now)
+    db.session.commit()
+    body = server.response_text(message.id, "tools", tools, extra)
+    return Response(body, content_type=JSON)
 
 
 def _call(caller, message, now, modern: bool):

@@ -21,7 +21,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -45,6 +47,11 @@ PASTED_SECRET_TYPES = ("bearer", "api_key_header")
 
 # The longest connector slug made from a name; a number may follow to keep slugs unique.
 SLUG_LENGTH = 24
+
+
+# Ids of log tables: 64-bit on PostgreSQL (a busy gateway passes 2**31 calls), INTEGER on SQLite
+# (only an INTEGER PRIMARY KEY is the rowid alias that numbers itself).
+LogId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -415,6 +422,63 @@ def slug_base(name: str) -> str:
     return slug or "connector"
 
 
+class CatalogState(db.Model):
+    """One row whose ``version`` grows with every committed change to what an agent endpoint
+    lists: tools, tool choices, connector names and slugs. Gateway workers keep each agent's
+    rendered catalog and trust it while the version read with the caller's key is the one it
+    was built at, so a call is checked against the committed choices without reading them."""
+
+    __tablename__ = "catalog_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(LogId, default=0)
+
+
+# The columns whose change changes an agent's catalog (any change to a tool row does).
+_CATALOG_COLUMNS = {
+    AgentConnection: ("agent_id", "connector_id", "enabled_tools", "changed_tools"),
+    Connector: ("name", "slug"),
+}
+_CATALOG_CHANGED = "mcpadmin.catalog_changed"
+
+
+@event.listens_for(Session, "before_flush")
+def _note_catalog_changes(session, flush_context, instances):
+    """Mark the transaction when this flush adds, deletes or edits what a catalog is made of
+    (the version is raised at commit: ``_raise_catalog_version``)."""
+    if session.info.get(_CATALOG_CHANGED):
+        return
+    kinds = (Tool, AgentConnection, Connector)
+    for obj in (*session.new, *session.deleted):
+        if isinstance(obj, kinds):
+            session.info[_CATALOG_CHANGED] = True
+            return
+    for obj in session.dirty:
+        if isinstance(obj, Tool) and session.is_modified(obj):
+            session.info[_CATALOG_CHANGED] = True
+            return
+        columns = _CATALOG_COLUMNS.get(type(obj), ())
+        state = inspect(obj) if columns else None
+        if state is not None and any(state.attrs[c].history.has_changes() for c in columns):
+            session.info[_CATALOG_CHANGED] = True
+            return
+
+
+@event.listens_for(Session, "before_commit")
+def _raise_catalog_version(session):
+    """Raise the catalog version in the transaction that changed a catalog, as its last
+    statement: the row is locked only for the commit itself, so writers never wait on each
+    other holding other locks."""
+    session.flush()
+    if session.info.pop(_CATALOG_CHANGED, False):
+        session.execute(update(CatalogState).values(version=CatalogState.version + 1))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_catalog_changes(session):
+    session.info.pop(_CATALOG_CHANGED, None)
+
+
 @event.listens_for(Session, "before_flush")
 def _give_slugs(session, flush_context, instances):
     """Give each new connector a slug from its name, unique among the stored ones and those
@@ -432,11 +496,6 @@ def _give_slugs(session, flush_context, instances):
             slug = f"{base}_{number}"
         connector.slug = slug
         taken.add(slug)
-
-
-# Ids of log tables: 64-bit on PostgreSQL (a busy gateway passes 2**31 calls), INTEGER on SQLite
-# (only an INTEGER PRIMARY KEY is the rowid alias that numbers itself).
-LogId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class CallRecord(db.Model):

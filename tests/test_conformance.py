@@ -20,6 +20,7 @@ import pytest
 from mcpadmin import create_app
 from mcpadmin.models import Connector
 from tests import clients
+from tests.conftest import empty_database
 from tests.peers import start
 
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
@@ -159,7 +160,7 @@ def gateway(database_uri, tmp_path_factory):
         with clients.serve_gateway(app.instance_path, database_uri) as base:
             yield f"{base}/agents/{agent_id}/mcp", key
     finally:
-        clients.empty_database(app)
+        empty_database(app)
         peer.stop()
 
 

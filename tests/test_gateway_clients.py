@@ -18,6 +18,7 @@ from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
 from mcpadmin.models import AgentConnection, Connector
 from tests import clients
+from tests.conftest import empty_database
 from tests.peers import start
 
 pytestmark = pytest.mark.skipif(clients.missing() is not None, reason=str(clients.missing()))
@@ -66,7 +67,7 @@ def gateway(database_uri, tmp_path_factory):
         with clients.serve_gateway(app.instance_path, database_uri) as base:
             yield f"{base}/agents/{agent_id}/mcp", key, gateway_names
     finally:
-        clients.empty_database(app)
+        empty_database(app)
         peer.stop()
 
 

@@ -9,6 +9,7 @@ import requests
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, Connector, Tool, utcnow
 from mcpadmin.services import agent_keys, toolnames
+from tests.conftest import PASSWORD, Browser
 from tests.gateway_helpers import agent_with_tools
 
 MODERN = "2026-07-28"
@@ -342,3 +343,48 @@ def test_an_address_that_keeps_sending_wrong_keys_is_slowed_down(app, client, ag
     assert statuses[:2] == [401, 401]
     assert statuses[-1] == 429
     assert initialize_raw(client, agent_id, key).status_code == 200  # the right key still works
+
+
+def listed_names(client, agent_id, key):
+    reply = client.post(url(agent_id), json=modern_body("tools/list"),
+                        headers=modern_headers(key, "tools/list"))  # fmt: skip
+    return [t["name"] for t in reply.json["result"]["tools"]]
+
+
+def test_a_tool_unticked_on_the_page_is_gone_and_refused_at_once(app, client, agent, admin):
+    """The endpoint keeps each agent's rendered catalog; a change of choices committed by any
+    process raises the catalog version read with the key, so the next request sees it."""
+    agent_id, key = agent
+    assert listed_names(client, agent_id, key) == ["peer__add", "peer__echo"]
+    with app.app_context():
+        connector = db.session.scalar(db.select(Connector).filter_by(name="Peer"))
+        add = next(t.id for t in connector.tools if t.name == "add")
+        choices = f"/agents/{agent_id}/connectors/{connector.id}/tools"
+    operator = Browser(app.test_client())
+    operator.post("/login", data={"username": admin, "password": PASSWORD})
+    operator.get("/connectors/")
+    assert "1 of 2 tools enabled" in operator.hx_post(choices, data={"tools": [str(add)]}).text
+    assert listed_names(client, agent_id, key) == ["peer__add"]
+    body = modern_body("tools/call", name="peer__echo", arguments={})
+    headers = modern_headers(key, "tools/call", **{"Mcp-Name": "peer__echo"})
+    reply = client.post(url(agent_id), json=body, headers=headers)
+    assert reply.json["error"]["code"] == -32602
+    assert "not one of agent" in reply.json["error"]["message"]
+
+
+def test_a_changed_definition_is_held_back_at_once(app, client, agent):
+    agent_id, key = agent
+    assert listed_names(client, agent_id, key) == ["peer__add", "peer__echo"]
+    with app.app_context():
+        connection = db.session.get(Agent, agent_id).connections[0]
+        connection.changed_tools = ["echo"]
+        db.session.commit()
+    assert listed_names(client, agent_id, key) == ["peer__add"]
+    with app.app_context():
+        connection = db.session.get(Agent, agent_id).connections[0]
+        connection.changed_tools = []
+        connection.connector.tools[0].description = "Adds"
+        db.session.commit()
+    reply = client.post(url(agent_id), json=modern_body("tools/list"),
+                        headers=modern_headers(key, "tools/list"))  # fmt: skip
+    assert reply.json["result"]["tools"][0]["description"] == "Adds"

@@ -226,6 +226,14 @@ def response(request_id, result: dict) -> dict:
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
 
+def response_text(request_id, name: str, encoded: str, result: dict) -> str:
+    """``response(request_id, {name: <encoded>, **result})`` as JSON text, with ``encoded``
+    (a member's value) already JSON: a long list rendered once is not encoded again."""
+    rest = json.dumps(result, separators=(",", ":"), ensure_ascii=False)[1:-1]
+    members = f"{json.dumps(name)}:{encoded}" + ("," + rest if rest else "")
+    return f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"result":{{{members}}}}}'
+
+
 def error(request_id, code: int, message: str, data=None) -> dict:
     body = {"code": code, "message": message}
     if data is not None:

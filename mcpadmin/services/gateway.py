@@ -1,19 +1,24 @@
 """The agent gateway's decisions: who is calling (key and legacy session), which tools the
 agent sees and under which names, and whether a call may go upstream.
 
-Hot-path budget (DESIGN §8): one indexed read for the key with its agent and session
-(``authenticate``), one for the agent's enabled tools with their connections and connectors
-(``catalog``); writes only where something changed (``touch``). ``tools/list`` answers from
-the stored catalog; no upstream is asked.
+Hot-path budget (DESIGN §8): one indexed read for the key with its agent, its legacy session
+and the catalog version (``authenticate``); the agent's catalog (enabled tools with their
+connections and connectors, named and rendered) from this process's cache while that version
+holds, else one read (``catalog``); one read for a call's connection (``call_target``); writes
+only where something changed (``touch``, ``record_call``). ``tools/list`` answers from the
+stored catalog; no upstream is asked.
 """
 
 import base64
 import binascii
 import hashlib
+import json
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import contains_eager
 
@@ -22,6 +27,7 @@ from ..models import (
     Agent,
     AgentConnection,
     AgentKey,
+    CatalogState,
     Connector,
     GatewayCancellation,
     GatewaySession,
@@ -34,6 +40,8 @@ from . import agent_keys, toolnames
 PAGE_SIZE = 100
 # A connection's last call is written when its outcome changed, or at most this often.
 LAST_CALL_INTERVAL = 60  # seconds
+# Agents whose rendered catalog a process keeps (all are dropped when there would be more).
+CACHED_CATALOGS = 1000
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class AgentView:
     id: int
     name: str
     keep_tool_names: bool
+    # The catalog version read with the key (``CatalogState``); None: do not cache.
+    catalog_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,9 +75,11 @@ class Caller:
 
 
 # The hot path's statements, built once (building one costs more than running it on SQLite).
+_VERSION = select(CatalogState.version).where(CatalogState.id == 1).scalar_subquery()
 _KEY = (
     select(AgentKey.id, AgentKey.agent_id, AgentKey.key_hmac, AgentKey.expires_at,
-           AgentKey.revoked_at, AgentKey.last_used_at, Agent.name, Agent.keep_tool_names)
+           AgentKey.revoked_at, AgentKey.last_used_at, Agent.name, Agent.keep_tool_names,
+           _VERSION.label("catalog_version"))
     .join(Agent, Agent.id == AgentKey.agent_id)
     .where(AgentKey.lookup == bindparam("lookup"))
 )  # fmt: skip
@@ -82,8 +94,9 @@ _KEY_AND_SESSION = _KEY.add_columns(
 
 def authenticate(agent_id: int, presented: str | None, session_id: str | None, now: datetime):
     """The caller, or None when the key is missing, malformed, unknown, someone else's
-    (another agent's URL), expired or revoked. One query (the key, its agent and the named
-    session), of plain columns: the hot path builds no ORM objects here.
+    (another agent's URL), expired or revoked. One query (the key, its agent, the named
+    session and the catalog version), of plain columns: the hot path builds no ORM objects
+    here.
     """
     lookup = agent_keys.lookup_of(presented or "")
     if lookup is None:
@@ -101,7 +114,7 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
     session = None
     if session_id and row.id_sha256 is not None:
         session = SessionView(row.id_sha256, row.protocol_version, row.log_level)
-    agent = AgentView(row.agent_id, row.name, row.keep_tool_names)
+    agent = AgentView(row.agent_id, row.name, row.keep_tool_names, row.catalog_version)
     return Caller(row.id, row.last_used_at, agent, session)
 
 
@@ -156,7 +169,7 @@ class Entry:
     name: str
     tool: Row  # name, title, description, schemas, annotations, definition_hash
     connector_name: str
-    connection: Row  # id, connector_id, changed_tools, last_called_at, last_call_error
+    connection: Row  # id, connector_id, changed_tools
 
     @property
     def changed(self) -> bool:
@@ -179,24 +192,34 @@ class Entry:
 
 
 class Catalog:
-    """The agent's enabled tools across its connectors, by exposed name, in name order."""
+    """The agent's enabled tools across its connectors, by exposed name, in name order. Never
+    changed once built (a process shares it between requests): pages are rendered once."""
 
     def __init__(self, agent: AgentView, rows):
         found = [r for r in rows if r.name in (r.enabled_tools or ())]
         names = toolnames.exposed_names([(r.slug, r.name) for r in found], agent.keep_tool_names)
         entries = [Entry(names[(r.slug, r.name)], r, r.connector_name, r) for r in found]
         self.entries = {e.name: e for e in sorted(entries, key=lambda e: e.name)}
+        self._pages: dict = {}
 
     def listed(self) -> list[Entry]:
         """What ``tools/list`` shows: every entry but those held back."""
         return [e for e in self.entries.values() if not e.changed]
 
-    def page(self, cursor: str | None) -> tuple[list[dict], str | None]:
+    def page(self, cursor: str | None) -> tuple[str, str | None]:
         """One page of definitions after ``cursor`` (the last name of the previous page,
-        opaque to the client) and the next cursor.
+        opaque to the client) as a JSON array, and the next cursor; rendered once.
 
         :raise ValueError: a cursor this server did not write.
         """
+        page = self._pages.get(cursor)
+        if page is None:
+            tools, next_cursor = self._page(cursor)
+            encoded = json.dumps(tools, separators=(",", ":"), ensure_ascii=False)
+            page = self._pages[cursor] = (encoded, next_cursor)
+        return page
+
+    def _page(self, cursor) -> tuple[list[dict], str | None]:
         after = _cursor_name(cursor) if cursor is not None else None
         listed = [e for e in self.listed() if after is None or e.name > after]
         page = listed[:PAGE_SIZE]
@@ -215,8 +238,6 @@ _NAMING = (
     AgentConnection.connector_id,
     AgentConnection.enabled_tools,
     AgentConnection.changed_tools,
-    AgentConnection.last_called_at,
-    AgentConnection.last_call_error,
     Connector.slug,
     Connector.name.label("connector_name"),
     Tool.name,
@@ -246,11 +267,42 @@ _TARGET = (
 )
 
 
+@dataclass
+class _Cache:
+    """Each agent's catalog with its definitions, as built at a catalog version."""
+
+    catalogs: dict = field(default_factory=dict)  # agent id → (version, keep names, Catalog)
+    # What this process last knew of each connection's last call: (when, error).
+    last_calls: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _cache() -> _Cache:
+    """This app's cache (an app, and so its database, has its own)."""
+    cache = current_app.extensions.get(_Cache.__name__)
+    if cache is None:
+        cache = current_app.extensions[_Cache.__name__] = _Cache()
+    return cache
+
+
 def catalog(agent: AgentView, definitions: bool = True) -> Catalog:
-    """The agent's catalog, in one query of plain columns; without the tools' definitions
-    (``definitions=False``) when only names and checks are needed (a call)."""
-    query = _DEFINITIONS if definitions else _NAMES
-    return Catalog(agent, db.session.execute(query, {"agent_id": agent.id}).all())
+    """The agent's catalog: this process's copy when it was built at the version the caller's
+    key was read with, else one query of plain columns (without the tools' definitions,
+    ``definitions=False``, when only names and checks are needed and no version was read)."""
+    version = agent.catalog_version
+    if version is None:
+        query = _DEFINITIONS if definitions else _NAMES
+        return Catalog(agent, db.session.execute(query, {"agent_id": agent.id}).all())
+    cache = _cache()
+    cached = cache.catalogs.get(agent.id)
+    if cached is not None and cached[:2] == (version, agent.keep_tool_names):
+        return cached[2]
+    built = Catalog(agent, db.session.execute(_DEFINITIONS, {"agent_id": agent.id}).all())
+    with cache.lock:
+        if len(cache.catalogs) >= CACHED_CATALOGS:
+            cache.catalogs.clear()
+        cache.catalogs[agent.id] = (version, agent.keep_tool_names, built)
+    return built
 
 
 def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
@@ -258,6 +310,7 @@ def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
     move their credential's state), and the tool's stored input schema. One query."""
     values = {"tool": entry.tool.name, "connection_id": entry.connection.id}
     connection, input_schema = db.session.execute(_TARGET, values).one()
+    _cache().last_calls[connection.id] = (connection.last_called_at, connection.last_call_error)
     return connection.connector, connection, input_schema
 
 
@@ -292,15 +345,19 @@ def cancel(session: SessionView, request_id):
 
 
 def record_call(entry: Entry, error: str | None, now: datetime):
-    """The connection's last call, written when its outcome changed or a minute went by."""
-    last = entry.connection.last_called_at
+    """The connection's last call, written when its outcome changed or a minute went by (as
+    this process last read or wrote it; always, when it knows nothing)."""
+    connection_id = entry.connection.id
+    last_calls = _cache().last_calls
+    last, last_error = last_calls.get(connection_id, (None, None))
     stale = last is None or (now - last).total_seconds() >= LAST_CALL_INTERVAL
-    if stale or error != entry.connection.last_call_error:
+    if stale or error != last_error:
         db.session.execute(
             update(AgentConnection)
-            .where(AgentConnection.id == entry.connection.id)
+            .where(AgentConnection.id == connection_id)
             .values(last_called_at=now, last_call_error=error)
         )
+        last_calls[connection_id] = (now, error)
 
 
 def _cursor(name: str) -> str:

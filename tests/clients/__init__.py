@@ -277,15 +277,3 @@ def seed_agent(connectors, name: str = "Agent", keep_tool_names: bool = False):
     _, key = agent_keys.create(agent, "tests")
     db.session.commit()
     return agent.id, key, names
-
-
-def empty_database(app):
-    """What the ``app`` fixture does after each test, for apps a module builds itself."""
-    from mcpadmin.extensions import db
-
-    with app.app_context():
-        db.session.remove()
-        with db.engine.begin() as conn:
-            for table in reversed(db.metadata.sorted_tables):
-                conn.execute(table.delete())
-        db.engine.dispose()
