@@ -84,8 +84,10 @@ def safe_next(target: str | None) -> str:
 
 @bp.before_app_request
 def require_login():
-    """Load the signed-in admin into ``g.admin`` from a session still open server-side; send
-    everyone else to the login page."""
+    """Load the signed-in admin into ``g.admin`` from a session still open server-side, and
+    the client's address (as ``TRUSTED_PROXY_HOPS`` computes it) into ``g.address`` for the
+    audit trail; send everyone else to the login page."""
+    g.address = request.remote_addr
     token = session.get(SESSION_TOKEN_KEY)
     lifetime = current_app.permanent_session_lifetime
     g.admin = sessions.admin_for(token, utcnow(), lifetime) if token else None

@@ -397,6 +397,20 @@ def test_tool_choices_record_what_was_enabled_and_disabled(app, signed_in, agent
                                  "disabled": ["create_issue"]}  # fmt: skip
 
 
+def test_a_sync_from_an_agents_card_is_recorded_with_its_agent(app, signed_in, agent_id, json_peer):
+    with app.app_context():
+        connector = Connector(name="Docs", url=json_peer.url, auth_type="none",
+                              credential_mode="per_agent")  # fmt: skip
+        db.session.add(connector)
+        db.session.commit()
+        id = connector.id
+    signed_in.hx_post(f"/agents/{agent_id}/connectors/{id}/sync")
+    event = one(app, "connector.tools_synced")
+    assert (event["admin"], event["id"], event["name"]) == ("admin", id, "Docs")
+    [result] = event["details"]["results"]
+    assert result["agent"] == "Triage" and result["ok"] is True
+
+
 def test_mark_reviewed_is_recorded(app, signed_in, agent_id):
     id, tools = tool_connector(app, "search")
     with app.app_context():

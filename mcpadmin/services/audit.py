@@ -2,9 +2,9 @@
 sign-in), with who, when, from where, to what, and what changed. The caller commits, so a
 change and its record land in the same transaction.
 
-Who and where come from the request when there is one (``g.admin``; the address as the app
-computes it, through ``TRUSTED_PROXY_HOPS``), else the event is the shell's: admin
-``"shell"``, no address, the OS user in the details.
+Who and where come from the request when there is one (``g.admin``, and ``g.address``: the
+client address as the login guard read it, through ``TRUSTED_PROXY_HOPS``), else the event is
+the shell's: admin ``"shell"``, no address, the OS user in the details.
 
 ``details`` never holds a secret: secret fields are written as ``"set"``, ``"changed"`` or
 ``"cleared"`` (see ``changes``), and any other value under a secret-looking name is replaced
@@ -14,7 +14,7 @@ before it is stored. Every value is capped (``MAX_TEXT`` characters, ``MAX_ITEMS
 import getpass
 from enum import StrEnum
 
-from flask import g, has_request_context, request
+from flask import g, has_request_context
 
 from ..extensions import db
 from ..models import AdminUser, Agent, AgentKey, AuditEvent, Connector
@@ -90,7 +90,7 @@ def record(action: Action, target=None, details: dict | None = None, admin_name=
     details = dict(details or {})
     address = None
     if has_request_context():
-        address = request.remote_addr
+        address = g.get("address")
         admin = g.get("admin")
         admin_name = admin_name or (admin.username if admin is not None else None)
     else:
