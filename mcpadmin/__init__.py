@@ -23,7 +23,8 @@ def create_app(test_config=None, instance_path=None):
     for a shell command such as ``flask create-admin``.
 
     :raise config.ConfigError: a key file is open to other users, SECRET_KEY is too short, an
-        encryption key is not a Fernet key, or ``PUBLIC_BASE_URL`` names no host.
+        encryption key is not a Fernet key, ``PUBLIC_BASE_URL`` names no host, or a number
+        setting is not a whole number (or, for the days logs are kept, not 1 or more).
     """
     logsafe.install()
     instance_path = instance_path or os.environ.get("MCPADMIN_INSTANCE_PATH") or None

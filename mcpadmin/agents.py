@@ -15,11 +15,15 @@ from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, AgentSecretForm
 from .models import Agent, AgentConnection, AgentKey, Connector, utcnow
-from .services import agent_keys, catalog, fanout, name_taken
+from .services import agent_keys, audit, catalog, fanout, name_taken
 from .services import agents as service
+from .services.audit import Action
 from .services.lifecycle import Status
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
+
+# What the audit trail compares before and after the agent form is saved.
+AUDITED = ("name", "description", "keep_tool_names")
 
 
 def get_agent(id) -> Agent:
@@ -59,8 +63,9 @@ def create():
     if not _valid(form, None):
         return render_template("agents/new.html", form=form), 422 if form.errors else 200
     agent = Agent(name=form.name.data, description=form.description.data or None)
+    before = audit.snapshot(Agent(), AUDITED)
     db.session.add(agent)
-    if not _commit(form):
+    if not _commit(form, Action.AGENT_CREATED, agent, before):
         return render_template("agents/new.html", form=form), 422
     flash(f"Agent {agent.name} created. Give it credentials and choose its tools below.", "success")
     return redirect(url_for("agents.update", id=agent.id))
@@ -74,9 +79,10 @@ def update(id):
     status = 200
     if request.method == "POST":
         if _valid(form, agent.id):
+            before = audit.snapshot(agent, AUDITED)
             agent.name, agent.description = form.name.data, form.description.data or None
             agent.keep_tool_names = form.keep_tool_names.data
-            if _commit(form):
+            if _commit(form, Action.AGENT_UPDATED, agent, before):
                 flash(f"Agent {agent.name} saved.", "success")
                 return redirect(url_for("agents.update", id=agent.id))
         status = 422
@@ -119,6 +125,10 @@ def delete(id):
         return render_template("agents/delete.html", agent=agent, grants=grants)
     name = agent.name
     revocations = service.revocations(agent)
+    audit.record(Action.AGENT_DELETED, agent, {
+        "keys": len(agent.keys), "connections": len(agent.connections),
+        "grants_to_revoke": len(revocations),
+    })  # fmt: skip
     db.session.delete(agent)
     db.session.commit()
     all_revoked = flashes.revoke(revocations)
@@ -138,11 +148,13 @@ def save_secret(id, connector_id):
         missing = "Enter the token or key before saving."
         flash(form.secret.errors[0] if form.secret.data else missing, "error")
         return _card_response(agent, connector, form)
+    reconnect = audit.needed_reconnect(connector, service.connection_for(agent, connector))
     try:
         service.save_secret(agent, connector, form.secret.data.strip())
     except service.AgentConnectionError as exc:
         flash(str(exc), "error")
         return _card_response(agent, connector, form)
+    audit.connected(connector, agent, reconnect, {"how": "token pasted"})
     db.session.commit()
     # Check the new credential at once, and list what this account may use.
     outcome = fanout.sync_outcome(connector, agent)
@@ -159,7 +171,13 @@ def choose_tools(id, connector_id):
     """Enable the ticked tools (the ``tools`` field: tool ids) for the agent; the others
     are disabled."""
     agent, connector = get_pair(id, connector_id)
+    connection = service.connection_for(agent, connector)
+    before = set(connection.enabled_tools or []) if connection else set()
     chosen = service.choose_tools(agent, connector, request.form.getlist("tools"))
+    after = set(chosen)
+    if after != before:
+        changed = {"enabled": after - before, "disabled": before - after}
+        audit.record(Action.TOOLS_CHOSEN, agent, {"connector": connector.name, **changed})
     db.session.commit()
     enabled = f"{len(chosen)} of {plural(len(connector.tools), 'tool')} enabled"
     flash(f"{enabled} on {connector.name}.", "success")
@@ -171,6 +189,9 @@ def sync(id, connector_id):
     """List the connector's tools with this agent's own credential now."""
     agent, connector = get_pair(id, connector_id)
     outcome = fanout.sync_outcome(connector, agent)
+    audit.record(Action.TOOLS_SYNCED, connector, {"results": [
+        {"agent": outcome.agent, "ok": outcome.ok, "message": outcome.message}
+    ]})  # fmt: skip
     db.session.commit()
     flashes.synced(outcome)
     return _card_response(agent, connector)
@@ -195,6 +216,7 @@ def reviewed(id, connector_id):
               "info")  # fmt: skip
         return _card_response(agent, connector)
     catalog.mark_reviewed(connection, tool)
+    audit.record(Action.TOOL_REVIEWED, agent, {"connector": connector.name, "tool": tool})
     db.session.commit()
     flash(f"{tool} marked reviewed for {agent.name}.", "success")
     return _card_response(agent, connector)
@@ -206,6 +228,8 @@ def disconnect(id, connector_id):
     provider once committed); tool choices are kept."""
     agent, connector = get_pair(id, connector_id)
     revocations = service.disconnect(agent, connector)
+    audit.record(Action.AGENT_DISCONNECTED, agent,
+                 {"connector": connector.name, "grants_to_revoke": len(revocations)})  # fmt: skip
     db.session.commit()
     if flashes.revoke(revocations):
         flash(f"{agent.name} disconnected from {connector.name}.", "success")
@@ -221,6 +245,8 @@ def create_key(id):
     new_key = None
     if form.validate_on_submit():
         row, key = agent_keys.create(agent, form.label.data, form.expires_at(utcnow()))
+        db.session.flush()  # the key's id, for its audit event
+        audit.record(Action.KEY_CREATED, agent, agent_keys.described(row))
         db.session.commit()
         new_key = {"row": row, "key": key, "config": agent_keys.client_config(agent, key)}
         form = None  # an empty form for the next key
@@ -238,6 +264,8 @@ def revoke_key(id, key_id):
     if request.method == "GET":
         shown = agent_keys.display(key)
         return render_template("agents/revoke_key.html", agent=agent, key=key, shown=shown)
+    if key.revoked_at is None:
+        audit.record(Action.KEY_REVOKED, agent, agent_keys.described(key))
     agent_keys.revoke(key)
     db.session.commit()
     flash(f"Key {key.label} of {agent.name} revoked: clients using it are refused now.", "success")
@@ -279,8 +307,13 @@ def _valid(form, agent_id):
     return True
 
 
-def _commit(form):
+def _commit(form, action, agent, before):
+    """Record what the form changed (nothing recorded when nothing did) and commit; False
+    when the name was taken meanwhile."""
     try:
+        changed = audit.changes(before, agent)
+        if changed or action == Action.AGENT_CREATED:
+            audit.record(action, agent, changed)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

@@ -25,7 +25,8 @@ from .extensions import db
 from .filters import plural
 from .forms import LoginForm, SetupForm
 from .models import utcnow
-from .services import admins, sessions, throttle
+from .services import admins, audit, sessions, throttle
+from .services.audit import Action
 
 bp = Blueprint("auth", __name__)
 
@@ -83,8 +84,10 @@ def safe_next(target: str | None) -> str:
 
 @bp.before_app_request
 def require_login():
-    """Load the signed-in admin into ``g.admin`` from a session still open server-side; send
-    everyone else to the login page."""
+    """Load the signed-in admin into ``g.admin`` from a session still open server-side, and
+    the client's address (as ``TRUSTED_PROXY_HOPS`` computes it) into ``g.address`` for the
+    audit trail; send everyone else to the login page."""
+    g.address = request.remote_addr
     token = session.get(SESSION_TOKEN_KEY)
     lifetime = current_app.permanent_session_lifetime
     g.admin = sessions.admin_for(token, utcnow(), lifetime) if token else None
@@ -126,6 +129,8 @@ def login():
         return render_template("auth/login.html", form=form), 429
     admin = admins.authenticate(form.username.data, form.password.data)
     if admin is None:
+        audit.record(Action.SIGN_IN_FAILED, admin_name=form.username.data)
+        db.session.commit()
         flash("Wrong username or password.", "error")
         return render_template("auth/login.html", form=form), 401
     throttle.give_back(keys)
@@ -137,6 +142,7 @@ def login():
 @bp.post("/logout")
 def logout():
     """End this browser's session, server-side: a copy of the cookie stops working too."""
+    audit.record(Action.SIGNED_OUT, g.admin)
     sessions.end(session.get(SESSION_TOKEN_KEY))
     db.session.commit()
     session.clear()
@@ -147,6 +153,7 @@ def logout():
 @bp.post("/logout/everywhere")
 def logout_everywhere():
     """End every session of the signed-in admin, on every browser."""
+    audit.record(Action.SIGNED_OUT_EVERYWHERE, g.admin)
     sessions.end_all(g.admin.id)
     db.session.commit()
     session.clear()
@@ -171,6 +178,7 @@ def setup(token):
     except admins.AdminError as exc:
         form.username.errors.append(str(exc))
         return render_template("auth/setup.html", form=form), 400
+    audit.record(Action.ADMIN_CREATED, admin, {"via": "setup link"}, admin_name=admin.username)
     db.session.commit()
     discard_setup_token(current_app.instance_path)
     _sign_in(admin)
@@ -188,8 +196,10 @@ def _token_matches(path, token):
 
 
 def _sign_in(admin):
-    """Open a server-side session for ``admin`` (committed) and put its token in the cookie."""
+    """Open a server-side session for ``admin`` (committed, with its audit event) and put its
+    token in the cookie."""
     token = sessions.start(admin, utcnow(), current_app.permanent_session_lifetime)
+    audit.record(Action.SIGNED_IN, admin, admin_name=admin.username)
     db.session.commit()
     session.clear()
     session[SESSION_TOKEN_KEY] = token

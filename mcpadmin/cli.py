@@ -1,5 +1,6 @@
 """Shell commands: ``flask create-admin``, ``flask set-password``, ``flask rotate-keys``,
-``flask sync-tools`` and ``flask agent-key``. Thin wrappers over services."""
+``flask sync-tools``, ``flask prune-logs`` and ``flask agent-key``. Thin wrappers over
+services; what changes is recorded in the audit trail as the shell's doing."""
 
 import sys
 
@@ -12,7 +13,8 @@ from .auth import discard_setup_token
 from .extensions import db
 from .filters import isotime, plural
 from .models import Agent
-from .services import admins, agent_keys, fanout, keys
+from .services import admins, agent_keys, audit, fanout, keys, retention
+from .services.audit import Action
 
 
 def _password(from_stdin: bool, prompt: str) -> str:
@@ -33,6 +35,7 @@ def create_admin_command(username, password_stdin):
         admin = admins.create_admin(username, password)
     except admins.AdminError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record(Action.ADMIN_CREATED, admin, {"via": "flask create-admin"})
     db.session.commit()
     discard_setup_token(current_app.instance_path)
     click.echo(f"Admin {admin.username} created.")
@@ -49,6 +52,7 @@ def set_password_command(username, password_stdin):
         admin = admins.set_password(username, password)
     except admins.AdminError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record(Action.PASSWORD_CHANGED, admin, {"via": "flask set-password"})
     db.session.commit()
     click.echo(f"Password of {admin.username} changed; its sessions are signed out.")
 
@@ -58,6 +62,8 @@ def set_password_command(username, password_stdin):
 def rotate_keys_command():
     """Re-encrypt every stored secret under the first key of ENCRYPTION_KEYS."""
     result = keys.rotate_all()
+    audit.record(Action.KEYS_ROTATED, None,
+                 {"rotated": result.rotated, "unreadable": result.unreadable})  # fmt: skip
     db.session.commit()
     click.echo(f"Re-encrypted {plural(result.rotated, 'secret')} under the first key.")
     if result.unreadable:
@@ -76,15 +82,18 @@ def rotate_keys_command():
 @click.option("--workers", default=16, show_default=True, help="Connectors synced at once.")
 @with_appcontext
 def sync_tools_command(name, agent_name, stale, workers):
-    """Fetch the tool list of every connector (or NAME); exit 1 if any sync failed.
+    """Fetch the tool list of every connector (or NAME), then prune the logs as ``flask
+    prune-logs`` does; exit 1 if any sync failed.
 
-    Prints one line per sync, sorted by connector (then agent) name, and the totals last."""
+    Prints one line per sync, sorted by connector (then agent) name, the totals, and what the
+    pruning deleted."""
     try:
         pairs = fanout.plan(name, agent_name)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from exc
     if not pairs:
         click.echo("Nothing to sync.")
+        _prune()
         return
 
     outcomes = fanout.sync_many(pairs, workers=workers, stale_only=stale)
@@ -95,8 +104,26 @@ def sync_tools_command(name, agent_name, stale, workers):
     skipped = sum(o.skipped for o in outcomes)
     synced = len(outcomes) - failed - skipped
     click.echo(f"{synced} synced, {skipped} skipped (fresh), {failed} failed.")
+    _prune()
     if failed:
         sys.exit(1)
+
+
+@click.command("prune-logs")
+@with_appcontext
+def prune_logs_command():
+    """Delete call log rows older than CALL_LOG_DAYS and audit events older than
+    AUDIT_LOG_DAYS, in small batches; print how many went."""
+    _prune()
+
+
+def _prune():
+    pruned = retention.prune()
+    click.echo(
+        f"Pruned logs: {plural(pruned.calls, 'call')} older than "
+        f"{plural(pruned.call_days, 'day')}, {plural(pruned.audit_events, 'audit event')} "
+        f"older than {plural(pruned.audit_days, 'day')}."
+    )
 
 
 def _by_name(outcome):
@@ -122,6 +149,8 @@ def create_agent_key_command(agent_name, label, expires_days):
     if not label or len(label) > 100:
         raise click.ClickException("The label needs 1 to 100 characters.")
     row, key = agent_keys.create(agent, label, agent_keys.expiry(expires_days))
+    db.session.flush()  # the key's id, for its audit event
+    audit.record(Action.KEY_CREATED, agent, agent_keys.described(row))
     db.session.commit()
     expires = isotime(row.expires_at) if row.expires_at else "never"
     click.echo(f"Key {row.id} ({label}) created for {agent.name}; expires: {expires}.", err=True)
@@ -167,6 +196,8 @@ def revoke_agent_key_command(agent_name, reference):
     except agent_keys.AgentKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     already = row.revoked_at is not None
+    if not already:
+        audit.record(Action.KEY_REVOKED, agent, agent_keys.described(row))
     agent_keys.revoke(row)
     db.session.commit()
     state = "was already revoked" if already else "revoked"
@@ -186,4 +217,5 @@ def init_app(app):
     app.cli.add_command(set_password_command)
     app.cli.add_command(rotate_keys_command)
     app.cli.add_command(sync_tools_command)
+    app.cli.add_command(prune_logs_command)
     app.cli.add_command(agent_key_group)

@@ -21,6 +21,10 @@ MIN_SECRET_KEY_LENGTH = 32
 OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
 
+# Settings that must be 1 or more (the days the logs are kept: 0 would delete them all).
+POSITIVE = ("CALL_LOG_DAYS", "AUDIT_LOG_DAYS")
+
+
 class ConfigError(ValueError):
     """The app cannot start with this configuration; the message names the setting or file and
     how to fix it, and never contains a secret."""
@@ -130,7 +134,11 @@ def load(app, test_config=None):
                 "AGENT_KEY_MAX_FAILURES", "AGENT_KEY_LOCKOUT_SECONDS", "GATEWAY_STREAM_SECONDS",
                 "GATEWAY_MAX_REQUEST_BYTES", "CALL_LOG_DAYS", "AUDIT_LOG_DAYS")  # fmt: skip
     for name in integers:
-        app.config[name] = int(app.config[name])
+        app.config[name] = integer_setting(name, app.config[name])
+    for name in POSITIVE:
+        if app.config[name] < 1:
+            raise ConfigError(f"{name} must be a whole number of days, 1 or more; "
+                              f"it is {app.config[name]}.")  # fmt: skip
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
     public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname
     if not public_host:
@@ -139,6 +147,19 @@ def load(app, test_config=None):
     app.config["TRUSTED_HOSTS"] = [public_host, *app.config["EXTRA_HOSTS"]]
     if app.config["PUBLIC_BASE_URL"].startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
+
+
+def integer_setting(name: str, value) -> int:
+    """``value`` (an int, or the text of one from the environment) as an int.
+
+    :raise ConfigError: it is not a whole number (the message names the setting).
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}.")
+    try:
+        return int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}.") from None
 
 
 def key_list(keys):

@@ -9,11 +9,18 @@ from .crypto import secret_state
 from .extensions import db
 from .forms import ConnectorForm
 from .models import AgentConnection, Connector, Tool
+from .services import audit, fanout, lifecycle, name_taken
 from .services import connectors as service
-from .services import fanout, lifecycle, name_taken
+from .services.audit import Action
 from .services.lifecycle import Status
 
 bp = Blueprint("connectors", __name__, url_prefix="/connectors")
+
+# What the audit trail compares before and after a save: the settings, and the sealed columns
+# (recorded as set / changed / cleared only).
+SECRET_FIELDS = ("secret_enc", "oauth_client_id_enc", "oauth_client_secret_enc",
+                 "access_token_enc", "refresh_token_enc")  # fmt: skip
+AUDITED = (*service.SETTINGS, *SECRET_FIELDS)
 
 
 def get_connector(id) -> Connector:
@@ -87,6 +94,10 @@ def delete(id):
         return render_template("connectors/delete.html", connector=connector, grants=grants)
     name = connector.name
     revocations = service.revocations(connector)
+    audit.record(Action.CONNECTOR_DELETED, connector, {
+        "url": connector.url, "auth_type": connector.auth_type,
+        "credential_mode": connector.credential_mode, "grants_to_revoke": len(revocations),
+    })  # fmt: skip
     db.session.delete(connector)
     db.session.commit()
     all_revoked = flashes.revoke(revocations)
@@ -108,6 +119,10 @@ def sync(id):
     """
     connector = get_connector(id)
     outcomes = fanout.sync_connector(connector)
+    audit.record(Action.TOOLS_SYNCED, connector, {"results": [
+        {"agent": o.agent, "ok": o.ok, "message": o.message} for o in outcomes
+    ]})  # fmt: skip
+    db.session.commit()
     for outcome in outcomes:
         flashes.synced(outcome)
     if request.headers.get("HX-Request"):
@@ -136,9 +151,12 @@ def _save(connector, template):
     if not valid:
         return _invalid(template, form, connector, flags)
     created = connector.id is None
+    before = audit.snapshot(connector, AUDITED)
+    reconnect = not created and audit.needed_reconnect(connector)
     saved = service.apply_settings(connector, form.data)
     db.session.add(connector)
     try:
+        _record_saved(connector, created, before, saved, reconnect)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -149,6 +167,24 @@ def _save(connector, template):
         flash(notice, "info")
     flashes.revoke(saved.revocations)
     return redirect(url_for("connectors.index"))
+
+
+def _record_saved(connector, created, before, saved, reconnect):
+    """The audit events of one save: created or changed (field → [before, after]), a pasted
+    token (a Connect, or a Reconnect when it replaced one that needed it), and the answer to
+    the moved-secrets question. An edit that changed nothing is not recorded."""
+    changed = audit.changes(before, connector, SECRET_FIELDS)
+    if created or changed:
+        notices = {"notices": saved.notices} if saved.notices else {}
+        action = Action.CONNECTOR_CREATED if created else Action.CONNECTOR_UPDATED
+        audit.record(action, connector, {**changed, **notices})
+    if changed.get("secret") in (audit.SET, audit.CHANGED):
+        audit.connected(connector, None, reconnect, {"how": "token pasted"})
+    if saved.moved_secrets:
+        audit.record(Action.SECRETS_MOVED, connector, {
+            "choice": saved.moved_secrets, "from": service.origin(before["url"]),
+            "to": service.origin(connector.url),
+        })  # fmt: skip
 
 
 def _invalid(template, form, connector, flags):

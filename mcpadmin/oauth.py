@@ -8,7 +8,7 @@ from .extensions import db
 from .filters import plural
 from .models import Agent, Connector
 from .protocol.registration import metadata_document
-from .services import clients, connect
+from .services import audit, clients, connect
 from .services import connectors as connectors_service
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
@@ -72,6 +72,8 @@ def disconnect(connector_id):
     if connector.auth_type != "oauth" or connector.per_agent:
         abort(404)
     revocations = connectors_service.disconnect(connector)
+    audit.record(audit.Action.CONNECTOR_DISCONNECTED, connector,
+                 {"grants_to_revoke": len(revocations)})  # fmt: skip
     db.session.commit()
     if flashes.revoke(revocations):
         revoked = "; its tokens were revoked" if revocations else ""

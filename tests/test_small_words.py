@@ -26,7 +26,8 @@ def test_sync_tools_prints_lines_sorted_by_name_with_the_totals_last(app, runner
         "alpha (slow)", "Bravo", "charlie (closed port)",
     ]  # fmt: skip
     assert lines[3] == "2 synced, 0 skipped (fresh), 1 failed."
-    assert len(lines) == 4 and result.exit_code == 1
+    assert lines[4].startswith("Pruned logs: ")  # then the logs are pruned (test_retention)
+    assert len(lines) == 5 and result.exit_code == 1
 
 
 def test_choosing_the_only_tool_says_one_tool(app, logged_in):

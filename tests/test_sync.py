@@ -227,7 +227,8 @@ def test_cli_syncs_everything_and_exits_1_when_one_fails(app, runner, modern_pee
     lines = result.output.splitlines()
     assert "FAILED  Bad: The server closed the connection" in result.output
     assert "    ok  Good: 3 tools (3 new)" in lines
-    assert lines[-1] == "1 synced, 0 skipped (fresh), 1 failed."
+    assert lines[-2] == "1 synced, 0 skipped (fresh), 1 failed."
+    assert lines[-1].startswith("Pruned logs: ")  # then the logs are pruned (test_retention)
 
 
 def test_cli_syncs_one_connector_by_name_and_skips_fresh_ones(app, runner, modern_peer):

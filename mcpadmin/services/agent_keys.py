@@ -88,6 +88,12 @@ def display(row: AgentKey) -> str:
     return f"{PREFIX}{row.lookup}_…"
 
 
+def described(row: AgentKey) -> dict:
+    """What the audit trail says of a key: id, label, shown form and expiry; never the key."""
+    expires = row.expires_at.isoformat() if row.expires_at else None
+    return {"key_id": row.id, "label": row.label, "shown_as": display(row), "expires_at": expires}
+
+
 def revoke(row: AgentKey, now: datetime | None = None):
     if row.revoked_at is None:
         row.revoked_at = now or utcnow()

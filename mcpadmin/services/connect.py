@@ -17,7 +17,7 @@ from ..models import Agent, Connector, PendingAuthorization, utcnow
 from ..protocol import discovery, pkce
 from ..protocol import tokens as protocol
 from ..protocol.endpoints import ENDPOINTS, InsecureEndpoint, check_endpoint
-from . import clients, grants, lifecycle, outbound, sync
+from . import audit, clients, grants, lifecycle, outbound, sync
 from .agents import connection_for
 from .lifecycle import Event
 from .tokens import store_tokens
@@ -181,8 +181,11 @@ def finish(args: dict, admin_id: int) -> Finished:
         raise ConnectError(f"Signing in to {connector.name} failed: {exc}", agent_id) from None
 
     place = connection_for(agent, connector, create=True) if agent else connector
+    reconnect = audit.needed_reconnect(connector, place if agent else None)
     grant = grants.issued(metadata, client, pending.resource)
     store_tokens(place, tokens, grant, requested_scope=pending.scope)
+    audit.connected(connector, agent, reconnect, {"how": "oauth", "issuer": grant.issuer,
+                                                  "scope": place.token_scope})  # fmt: skip
     if not _entered_by_hand(connector):
         connector.oauth_metadata = metadata
     _retire_other_issuers(connector, place, grant)

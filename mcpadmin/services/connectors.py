@@ -35,6 +35,8 @@ MOVED, KEEP, FORGET = "moved_secrets", "keep", "forget"
 class Saved:
     notices: list[str] = field(default_factory=list)
     revocations: list[tokens.Revocation] = field(default_factory=list)
+    # The operator's answer (``KEEP`` or ``FORGET``) when pasted secrets' origin moved.
+    moved_secrets: str | None = None
 
 
 def origin(url: str | None) -> str:
@@ -113,8 +115,10 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
         _forget_all_credentials(connector)
         notices.append(f"The stored tokens and keys were removed: enter them again for "
                        f"{origin(connector.url)}.")  # fmt: skip
+        saved.moved_secrets = FORGET
     elif origin_moved and connector.uses_pasted_secret and data.get(MOVED) == KEEP:
         notices.append(f"The stored tokens and keys are now sent to {origin(connector.url)}.")
+        saved.moved_secrets = KEEP
     if url_changed:
         connector.oauth_metadata = connector.discovery_log = None
         connector.protocol_era = connector.protocol_version = None
