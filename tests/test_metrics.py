@@ -107,6 +107,13 @@ def test_the_right_token_gets_every_metric_and_never_the_token(app, client):
     assert value(samples(text), "mcpadmin_info", version=metrics.app_version()) == 1
 
 
+def test_metrics_are_not_served_to_a_post(app, client):
+    app.config["METRICS_TOKEN"] = SCRAPE_TOKEN
+    answer = client.post("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
+    assert answer.status_code != 200
+    assert "mcpadmin_" not in answer.get_data(as_text=True)
+
+
 def test_metrics_need_no_admin_sign_in(app, client, admin):
     app.config["METRICS_TOKEN"] = SCRAPE_TOKEN
     answer = client.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
