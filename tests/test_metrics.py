@@ -280,6 +280,7 @@ def test_two_gunicorn_workers_are_summed_in_one_scrape(app, admin, database_uri,
                                   allow_redirects=False, timeout=30)  # fmt: skip
             assert answer.status_code == 302, answer.text
             syncs += 1
+        assert not (counted / "counter_1.db").exists()  # emptied when gunicorn started
         assert len(list(counted.glob("counter_*.db"))) == 2, os.listdir(counted)
         scrapes = [
             requests.get(server.url + "/metrics", timeout=30, headers={
