@@ -61,6 +61,7 @@ def on_starting(server):
     check = [sys.executable, "-m", "flask", "--app", server.app.app_uri, "db", "current"]
     # The command is fixed; only the app's import path comes from gunicorn's own arguments.
     if subprocess.run(check, cwd=server.cfg.chdir, check=False).returncode:  # noqa: S603
+        on_exit(server)  # gunicorn stops here without calling it
         raise RuntimeError("mcpadmin did not start; the reason is above.")
 
 
