@@ -2,12 +2,17 @@
 
 Environment: ``HOST`` and ``PORT`` to listen on (``127.0.0.1:8000``: a reverse proxy with TLS
 goes in front), ``WEB_CONCURRENCY`` worker processes (4) and ``GUNICORN_THREADS`` threads per
-worker (4). The app's own settings are ``MCPADMIN_*`` (see the README).
+worker (4), ``PROMETHEUS_MULTIPROC_DIR`` where the workers keep their metrics (a private
+temporary directory, removed on exit, unless set). The app's own settings are ``MCPADMIN_*``
+(see the README).
 """
 
+import glob
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -31,6 +36,17 @@ access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"
 # No runtime control socket: mcpadmin needs none, and instances on one host would share its path.
 control_socket_disable = True
 
+# Each worker counts its own metrics in files here and a scrape sums them (prometheus_client's
+# multiprocess mode). Set before any worker (or ``--preload``) imports the app, and inherited by
+# the workers; a reload reads this file again and keeps the directory already chosen.
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Names the directory this file made (and removes on exit), as opposed to one the operator set.
+OWN_METRICS_DIR = "METRICS_DIR_MADE_BY_GUNICORN_CONF"
+if not os.environ.get(METRICS_DIR):
+    os.environ[METRICS_DIR] = os.environ[OWN_METRICS_DIR] = tempfile.mkdtemp(
+        prefix="mcpadmin-metrics-"
+    )
+
 
 def on_starting(server):
     """Before any worker starts, load the app (``wsgi:app``, or the one named on the command
@@ -41,7 +57,30 @@ def on_starting(server):
 
     :raise RuntimeError: the app could not be loaded (gunicorn prints it and exits 1).
     """
+    _forget_old_metrics(os.environ[METRICS_DIR])
     check = [sys.executable, "-m", "flask", "--app", server.app.app_uri, "db", "current"]
     # The command is fixed; only the app's import path comes from gunicorn's own arguments.
     if subprocess.run(check, cwd=server.cfg.chdir, check=False).returncode:  # noqa: S603
+        on_exit(server)  # gunicorn stops here without calling it
         raise RuntimeError("mcpadmin did not start; the reason is above.")
+
+
+def child_exit(server, worker):
+    """A worker ended: its live gauges leave the scrape (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this file made (one the operator named stays)."""
+    if os.environ.get(OWN_METRICS_DIR) == os.environ.get(METRICS_DIR):
+        shutil.rmtree(os.environ[METRICS_DIR], ignore_errors=True)
+
+
+def _forget_old_metrics(directory):
+    """Empty the metrics directory of a previous run's files (prometheus_client requires it
+    between runs), creating it if missing: counters start from zero with the new master."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(path)

@@ -22,9 +22,10 @@ def create_app(test_config=None, instance_path=None):
     schema one after the other. The setup link is logged when the app is built to serve, not
     for a shell command such as ``flask create-admin``.
 
-    :raise config.ConfigError: a key file is open to other users, SECRET_KEY is too short, an
-        encryption key is not a Fernet key, ``PUBLIC_BASE_URL`` names no host, or a number
-        setting is not a whole number (or, for the days logs are kept, not 1 or more).
+    :raise config.ConfigError: a key file is open to other users, SECRET_KEY or METRICS_TOKEN
+        is too short, an encryption key is not a Fernet key, ``PUBLIC_BASE_URL`` names no
+        host, or a number setting is not a whole number (or, for the days logs are kept, not
+        1 or more).
     """
     logsafe.install()
     instance_path = instance_path or os.environ.get("MCPADMIN_INSTANCE_PATH") or None
@@ -37,7 +38,7 @@ def create_app(test_config=None, instance_path=None):
     csrf.init_app(app)
     filters.init_app(app)
 
-    from . import agents, auth, cli, connectors, gateway, health, oauth
+    from . import agents, auth, cli, connectors, gateway, health, metrics, oauth
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
@@ -45,6 +46,7 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(agents.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(gateway.bp)
+    app.register_blueprint(metrics.bp)
     cli.init_app(app)
 
     @app.get("/")

@@ -30,7 +30,8 @@ from .services.audit import Action
 
 bp = Blueprint("auth", __name__)
 
-# The agent endpoint authenticates agents with their keys, never with the admin's cookie.
+# The agent endpoint authenticates agents with their keys, never with the admin's cookie;
+# ``/metrics`` scrapers with the metrics token.
 PUBLIC_ENDPOINTS = {
     "auth.login",
     "auth.setup",
@@ -38,6 +39,7 @@ PUBLIC_ENDPOINTS = {
     "static",
     "oauth.client_metadata",
     "gateway.endpoint",
+    "metrics.scrape",
 }
 SETUP_TOKEN_FILE = "setup_token"  # noqa: S105 (a file name)
 SESSION_TOKEN_KEY = "session_token"  # noqa: S105 (the cookie field naming the admin session)

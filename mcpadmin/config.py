@@ -17,6 +17,8 @@ from cryptography.fernet import Fernet
 
 # Fewer characters than this in SECRET_KEY and a session cookie's signature can be guessed.
 MIN_SECRET_KEY_LENGTH = 32
+# A metrics token shorter than this could be guessed by a scraper-shaped brute force.
+MIN_METRICS_TOKEN_LENGTH = 16
 # Key files: anything more open than owner read/write (0600) is refused at start.
 OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
@@ -94,8 +96,8 @@ class Defaults:
 def load(app, test_config=None):
     """Fill ``app.config``: defaults, instance file, environment, then ``test_config``.
 
-    :raise ConfigError: a key file is open to other users, SECRET_KEY is too short, or
-        ``PUBLIC_BASE_URL`` names no host.
+    :raise ConfigError: a key file is open to other users, SECRET_KEY or METRICS_TOKEN is too
+        short, or ``PUBLIC_BASE_URL`` names no host.
     """
     app.config.from_object(Defaults)
     app.config.from_pyfile("config.py", silent=True)
@@ -122,6 +124,7 @@ def load(app, test_config=None):
             f"SECRET_KEY is too short: it needs at least {MIN_SECRET_KEY_LENGTH} characters. "
             "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
+    app.config["METRICS_TOKEN"] = metrics_token(app.config.get("METRICS_TOKEN"))
     keys = app.config.get("ENCRYPTION_KEYS")
     if not keys:
         keys = instance_secret(app, "encryption_keys", Fernet.generate_key().decode())
@@ -160,6 +163,22 @@ def integer_setting(name: str, value) -> int:
         return int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, not {value!r}.") from None
+
+
+def metrics_token(token):
+    """The ``/metrics`` bearer token, or None (metrics off) when unset or empty.
+
+    :raise ConfigError: the token is shorter than ``MIN_METRICS_TOKEN_LENGTH`` (or not text).
+    """
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str) or len(token.strip()) < MIN_METRICS_TOKEN_LENGTH:
+        raise ConfigError(
+            f"METRICS_TOKEN is too short: it needs at least {MIN_METRICS_TOKEN_LENGTH} "
+            "characters. Generate one with: python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'"
+        )
+    return token.strip()
 
 
 def key_list(keys):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..models import Agent, Connector, utcnow
-from . import catalog, lifecycle
+from . import catalog, lifecycle, metrics
 from .agents import connection_for
 from .lifecycle import Event
 from .listing import SyncError, list_tools
@@ -67,9 +67,11 @@ def sync_tools(connector: Connector, agent: Agent | None = None, now=None) -> Sy
         listing = list_tools(connector, connection)
     except SyncError as exc:
         _record_failure(connector, connection, exc)
+        metrics.observe_sync(metrics.Sync.FAILED)
         raise
     added, changed, removed = catalog.store(connector, connection, listing)
     _record_success(connector, connection, listing, now)
+    metrics.observe_sync(metrics.Sync.OK)
     return SyncResult(
         connector=connector,
         agent=agent if connection is not None else None,

@@ -28,7 +28,7 @@ from ..extensions import db
 from ..models import AgentConnection, Connector, expires_soon, utcnow
 from ..protocol import tokens as protocol
 from ..protocol.discovery import parse_www_authenticate
-from . import clients, grants, lifecycle, outbound
+from . import clients, grants, lifecycle, metrics, outbound
 from .lifecycle import Event
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,10 @@ def _refresh_with_row_lock(model, row_id, seen, force):
             raise TokenError(
                 "unavailable", "Another worker is still refreshing this token."
             ) from None
-        error = _renew(session, row) if row is not None and _needed(row, seen, force) else None
+        renewing = row is not None and _needed(row, seen, force)
+        error = _renew(session, row) if renewing else None
+    if renewing:
+        _count(error)
     if error is not None:
         raise error
 
@@ -230,13 +233,27 @@ def _refresh_with_lease(model, row_id, seen, force):
         time.sleep(0.05)
     with Session(db.engine) as session, session.begin():
         row = session.get(model, row_id)  # re-read: the previous holder may have refreshed
+        renewing = row is not None and _needed(row, seen, force)
         try:
-            error = _renew(session, row) if row is not None and _needed(row, seen, force) else None
+            error = _renew(session, row) if renewing else None
         finally:
             if row is not None and row.refresh_lease_owner == owner:
                 row.refresh_lease_until = row.refresh_lease_owner = None
+    if renewing:
+        _count(error)
     if error is not None:
         raise error
+
+
+def _count(error: TokenError | None):
+    """Count one refresh that ran under the lock and whose outcome is committed (a worker that
+    found the token already replaced counts nothing)."""
+    if error is None:
+        metrics.observe_refresh(metrics.Refresh.OK)
+    elif isinstance(error, NeedsReconnect):
+        metrics.observe_refresh(metrics.Refresh.DEAD_GRANT)
+    else:
+        metrics.observe_refresh(metrics.Refresh.FAILED)
 
 
 def _bounded_http():

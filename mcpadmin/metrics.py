@@ -1,0 +1,59 @@
+"""``/metrics``: the Prometheus scrape endpoint, for a scraper holding ``METRICS_TOKEN``.
+
+Off (404) until the operator sets the token; then a request without ``Authorization: Bearer
+<token>`` gets 401. The admin login does not apply: the token is the only way in.
+"""
+
+import hmac
+
+from flask import Blueprint, Response, abort, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from .extensions import db
+from .services import metrics
+
+bp = Blueprint("metrics", __name__)
+
+# RFC 6750 §3: the challenge a protected resource answers with.
+CHALLENGE = 'Bearer realm="mcpadmin metrics"'
+
+
+@bp.get("/metrics")
+def scrape():
+    """Every metric in the Prometheus text format.
+
+    :raise 404: ``METRICS_TOKEN`` is not set.
+    :raise 401: no bearer token, or not the configured one (``WWW-Authenticate`` says so).
+    :raise 503: the database did not answer (the reconnect gauge is read from it).
+    """
+    expected = current_app.config["METRICS_TOKEN"]
+    if not expected:
+        abort(404)
+    given = bearer_token(request.headers.get("Authorization", ""))
+    if given is None:
+        return _refused(CHALLENGE)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return _refused(f'{CHALLENGE}, error="invalid_token"')
+    try:
+        reconnect = metrics.needing_reconnect()
+    except SQLAlchemyError:
+        db.session.rollback()
+        return Response("The database is unreachable.\n", 503, mimetype="text/plain")
+    return Response(metrics.exposition(reconnect), content_type=metrics.CONTENT_TYPE)
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case, RFC
+    7235 §2.1); None for another scheme or none."""
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _refused(challenge: str) -> Response:
+    return Response(
+        "A bearer token (METRICS_TOKEN) is needed.\n",
+        401,
+        mimetype="text/plain",
+        headers={"WWW-Authenticate": challenge},
+    )
