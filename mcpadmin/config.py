@@ -17,6 +17,8 @@ from cryptography.fernet import Fernet
 
 # Fewer characters than this in SECRET_KEY and a session cookie's signature can be guessed.
 MIN_SECRET_KEY_LENGTH = 32
+# The values of LOG_FORMAT.
+LOG_FORMATS = ("text", "json")
 # Key files: anything more open than owner read/write (0600) is refused at start.
 OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
@@ -132,6 +134,9 @@ def load(app, test_config=None):
     for name in integers:
         app.config[name] = int(app.config[name])
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
+    if app.config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not "
+                          f"{str(app.config['LOG_FORMAT'])[:40]!r}.")  # fmt: skip
     public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname
     if not public_host:
         raise ConfigError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")

@@ -225,8 +225,8 @@ def test_an_agent_without_its_own_credential_is_told_to_connect(app, served, leg
 
     result = run(main)
     assert result.is_error
-    assert (
-        result.content[0].text == "Agent Bo has no credential for Ledger; connect it on its page."
+    assert result.content[0].text.startswith(
+        "Agent Bo has no credential for Ledger; connect it on its page. (request "
     )
 
 
