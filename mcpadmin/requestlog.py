@@ -8,8 +8,9 @@ The id is made here, never taken from the client (a forged one would tie lines t
 that do not belong together).
 
 The request line holds the method, the path without its query string (OAuth callbacks carry
-codes there), the endpoint, the status, the duration (for a stream: until it closed), the
+codes there), the endpoint, the status, the duration, the
 request id and, on the agent endpoint, the agent's id; never a header, a body or a query.
+A streamed answer's line is written when the stream closes.
 """
 
 import logging
@@ -54,8 +55,10 @@ def _finish(response):
         if g.get("agent_id") is not None:
             fields["agent_id"] = g.agent_id
         started = g.request_started
-        # Closed once the body is sent: a stream's line tells how long it stayed open.
-        response.call_on_close(lambda: _line(fields, started))
+        if response.is_streamed:  # written when the stream closes: how long it stayed open
+            response.call_on_close(lambda: _line(fields, started))
+        else:
+            _line(fields, started)
     return response
 
 
