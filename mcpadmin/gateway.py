@@ -162,7 +162,7 @@ def _call(caller, message, now, modern: bool):
     if not isinstance(name, str) or not isinstance(arguments, dict):
         failure = RpcFailure(server.INVALID_PARAMS, "Invalid params: tools/call needs a name "
                              "and an arguments object.", 200, request_id=message.id)  # fmt: skip
-        return _refused(caller, call, Outcome.PROTOCOL, failure, now)
+        return _refused(call, Outcome.PROTOCOL, failure)
     entry = service.catalog(caller.agent, definitions=False).entries.get(name)
     if entry is None:
         failure = RpcFailure(
@@ -171,7 +171,7 @@ def _call(caller, message, now, modern: bool):
             200,
             request_id=message.id,
         )
-        return _refused(caller, call, Outcome.NOT_ALLOWED, failure, now)
+        return _refused(call, Outcome.NOT_ALLOWED, failure)
     call.connector_id, call.connector_name = entry.connection.connector_id, entry.connector_name
     call.upstream_tool = entry.tool.name
     if entry.changed:
@@ -207,12 +207,10 @@ def _call(caller, message, now, modern: bool):
     return _stream(_relay(caller, call, connector, message, entry, first, updates, modern))
 
 
-def _refused(caller, call, outcome, failure, now):
-    """The JSON-RPC error for a call refused before dispatch, its row written."""
+def _refused(call, outcome, failure):
+    """The JSON-RPC error for a call refused before dispatch; its row queued."""
     response = _json(failure.body(), failure.status)
-    service.touch(caller, now)
     calllog.record(call, outcome, failure.message, _elapsed_ms(), None, len(response.get_data()))
-    calllog.commit(lambda: service.touch(caller, now))
     return response
 
 
@@ -291,18 +289,14 @@ def _finish_call(caller, call, request_id, entry, outcome, now, modern):
 
 
 def _record(caller, entry, call, ending, now):
-    """The connection's last call, the key's use and the call's row, in one commit.
+    """The connection's last call and the key's use (committed), and the call's row (queued).
 
     ``ending``: (outcome, error, upstream milliseconds or None, response bytes)."""
-
-    def bookkeeping():
-        service.record_call(entry, error, now)
-        service.touch(caller, now)
-
     outcome, error, upstream_ms, response_bytes = ending
-    bookkeeping()
+    service.record_call(entry, error, now)
+    service.touch(caller, now)
+    db.session.commit()
     calllog.record(call, outcome, error, _elapsed_ms(), upstream_ms, response_bytes)
-    calllog.commit(bookkeeping)
 
 
 def _elapsed_ms() -> float:

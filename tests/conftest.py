@@ -12,6 +12,7 @@ from mcpadmin import create_app
 from mcpadmin.config import database_url
 from mcpadmin.extensions import db
 from mcpadmin.models import AdminUser
+from mcpadmin.services import calllog
 
 PASSWORD = "correct horse battery"
 
@@ -50,6 +51,7 @@ def app(database_uri, tmp_path):
         instance_path=str(tmp_path / "instance"),
     )
     yield app
+    calllog.discard(app)  # no row of this test is written after its tables are emptied
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
@@ -76,6 +78,7 @@ def make_app(database_uri, app):
 
     yield make
     for extra in made:
+        calllog.discard(extra)
         with extra.app_context():
             db.session.remove()
             db.engine.dispose()

@@ -4,13 +4,14 @@ in a row; arguments only with the connector's setting, redacted; a row that cann
 never costs the call its answer; the request id in the row, the header and the agent's error.
 """
 
+import contextlib
 import json
 import logging
 
 import anyio
 import pytest
 import requests
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
@@ -75,6 +76,8 @@ def call(url, key, name, arguments=None, stream=False, meta=None):
 
 
 def rows(app) -> list[CallRecord]:
+    """The rows written, once what waits in the writer is written."""
+    calllog.flush(app)
     with app.app_context():
         found = db.session.scalars(select(CallRecord).order_by(CallRecord.id)).all()
         db.session.expunge_all()
@@ -311,36 +314,59 @@ def test_no_row_when_the_call_log_is_off(app, weather):
 # -- a log that cannot be written ----------------------------------------------------------------
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def broken_log(app):
-    """The call_log table renamed away while the test runs: every insert into it fails."""
-    with app.app_context():
-        with db.engine.begin() as conn:
-            conn.execute(text("ALTER TABLE call_log RENAME TO call_log_away"))
-        try:
-            yield
-        finally:
-            with db.engine.begin() as conn:
-                conn.execute(text("ALTER TABLE call_log_away RENAME TO call_log"))
+    """The call_log table renamed away while the block runs: every insert into it fails."""
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE call_log RENAME TO call_log_away"))
+    try:
+        yield
+    finally:
+        with app.app_context(), db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE call_log_away RENAME TO call_log"))
 
 
-def test_a_failing_log_write_still_answers_the_call(app, weather, broken_log, caplog):
+def test_a_failing_log_write_still_answers_and_is_tried_again(app, weather, caplog, monkeypatch):
     url, key = weather
-    with caplog.at_level(logging.WARNING, logger="mcpadmin.services.calllog"):
+    monkeypatch.setattr(calllog, "ATTEMPTS", 100)  # the writer's own tries never drop it
+    with broken_log(app):
         reply = call(url, key, "weather__weather", {"city": "Oslo"})
-    assert reply.status_code == 200
-    assert reply.json()["result"]["structuredContent"]["city"] == "Oslo"
-    assert "could not be written" in caplog.text
-    assert key not in caplog.text and TOKEN not in caplog.text
-    with app.app_context():  # the call's bookkeeping was written without the row
-        assert db.session.scalars(select(AgentConnection)).one().last_called_at is not None
+        assert reply.status_code == 200
+        assert reply.json()["result"]["structuredContent"]["city"] == "Oslo"
+        with caplog.at_level(logging.WARNING, logger="mcpadmin.services.calllog"):
+            calllog.flush(app)
+    assert "1 call log rows could not be written (" in caplog.text
+    assert key not in caplog.text and TOKEN not in caplog.text and "Oslo" not in caplog.text
+    assert [r.outcome for r in rows(app)] == ["ok"]  # written once the table was back
 
 
-def test_a_failing_log_write_still_relays_the_stream(app, weather, broken_log):
+def test_a_batch_refused_too_often_is_dropped_with_a_warning(app, weather, caplog, monkeypatch):
     url, key = weather
-    reply = call(url, key, "weather__count", {"steps": 1, "delay": 0.05}, stream=True,
-                 meta={"progressToken": "p1"})  # fmt: skip
+    monkeypatch.setattr(calllog, "ATTEMPTS", 1)
+    with broken_log(app):
+        call(url, key, "weather__weather", {"city": "Oslo"})
+        with caplog.at_level(logging.WARNING, logger="mcpadmin.services.calllog"):
+            calllog.flush(app)
+    assert "could not be written" in caplog.text and "dropped" in caplog.text
+    assert rows(app) == []
+
+
+def test_a_failing_log_write_still_relays_the_stream(app, weather):
+    url, key = weather
+    with broken_log(app):
+        reply = call(url, key, "weather__count", {"steps": 1, "delay": 0.05}, stream=True,
+                     meta={"progressToken": "p1"})  # fmt: skip
+        calllog.flush(app)
     assert "counted 1" in reply.text
+
+
+def test_rows_are_written_without_being_asked(app, weather):
+    """The writer's thread writes a row within ``FLUSH_SECONDS`` of the call."""
+    url, key = weather
+    call(url, key, "weather__weather", {"city": "Oslo"})
+    with app.app_context():
+        count = select(func.count()).select_from(CallRecord)
+        assert wait_for(lambda: db.session.scalar(count) == 1 or db.session.rollback())
 
 
 def ledger(url) -> Connector:

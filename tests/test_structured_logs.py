@@ -17,7 +17,7 @@ from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
 from mcpadmin.models import CallRecord, Connector
 from mcpadmin.protocol.http import HttpError
-from mcpadmin.services import outbound
+from mcpadmin.services import calllog, outbound
 from tests.gateway_helpers import agent_with_tools, serving, synced_connector
 from tests.test_call_log import TOKEN, bearer_tools, call  # noqa: F401 (a fixture)
 from tests.test_upstream_calls import wait_for
@@ -82,6 +82,7 @@ def test_a_gateway_call_is_followed_by_its_request_id(json_log, bearer_tools):  
     written = stream.getvalue()
     for secret in (key, TOKEN, "q-value", "probe="):
         assert secret not in written
+    calllog.flush(app)
     with app.app_context():
         assert db.session.scalars(select(CallRecord.request_id)).one() == request_id
 

@@ -7,19 +7,23 @@ of the request and the answer. Results are never stored; arguments only where th
 says so (``Connector.log_arguments``), with every value under a secret-looking key replaced
 (``redact``). ``CALL_LOG = False`` writes no row (to measure what the log costs).
 
-The row joins the transaction the gateway commits at the end of a call anyway: no extra
-commit on the hot path. ``commit`` is that commit, made so that a row that cannot be written
-never costs the call its answer.
+A call only queues its row; a writer thread per process writes the queue in batches
+(``Writer``), so the call never waits for a disk sync and a log that cannot be written never
+costs a call its answer.
 """
 
+import atexit
 import json
 import logging
+import os
 import re
-from collections.abc import Callable
+import threading
+import weakref
 from dataclasses import dataclass
 from enum import StrEnum
 
 from flask import current_app
+from sqlalchemy import insert
 
 from ..extensions import db
 from ..models import CallRecord, utcnow
@@ -27,6 +31,12 @@ from . import metrics
 
 log = logging.getLogger(__name__)
 
+# The writer: rows wait at most this long, or until this many wait; at most this many wait
+# (the oldest are dropped past it); a batch the database refuses is tried this many times.
+FLUSH_SECONDS = 1.0
+BATCH = 200
+MAX_PENDING = 10_000
+ATTEMPTS = 3
 # Arguments kept at most, as JSON; a larger set is replaced by a note that it was cut.
 MAX_ARGUMENTS_BYTES = 4096
 MAX_ERROR = 300  # characters of the one-line error
@@ -113,52 +123,162 @@ def one_line(text: str | None) -> str | None:
 
 def record(call: Call, outcome: Outcome, error: str | None, total_ms: float,
            upstream_ms: float | None, response_bytes: int):  # fmt: skip
-    """Add the call's row to the session (the caller commits, best with ``commit``) and count
-    it in the metrics. Writes nothing with ``CALL_LOG`` off."""
+    """Queue the call's row (``Writer``: no database work on the call's path) and count it in
+    the metrics. Never raises for the log's sake; writes nothing with ``CALL_LOG`` off."""
     metrics.observe_call(call.agent_name, call.connector_name, str(outcome), total_ms / 1000)
-    if not current_app.config["CALL_LOG"]:
+    app = current_app._get_current_object()
+    if not app.config["CALL_LOG"]:
         return
-    db.session.add(
-        CallRecord(
-            at=utcnow(),
-            request_id=call.request_id,
-            agent_id=call.agent_id,
-            agent_name=call.agent_name[:100],
-            key_id=call.key_id,
-            key_label=(call.key_label or "")[:100] or None,
-            connector_id=call.connector_id,
-            connector_name=(call.connector_name or "")[:100] or None,
-            tool=call.tool[:200],
-            upstream_tool=(call.upstream_tool or "")[:200] or None,
-            era=call.era,
-            outcome=str(outcome),
-            total_ms=round(total_ms, 3),
-            upstream_ms=None if upstream_ms is None else round(upstream_ms, 3),
-            error=one_line(error),
-            request_bytes=call.request_bytes,
-            response_bytes=response_bytes,
-            arguments=call.arguments,
-        )
-    )
+    row = {
+        "at": utcnow(),
+        "request_id": call.request_id or "",
+        "agent_id": call.agent_id,
+        "agent_name": call.agent_name[:100],
+        "key_id": call.key_id,
+        "key_label": (call.key_label or "")[:100] or None,
+        "connector_id": call.connector_id,
+        "connector_name": (call.connector_name or "")[:100] or None,
+        "tool": call.tool[:200],
+        "upstream_tool": (call.upstream_tool or "")[:200] or None,
+        "era": call.era,
+        "outcome": str(outcome),
+        "total_ms": round(total_ms, 3),
+        "upstream_ms": None if upstream_ms is None else round(upstream_ms, 3),
+        "error": one_line(error),
+        "request_bytes": call.request_bytes,
+        "response_bytes": response_bytes,
+        "arguments": call.arguments,
+    }
+    writer(app).add(row)
 
 
-def commit(bookkeeping: Callable[[], None]):
-    """Commit the transaction holding a call's row and ``bookkeeping`` (already run once).
-    If the commit fails, roll back and commit ``bookkeeping`` again without the row, logging
-    a warning (the database's error class only); if that fails too, log it and go on:
-    the call's answer goes out whatever happens here. What the call changed on the session's
-    objects (an upstream's era, a credential found dead) is then learnt again on the next
-    call."""
-    try:
-        db.session.commit()
-        return
-    except Exception as exc:  # noqa: BLE001 (any database failure: the answer still goes out)
-        db.session.rollback()
-        log.warning("the call log row could not be written (%s); the call went on",
-                    type(exc).__name__)  # fmt: skip
-    try:
-        bookkeeping()
-        db.session.commit()
-    except Exception as exc:  # noqa: BLE001
-        db.session.rollback()
-        log.warning("a call's bookkeeping could not be written (%s)", type(exc).__name__)
+def writer(app) -> "Writer":
+    """The app's writer in this process (made on first use)."""
+    with _WRITERS_LOCK:
+        found = app.extensions.get(_EXTENSION)
+        if found is None:
+            found = app.extensions[_EXTENSION] = Writer(app)
+            _WRITERS.add(found)
+        return found
+
+
+def flush(app=None):
+    """Write the rows waiting in ``app``'s writer (default: the current app) now."""
+    app = app or current_app._get_current_object()
+    if _EXTENSION in app.extensions:
+        app.extensions[_EXTENSION].flush()
+
+
+def discard(app):
+    """Forget the rows ``app``'s writer still holds and stop it (a test's app is done)."""
+    found = app.extensions.pop(_EXTENSION, None)
+    if found is not None:
+        found.stop()
+        _WRITERS.discard(found)
+
+
+class Writer:
+    """Rows waiting to be written, and the thread that writes them: every ``FLUSH_SECONDS``,
+    or at once when ``BATCH`` rows wait, in one statement and one commit of its own. A call
+    never waits for the database on the log's behalf (on SQLite a commit that writes is a
+    disk sync: more than a fast call's tenth). Rows still waiting when the process exits
+    are written then (``atexit``); a crash loses at most the last ``FLUSH_SECONDS``.
+
+    A batch that cannot be written is tried again with the next, up to ``ATTEMPTS`` times,
+    then dropped with a warning; at most ``MAX_PENDING`` rows wait (the oldest go first).
+    Warnings name the error's class and the number of rows, nothing of what they hold.
+    """
+
+    THREAD_NAME = "call-log"
+
+    def __init__(self, app):
+        self.app = app
+        self.pending: list[dict] = []
+        self.failures = 0
+        self.lock = threading.Lock()  # the pending rows
+        self.writing = threading.Lock()  # one batch at a time
+        self.wake = threading.Event()
+        self.stopped = False
+        self.thread: threading.Thread | None = None
+        self.pid = None
+
+    def add(self, row: dict):
+        with self.lock:
+            self.pending.append(row)
+            if len(self.pending) > MAX_PENDING:
+                dropped = len(self.pending) - MAX_PENDING
+                del self.pending[:dropped]
+                log.warning("the call log dropped %d rows: the database is not keeping up",
+                            dropped)  # fmt: skip
+            full = len(self.pending) >= BATCH
+        self._ensure_thread()
+        if full:
+            self.wake.set()
+
+    def flush(self):
+        with self.writing:
+            with self.lock:
+                rows, self.pending = self.pending, []
+            if not rows or self.stopped:
+                return
+            try:
+                with self.app.app_context():
+                    try:
+                        db.session.execute(insert(CallRecord), rows)
+                        db.session.commit()
+                    finally:
+                        db.session.remove()
+                self.failures = 0
+            except Exception as exc:  # noqa: BLE001 (any database failure: calls go on)
+                self._failed(rows, exc)
+
+    def _failed(self, rows, exc):
+        self.failures += 1
+        if self.failures >= ATTEMPTS:
+            self.failures = 0
+            log.warning("%d call log rows could not be written (%s) and were dropped",
+                        len(rows), type(exc).__name__)  # fmt: skip
+            return
+        log.warning("%d call log rows could not be written (%s); trying again",
+                    len(rows), type(exc).__name__)  # fmt: skip
+        with self.lock:
+            self.pending[:0] = rows
+
+    def stop(self):
+        """Drop what waits and end the thread (soon: it is woken)."""
+        self.stopped = True
+        with self.lock:
+            self.pending = []
+        self.wake.set()
+
+    def _ensure_thread(self):
+        if self.thread is not None and self.thread.is_alive() and self.pid == os.getpid():
+            return
+        with self.lock:  # a forked worker inherits no thread: start its own
+            if self.thread is None or not self.thread.is_alive() or self.pid != os.getpid():
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
+                self.thread.start()
+
+    def _run(self):
+        """Write every ``FLUSH_SECONDS`` (or when woken) until nothing waits, then end: an
+        idle process keeps no thread (the next row starts one)."""
+        while not self.stopped:
+            self.wake.wait(FLUSH_SECONDS)
+            self.wake.clear()
+            self.flush()
+            with self.lock:
+                if not self.pending:
+                    self.thread = None
+                    return
+
+
+_EXTENSION = "mcpadmin_call_log"
+_WRITERS: "weakref.WeakSet[Writer]" = weakref.WeakSet()
+_WRITERS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _flush_all():
+    for found in list(_WRITERS):
+        found.flush()
