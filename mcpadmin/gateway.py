@@ -263,7 +263,11 @@ def _relay(caller, call, connector, message, entry, first, updates, modern):
         if not recorded:  # the client closed the stream: a modern client's cancellation
             updates.close()
             ending = (Outcome.CANCELLED, "The agent closed the stream.", None, sent)
-            _record(caller, entry, call, ending, utcnow())
+            try:
+                _record(caller, entry, call, ending, utcnow())
+            except Exception:  # the stream is closing either way
+                log.exception("could not record a call the agent cancelled")
+                db.session.rollback()
         raise
     finally:
         updates.close()

@@ -145,6 +145,15 @@ def test_invalid_params_are_a_protocol_error(app, weather):
     assert row.request_id == request_id and row.response_bytes == len(reply.content)
 
 
+def test_an_upstream_error_that_repeats_the_credential_leaves_it_out_of_the_row(app, weather):
+    url, key = weather
+    reply = call(url, key, "weather__refuse", {"text": "no"})
+    assert reply.json()["result"]["isError"] is True
+    row = only_row(app)
+    assert row.outcome == Outcome.PROTOCOL and "[credential]" in row.error
+    assert_no_secrets(row, key, TOKEN)
+
+
 def test_an_unknown_tool_is_refused_not_allowed(app, weather):
     url, key = weather
     reply = call(url, key, "weather__nope", {})
