@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 
-import anyio
 import pytest
 import requests
 from sqlalchemy import func, select, text
@@ -16,39 +15,19 @@ from sqlalchemy import func, select, text
 from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
 from mcpadmin.models import AgentConnection, CallRecord, Connector, Tool
-from mcpadmin.protocol import mcp
-from mcpadmin.services import calllog, calls
+from mcpadmin.services import calllog
 from mcpadmin.services.calllog import REDACTED, Outcome, redact
-from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
+from tests import test_gateway_calls as shared
+from tests.gateway_helpers import agent_with_tools, synced_connector
 from tests.peers import free_port
-from tests.peers.mcp_fixtures import LEGACY_PYTHON, _start, _stop
-from tests.test_gateway import sdk_client
+from tests.test_gateway_calls import TOKEN, cancel_a_slow_call
 from tests.test_upstream_calls import wait_for
 
-TOKEN = "call-log-peer-token-0123456789"  # noqa: S105 (the bearer peer's test credential)
-AGENT_SECRET = "ledger-agent-key-987654"  # noqa: S105
 MODERN = "2026-07-28"
 META = "io.modelcontextprotocol/"
-
-
-@pytest.fixture(scope="module")
-def bearer_tools():
-    peer = _start("mcp_server.py", "--call-tools", "--bearer", TOKEN)
-    yield peer
-    _stop(peer)
-
-
-@pytest.fixture(scope="module")
-def legacy_tools():
-    peer = _start("mcp_legacy_server.py", "--call-tools", "--api-key",
-                  f"X-Api-Key={AGENT_SECRET}", python=LEGACY_PYTHON)  # fmt: skip
-    yield peer
-    _stop(peer)
-
-
-@pytest.fixture(autouse=True)
-def fresh_pool(monkeypatch):
-    monkeypatch.setattr(calls, "POOL", mcp.SessionPool())
+# The peers and the fresh session pool of the gateway's call tests.
+bearer_tools, legacy_key_tools, fresh_pool = (shared.bearer_tools, shared.legacy_key_tools,
+                                              shared.fresh_pool)  # fmt: skip
 
 
 @pytest.fixture
@@ -181,9 +160,9 @@ def test_a_changed_definition_is_refused_and_recorded(app, weather):
         assert db.session.scalars(select(AgentConnection)).one().last_call_error == row.error
 
 
-def test_an_agent_without_its_credential_is_refused_no_credential(app, served, legacy_tools):
+def test_an_agent_without_its_credential_is_refused_no_credential(app, served, legacy_key_tools):
     with app.app_context():
-        connector = ledger(legacy_tools.url)
+        connector = ledger(legacy_key_tools.url)
         db.session.add(connector)
         agent, key = agent_with_tools([connector], name="Bo")
         url = served.endpoint(agent)
@@ -246,25 +225,7 @@ def test_a_relayed_call_counts_the_events_it_sent(app, weather):
 def test_a_call_the_agent_cancels_is_recorded_cancelled(app, weather, mode):
     """auto: the modern client closes the stream; legacy: notifications/cancelled."""
     url, key = weather
-
-    async def main():
-        async with sdk_client(url, key, mode) as client:
-            first = anyio.Event()
-
-            async def progress(value, total, message):
-                first.set()
-
-            async with anyio.create_task_group() as group:
-
-                async def slow():
-                    await client.call_tool("weather__count", {"steps": 40, "delay": 0.25},
-                                           progress_callback=progress)  # fmt: skip
-
-                group.start_soon(slow)
-                await first.wait()
-                group.cancel_scope.cancel()
-
-    run_async(main)
+    cancel_a_slow_call(url, key, mode)
     assert wait_for(lambda: any(r.outcome == Outcome.CANCELLED for r in rows(app)))
     row = next(r for r in rows(app) if r.tool == "weather__count")
     assert row.outcome == Outcome.CANCELLED and row.response_bytes > 0

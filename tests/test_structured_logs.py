@@ -19,7 +19,8 @@ from mcpadmin.models import CallRecord, Connector
 from mcpadmin.protocol.http import HttpError
 from mcpadmin.services import calllog, outbound
 from tests.gateway_helpers import agent_with_tools, serving, synced_connector
-from tests.test_call_log import TOKEN, bearer_tools, call  # noqa: F401 (a fixture)
+from tests.test_call_log import TOKEN, call
+from tests.test_gateway_calls import bearer_tools as bearer_tools
 from tests.test_upstream_calls import wait_for
 
 

@@ -44,10 +44,9 @@ REDACTED = "[redacted]"
 # Keys whose values look secret, once lower-cased with "-" and "_" removed: any key equal
 # to one of these or ending in one ("github_token", "X-Api-Key", "clientSecret").
 _SECRET_WORDS = ("token", "password", "passwd", "pwd", "secret", "authorization", "auth",
-                 "apikey", "key", "cookie", "credential", "credentials", "session",
-                 "sessionid", "bearer", "signature", "privatekey", "passphrase",
-                 "otp")  # fmt: skip
-_SECRET_KEY = re.compile("(" + "|".join(_SECRET_WORDS) + ")s?$")
+                 "key", "cookie", "credential", "session", "sessionid", "bearer",
+                 "signature", "passphrase", "otp")  # fmt: skip
+_SECRET_KEY = re.compile("(" + "|".join(_SECRET_WORDS) + ")s?$")  # plurals too
 
 
 class Outcome(StrEnum):
@@ -147,8 +146,9 @@ def record(call: Call, outcome: Outcome, error: str | None, total_ms: float,
         "error": one_line(error),
         "request_bytes": call.request_bytes,
         "response_bytes": response_bytes,
-        "arguments": call.arguments,
     }
+    if call.arguments is not None:  # absent, the column is SQL NULL (None would be JSON null)
+        row["arguments"] = call.arguments
     writer(app).add(row)
 
 
