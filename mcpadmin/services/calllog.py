@@ -245,9 +245,10 @@ class Writer:
             self.pending[:0] = rows
 
     def stop(self):
-        """Drop what waits and end the thread (soon: it is woken)."""
+        """Drop what waits and end the thread (soon: it is woken); a batch being written
+        is finished first, so nothing is written once this returns."""
         self.stopped = True
-        with self.lock:
+        with self.writing, self.lock:
             self.pending = []
         self.wake.set()
 
