@@ -301,6 +301,7 @@ def _call_log_cost(app, agent_id, key, tool, calls) -> list[Figure]:
         assert answer.status_code == 200 and not answer.json["result"]["isError"], answer.data
         return spent
 
+    calllog.flush(app)  # the rows of the figures before this one
     with app.app_context():
         before = db.session.scalar(select(func.count()).select_from(CallRecord))
     for _ in range(20):
