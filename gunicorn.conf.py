@@ -28,7 +28,8 @@ keepalive = 5
 # Only a proxy on this machine may set X-Forwarded-Proto (gunicorn's default, stated here).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
-accesslog = "-"
+# With MCPADMIN_LOG_FORMAT=json the app writes one JSON line per request instead.
+accesslog = None if os.environ.get("MCPADMIN_LOG_FORMAT") == "json" else "-"
 # The path without its query string (%(U)s, never %(r)s): OAuth callbacks carry the
 # authorization code and state there. No Referer either: it repeats the previous page's query.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'

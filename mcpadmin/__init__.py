@@ -8,7 +8,7 @@ from flask_migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import config, crypto, errors, filters, logsafe, security, startup
+from . import config, crypto, errors, filters, jsonlog, logsafe, requestlog, security, startup
 from .extensions import csrf, db, migrate
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -31,9 +31,11 @@ def create_app(test_config=None, instance_path=None):
     instance_path = instance_path or os.environ.get("MCPADMIN_INSTANCE_PATH") or None
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
     config.load(app, test_config)
+    jsonlog.install(app)
     crypto.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    requestlog.init_app(app)
     security.init_app(app)
     csrf.init_app(app)
     filters.init_app(app)

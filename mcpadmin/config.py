@@ -19,6 +19,8 @@ from cryptography.fernet import Fernet
 MIN_SECRET_KEY_LENGTH = 32
 # A metrics token shorter than this could be guessed by a scraper-shaped brute force.
 MIN_METRICS_TOKEN_LENGTH = 16
+# The values of LOG_FORMAT.
+LOG_FORMATS = ("text", "json")
 # Key files: anything more open than owner read/write (0600) is refused at start.
 OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
@@ -143,6 +145,9 @@ def load(app, test_config=None):
             raise ConfigError(f"{name} must be a whole number of days, 1 or more; "
                               f"it is {app.config[name]}.")  # fmt: skip
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
+    if app.config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not "
+                          f"{str(app.config['LOG_FORMAT'])[:40]!r}.")  # fmt: skip
     public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname
     if not public_host:
         raise ConfigError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")

@@ -123,6 +123,11 @@ class ConnectorForm(FlaskForm):
         "Client secret", validators=[Optional(), Length(max=4096), _client_credential]
     )
     clear_oauth_client = BooleanField("Remove the stored client ID and secret")
+    log_arguments = BooleanField(
+        "Keep call arguments in the call log",
+        description="Each call's arguments are stored with its row, values under names that "
+        "look secret (token, password, key…) replaced by [redacted]. Off: only the tool name.",
+    )
     # Asked only when the URL moves to another origin while pasted secrets are stored.
     moved_secrets = RadioField(
         "Stored tokens and keys",

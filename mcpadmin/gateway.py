@@ -11,15 +11,16 @@ exempt from the login guard and from CSRF (no cookie is read); it checks ``Origi
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
-from . import security
+from . import requestlog, security
 from .extensions import csrf, db
 from .models import utcnow
 from .protocol import server
 from .protocol.server import RpcFailure
-from .services import agent_keys, calls
+from .services import agent_keys, calllog, calls
 from .services import gateway as service
+from .services.calllog import Outcome
 
 bp = Blueprint("gateway", __name__)
 csrf.exempt(bp)
@@ -47,6 +48,7 @@ def endpoint(id):
     caller = service.authenticate(id, _presented_key(), session_id, now)
     if caller is None:
         return _unauthorized(id)
+    g.agent_id = caller.agent.id
     if modern_header and request.method != "POST":
         # [26/http §Earlier Streamable HTTP Revisions]: 405 to modern GET and DELETE.
         return Response(status=405, headers={"Allow": "POST"})
@@ -154,27 +156,40 @@ def _tools_answer(caller, message, now, extra: dict):
 
 
 def _call(caller, message, now, modern: bool):
-    """tools/call: checked against the agent's catalog on every call, then sent upstream."""
+    """tools/call: checked against the agent's catalog on every call, then sent upstream.
+    Whatever the ending, the call log gets one row."""
     name = message.params.get("name")
     arguments = message.params.get("arguments", {})
+    call = calllog.Call(requestlog.current(), caller.agent.id, caller.agent.name,
+                        caller.key_id, caller.key_label, name if isinstance(name, str) else "",
+                        g.get("request_bytes", 0))  # fmt: skip
     if not isinstance(name, str) or not isinstance(arguments, dict):
-        raise RpcFailure(server.INVALID_PARAMS, "Invalid params: tools/call needs a name and "
-                         "an arguments object.", 200, request_id=message.id)  # fmt: skip
+        failure = RpcFailure(server.INVALID_PARAMS, "Invalid params: tools/call needs a name "
+                             "and an arguments object.", 200, request_id=message.id)  # fmt: skip
+        return _refused(call, Outcome.PROTOCOL, failure)
     entry = service.catalog(caller.agent, definitions=False).entries.get(name)
     if entry is None:
-        raise RpcFailure(
+        failure = RpcFailure(
             server.INVALID_PARAMS,
             f"Unknown tool: {name[:100]} is not one of agent {caller.agent.name}'s tools.",
             200,
             request_id=message.id,
         )
+        return _refused(call, Outcome.NOT_ALLOWED, failure)
+    call.connector_id, call.connector_name = entry.connection.connector_id, entry.connector_name
+    call.upstream_tool = entry.tool.name
     if entry.changed:
         text = (f"The definition of {entry.tool.name} on {entry.connector_name} changed since it "
                 f"was enabled for agent {caller.agent.name}; an operator must review it on the "
                 "agent's page before it can be called again.")  # fmt: skip
-        service.record_call(entry, text, now)
-        return _answer(caller, message.id, _error_result(text, modern), now)
+        result = _error_result(requestlog.tagged(text), modern)
+        response = _json(server.response(message.id, result))
+        ending = (Outcome.DEFINITION_CHANGED, text, None, len(response.get_data()))
+        _record(caller, entry, call, ending, now)
+        return response
     connector, connection, input_schema = service.call_target(entry)
+    if connector.log_arguments:
+        call.arguments = calllog.redact(arguments)
     updates = calls.call_tool(
         connector,
         connection if connector.per_agent else None,
@@ -186,12 +201,21 @@ def _call(caller, message, now, modern: bool):
         log_level=_log_level(caller, message),
     )
     first = next(updates)
+    call.era = connector.protocol_era
     if isinstance(first, calls.Outcome):
-        return _finish_call(caller, message.id, entry, first, now, modern)
+        return _finish_call(caller, call, message.id, entry, first, now, modern)
     if EVENT_STREAM not in request.headers.get("Accept", ""):
         outcome = _last(updates)  # the client cannot take a stream: only the result
-        return _finish_call(caller, message.id, entry, outcome, now, modern)
-    return _stream(_relay(caller, message, entry, first, updates, modern))
+        call.era = connector.protocol_era
+        return _finish_call(caller, call, message.id, entry, outcome, now, modern)
+    return _stream(_relay(caller, call, connector, message, entry, first, updates, modern))
+
+
+def _refused(call, outcome, failure):
+    """The JSON-RPC error for a call refused before dispatch; its row queued."""
+    response = _json(failure.body(), failure.status)
+    calllog.record(call, outcome, failure.message, _elapsed_ms(), None, len(response.get_data()))
+    return response
 
 
 def _log_level(caller, message) -> str | None:
@@ -204,27 +228,51 @@ def _log_level(caller, message) -> str | None:
     return caller.session.log_level if caller.session is not None else None
 
 
-def _relay(caller, message, entry, first, updates, modern):
+def _relay(caller, call, connector, message, entry, first, updates, modern):
     """The call's notifications as events while the upstream works, then its result. A client
     that goes away (modern: closing the stream cancels [26/http §Cancellation]) closes
-    ``updates``, which cancels the upstream call; so does a legacy notifications/cancelled."""
+    ``updates``, which cancels the upstream call; so does a legacy notifications/cancelled.
+    The call's row counts the bytes of every event sent."""
     checked = time.monotonic()
+    sent, recorded = 0, False
     try:
-        yield server.sse_event(first)
+        event = server.sse_event(first)
+        sent += len(event)
+        yield event
         for update in _guarded(updates, message.id):
             if isinstance(update, calls.Outcome):
-                now = utcnow()
-                result = _result(update, modern)
-                _record(caller, entry, update.error, now)
-                yield server.sse_event(server.response(message.id, result))
+                call.era = connector.protocol_era  # as the upstream answered
+                event = server.sse_event(server.response(message.id, _result(update, modern)))
+                ending = (update.kind, update.error, update.upstream_ms, sent + len(event))
+                recorded = True
+                _record(caller, entry, call, ending, utcnow())
+                yield event
                 return
-            yield server.sse_event(update)
+            event = server.sse_event(update)
+            sent += len(event)
+            yield event
             if caller.session is not None and time.monotonic() - checked >= CANCEL_CHECK_SECONDS:
                 checked = time.monotonic()
                 if service.cancelled(caller.session, message.id):
                     # [25N/cancellation]: a cancelled request gets no response.
-                    _record(caller, entry, "Cancelled by the agent.", utcnow())
+                    recorded = True
+                    ending = (Outcome.CANCELLED, "Cancelled by the agent.", None, sent)
+                    _record(caller, entry, call, ending, utcnow())
                     return
+        if not recorded:  # mcpadmin failed mid-stream (``_guarded`` sent the error)
+            recorded = True
+            ending = (Outcome.PROTOCOL, "Internal error in mcpadmin.", None, sent)
+            _record(caller, entry, call, ending, utcnow())
+    except GeneratorExit:
+        if not recorded:  # the client closed the stream: a modern client's cancellation
+            updates.close()
+            ending = (Outcome.CANCELLED, "The agent closed the stream.", None, sent)
+            try:
+                _record(caller, entry, call, ending, utcnow())
+            except Exception:  # the stream is closing either way
+                log.exception("could not record a call the agent cancelled")
+                db.session.rollback()
+        raise
     finally:
         updates.close()
 
@@ -237,22 +285,42 @@ def _guarded(updates, request_id):
     except Exception:
         log.exception("agent endpoint failed while relaying a call")
         db.session.rollback()
-        yield server.error(request_id, server.INTERNAL_ERROR, "Internal error in mcpadmin.")
+        failure = server.error(request_id, server.INTERNAL_ERROR, "Internal error in mcpadmin.")
+        yield _tagged(failure)
 
 
-def _finish_call(caller, request_id, entry, outcome, now, modern):
-    _record(caller, entry, outcome.error, now)
-    return _json(server.response(request_id, _result(outcome, modern)))
+def _finish_call(caller, call, request_id, entry, outcome, now, modern):
+    response = _json(server.response(request_id, _result(outcome, modern)))
+    ending = (outcome.kind, outcome.error, outcome.upstream_ms, len(response.get_data()))
+    _record(caller, entry, call, ending, now)
+    return response
 
 
-def _record(caller, entry, error, now):
+def _record(caller, entry, call, ending, now):
+    """The connection's last call and the key's use (committed), and the call's row (queued).
+
+    ``ending``: (outcome, error, upstream milliseconds or None, response bytes)."""
+    outcome, error, upstream_ms, response_bytes = ending
     service.record_call(entry, error, now)
     service.touch(caller, now)
     db.session.commit()
+    calllog.record(call, outcome, error, _elapsed_ms(), upstream_ms, response_bytes)
+
+
+def _elapsed_ms() -> float:
+    """Milliseconds since the request began."""
+    return (time.monotonic() - g.request_started) * 1000
 
 
 def _result(outcome, modern) -> dict:
-    return server.modern_result(outcome.result) if modern else outcome.result
+    """The ``CallToolResult`` for the agent; one mcpadmin wrote (not the upstream's own
+    answer) names the request id."""
+    result = outcome.result
+    if outcome.kind not in (Outcome.OK, Outcome.TOOL_ERROR):
+        content = [{**c, "text": requestlog.tagged(c["text"])} if c.get("type") == "text" else c
+                   for c in result.get("content") or ()]  # fmt: skip
+        result = {**result, "content": content}
+    return server.modern_result(result) if modern else result
 
 
 def _error_result(text: str, modern: bool) -> dict:
@@ -383,6 +451,7 @@ def _read_message():
     if len(body) > limit:
         raise RpcFailure(server.INVALID_REQUEST, f"Request too large: at most {limit} bytes.",
                          413)  # fmt: skip
+    g.request_bytes = len(body)
     return server.parse(body)
 
 
@@ -430,8 +499,16 @@ def _instructions(agent) -> str:
             "its name starts with.")  # fmt: skip
 
 
+def _tagged(body: dict) -> dict:
+    """A JSON-RPC error naming the request id in its message; other messages as they are."""
+    error = body.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return body
+    return {**body, "error": {**error, "message": requestlog.tagged(error["message"])}}
+
+
 def _json(body: dict, status: int = 200, headers: dict | None = None) -> Response:
-    response = current_app.json.response(body)
+    response = current_app.json.response(_tagged(body))
     response.status_code = status
     response.headers.update(headers or {})
     return response

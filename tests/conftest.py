@@ -12,6 +12,7 @@ from mcpadmin import create_app
 from mcpadmin.config import database_url
 from mcpadmin.extensions import db
 from mcpadmin.models import AdminUser, CatalogState
+from mcpadmin.services import calllog
 
 PASSWORD = "correct horse battery"
 
@@ -55,7 +56,9 @@ def app(database_uri, tmp_path):
 
 def empty_database(app):
     """Delete every row a test made (the catalog version's row, made by the migration,
-    stays) and close the app's connections."""
+    stays) and close the app's connections. Call log rows still queued are dropped first, so
+    none is written after the tables are emptied."""
+    calllog.discard(app)
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
@@ -83,6 +86,7 @@ def make_app(database_uri, app):
 
     yield make
     for extra in made:
+        calllog.discard(extra)
         with extra.app_context():
             db.session.remove()
             db.engine.dispose()

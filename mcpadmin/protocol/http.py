@@ -20,7 +20,7 @@ import contextvars
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -136,6 +136,20 @@ def _refusal(ip, port, allow_private, allow_addresses) -> str | None:
 _CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("mcpadmin_http_call")
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One finished outbound request, as ``Http.observer`` is told of it: ``status`` when an
+    answer came (else None), ``error`` the ``HttpError`` class name when it failed (before or
+    while its body was read), ``response_bytes`` the body bytes read."""
+
+    method: str
+    url: str
+    status: int | None
+    error: str | None
+    seconds: float
+    response_bytes: int
+
+
 @dataclass
 class Stream:
     """An open response whose body is read incrementally (Server-Sent Events)."""
@@ -148,6 +162,8 @@ class Stream:
     _max_bytes: int
     _read: int = field(default=0)
     _call: _Call | None = None
+    _observe: Callable[[int | None, str | None, int], None] | None = None
+    _error: str | None = None
 
     @property
     def content_type(self) -> str:
@@ -160,6 +176,13 @@ class Stream:
         :raise Timeout: the deadline passed; :raise TooLarge: the size limit was reached;
             :raise Interrupted: the connection broke; :raise BadResponse: undecodable body.
         """
+        try:
+            yield from self._chunks()
+        except HttpError as exc:
+            self._error = type(exc).__name__
+            raise
+
+    def _chunks(self) -> Iterator[bytes]:
         pieces = self._raw.iter_content(_CHUNK)
         while True:
             token = _CALL.set(self._call) if self._call else None
@@ -192,7 +215,11 @@ class Stream:
         return b"".join(self.chunks())
 
     def close(self):
+        """Release the connection; the observer (if any) hears of the exchange once."""
         self._raw.close()
+        observe, self._observe = self._observe, None
+        if observe is not None:
+            observe(self.status, self._error, self._read)
 
     def __enter__(self):
         return self
@@ -222,6 +249,8 @@ class Http:
     session: requests.Session = field(default_factory=requests.Session)
     allow_addresses: frozenset = frozenset()
     read_timeout: float | None = None
+    # Told of every finished exchange (the structured log); never of headers or bodies.
+    observer: Callable[[Exchange], None] | None = None
 
     def __post_init__(self):
         if not isinstance(self.session.get_adapter("https://x/"), _GuardedAdapter):
@@ -256,7 +285,27 @@ class Http:
         :raise Blocked: policy refused the URL, a hop, or a redirect; :raise Timeout,
             Unreachable, TooLarge, HttpError: as their names say.
         """
-        method = method.upper()
+        method, started = method.upper(), time.monotonic()
+        try:
+            opened = self._open(method, url, headers, data, json, redirects)
+        except HttpError as exc:
+            self._observed(method, url, started)(None, type(exc).__name__, 0)
+            raise
+        if self.observer is not None:
+            opened._observe = self._observed(method, opened.url, started)
+        return opened
+
+    def _observed(self, method, url, started):
+        """The callback that tells ``observer`` of this exchange when it ends."""
+
+        def observe(status, error, read):
+            if self.observer is not None:
+                seconds = time.monotonic() - started
+                self.observer(Exchange(method, url, status, error, seconds, read))
+
+        return observe
+
+    def _open(self, method, url, headers, data, json, redirects) -> Stream:
         call = _Call(time.monotonic() + (self.deadline or 3 * self.timeout),
                      self.read_timeout or self.timeout, self.allow_private,
                      frozenset(self.allow_addresses), connect_timeout=self.timeout)  # fmt: skip

@@ -13,7 +13,6 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 
 from flask import current_app
 
@@ -21,6 +20,7 @@ from ..crypto import UnreadableSecret
 from ..models import Agent, AgentConnection, Connector
 from ..protocol import mcp
 from . import lifecycle, outbound, tokens
+from .calllog import Outcome as Kind  # how a call ended (``Outcome.kind``): one list
 from .credentials import auth_headers
 from .lifecycle import Event
 
@@ -28,18 +28,6 @@ POOL = mcp.SessionPool()
 MAX_MESSAGE = 300  # characters of an upstream's words quoted in a sentence
 MIN_SCRUBBED = 8  # shorter credential values are scrubbed from our sentences only
 SCRUBBED = "[credential]"
-
-
-class Kind(StrEnum):
-    """How a call ended (``Outcome.kind``)."""
-
-    OK = "ok"
-    TOOL_ERROR = "tool_error"  # the upstream answered isError: true
-    NO_CREDENTIAL = "refused_no_credential"
-    NEEDS_RECONNECT = "refused_needs_reconnect"
-    TIMEOUT = "upstream_timeout"
-    DOWN = "upstream_down"
-    PROTOCOL = "protocol_error"
 
 
 @dataclass

@@ -80,7 +80,8 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
 
     ``data`` holds every name in ``SETTINGS`` plus ``secret``, ``clear_secret``,
     ``oauth_client_id``, ``oauth_client_secret``, ``clear_oauth_client`` and ``moved_secrets``
-    (see ``moved_secret_question``, asked first); a blank secret keeps the stored one.
+    (see ``moved_secret_question``, asked first), and ``log_arguments`` (the call log keeps
+    the arguments of calls, redacted); a blank secret keeps the stored one.
     """
     saved = Saved()
     notices = saved.notices
@@ -95,6 +96,7 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
         saved.revocations = revocations(connector)
     for name in SETTINGS:
         setattr(connector, name, data.get(name) or None)
+    connector.log_arguments = bool(data.get("log_arguments"))
     if connector.auth_type == "none":
         connector.credential_mode = "shared"
     if connector.auth_type != "api_key_header":

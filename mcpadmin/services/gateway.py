@@ -72,14 +72,15 @@ class Caller:
     last_used_at: datetime | None
     agent: AgentView
     session: SessionView | None
+    key_label: str | None = None
 
 
 # The hot path's statements, built once (building one costs more than running it on SQLite).
 _VERSION = select(CatalogState.version).where(CatalogState.id == 1).scalar_subquery()
 _KEY = (
     select(AgentKey.id, AgentKey.agent_id, AgentKey.key_hmac, AgentKey.expires_at,
-           AgentKey.revoked_at, AgentKey.last_used_at, Agent.name, Agent.keep_tool_names,
-           _VERSION.label("catalog_version"))
+           AgentKey.revoked_at, AgentKey.last_used_at, AgentKey.label, Agent.name,
+           Agent.keep_tool_names, _VERSION.label("catalog_version"))
     .join(Agent, Agent.id == AgentKey.agent_id)
     .where(AgentKey.lookup == bindparam("lookup"))
 )  # fmt: skip
@@ -115,7 +116,7 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
     if session_id and row.id_sha256 is not None:
         session = SessionView(row.id_sha256, row.protocol_version, row.log_level)
     agent = AgentView(row.agent_id, row.name, row.keep_tool_names, row.catalog_version)
-    return Caller(row.id, row.last_used_at, agent, session)
+    return Caller(row.id, row.last_used_at, agent, session, row.label)
 
 
 def session_digest(session_id: str) -> str:

@@ -1,13 +1,21 @@
-"""The outbound HTTP client configured from the app: every service builds its client here."""
+"""The outbound HTTP client configured from the app: every service builds its client here.
 
+With ``LOG_FORMAT = "json"`` each exchange writes one line (``mcpadmin.outbound``): method,
+host, path without its query, status or error kind, duration, response bytes, and the request
+id of the request it was made for (``requestlog``). Never a header, a query or a body.
+"""
+
+import logging
 import threading
+from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
 
-from ..protocol.http import Http
+from ..protocol.http import Exchange, Http
 
 _kept = threading.local()
+log = logging.getLogger("mcpadmin.outbound")
 
 
 def http(
@@ -34,8 +42,25 @@ def http(
         allow_private=allow_private,
         deadline=deadline,
         read_timeout=read_timeout,
+        observer=_log_exchange if config["LOG_FORMAT"] == "json" else None,
         **extra,
     )
+
+
+def _log_exchange(exchange: Exchange):
+    parts = urlsplit(exchange.url)
+    fields = {
+        "method": exchange.method,
+        "host": parts.hostname,
+        "path": parts.path or "/",
+        "status": exchange.status,
+        "error": exchange.error,
+        "duration_ms": round(exchange.seconds * 1000, 3),
+        "response_bytes": exchange.response_bytes,
+    }
+    outcome = exchange.status if exchange.status is not None else exchange.error
+    log.info("outbound %s %s%s %s", exchange.method, parts.hostname, fields["path"], outcome,
+             extra={"fields": fields})  # fmt: skip
 
 
 def _thread_session(allow_private: bool) -> requests.Session:
