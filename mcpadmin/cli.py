@@ -122,7 +122,8 @@ def _prune():
     click.echo(
         f"Pruned logs: {plural(pruned.calls, 'call')} older than "
         f"{plural(pruned.call_days, 'day')}, {plural(pruned.audit_events, 'audit event')} "
-        f"older than {plural(pruned.audit_days, 'day')}."
+        f"older than {plural(pruned.audit_days, 'day')}"
+        + (f", {plural(pruned.sessions, 'idle agent session')}." if pruned.sessions else ".")
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from mcpadmin.extensions import db
-from mcpadmin.models import Agent, Connector, Tool, utcnow
+from mcpadmin.models import Agent, Connector, GatewaySession, Tool, utcnow
 from mcpadmin.services import agent_keys, toolnames
 from tests.conftest import PASSWORD, Browser
 from tests.gateway_helpers import agent_with_tools
@@ -388,3 +388,27 @@ def test_a_changed_definition_is_held_back_at_once(app, client, agent):
     reply = client.post(url(agent_id), json=modern_body("tools/list"),
                         headers=modern_headers(key, "tools/list"))  # fmt: skip
     assert reply.json["result"]["tools"][0]["description"] == "Adds"
+
+
+def test_a_legacy_sessions_use_is_written_at_most_hourly(app, client, agent):
+    """Idle sessions are pruned after 30 days, so use must reach the row; not on every
+    request."""
+    agent_id, key = agent
+    session = initialize(client, agent_id, key).headers["Mcp-Session-Id"]
+
+    def last_seen():
+        with app.app_context():
+            return db.session.scalar(db.select(GatewaySession.last_seen_at))
+
+    opened = last_seen()
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    headers = {**legacy_headers(key, session), "MCP-Protocol-Version": "2025-11-25"}
+    assert client.post(url(agent_id), json=ping, headers=headers).status_code == 200
+    assert last_seen() == opened
+    with app.app_context():
+        db.session.execute(
+            db.update(GatewaySession).values(last_seen_at=opened - timedelta(hours=2))
+        )
+        db.session.commit()
+    assert client.post(url(agent_id), json=ping, headers=headers).status_code == 200
+    assert last_seen() > opened

@@ -10,8 +10,16 @@ from sqlalchemy import event, func, select
 from mcpadmin import create_app
 from mcpadmin.config import ConfigError
 from mcpadmin.extensions import db
-from mcpadmin.models import AuditEvent, CallRecord, Connector, utcnow
+from mcpadmin.models import (
+    AuditEvent,
+    CallRecord,
+    Connector,
+    GatewayCancellation,
+    GatewaySession,
+    utcnow,
+)
 from mcpadmin.services import retention
+from tests.gateway_helpers import agent_with_tools
 
 SECOND = timedelta(seconds=1)
 
@@ -185,3 +193,26 @@ def test_a_retention_setting_from_the_environment_is_used(monkeypatch, make_app)
     monkeypatch.setenv("MCPADMIN_CALL_LOG_DAYS", "7")
     configured = make_app()
     assert configured.config["CALL_LOG_DAYS"] == 7
+
+
+def test_idle_agent_sessions_and_old_cancellations_go_with_the_logs(app, runner):
+    """A legacy session unused for 30 days goes (its client gets 404 and initializes again);
+    one in use stays. Cancellations are needed only while their call runs."""
+    now = utcnow()
+    with app.app_context():
+        agent, _ = agent_with_tools([])
+        key_id = agent.keys[0].id
+        db.session.add_all([
+            GatewaySession(id_sha256="a" * 64, key_id=key_id, protocol_version="2025-11-25",
+                           last_seen_at=now - days(31)),
+            GatewaySession(id_sha256="b" * 64, key_id=key_id, protocol_version="2025-11-25",
+                           last_seen_at=now - days(29)),
+            GatewayCancellation(session_sha256="b" * 64, request_id="1", created_at=now - days(2)),
+            GatewayCancellation(session_sha256="b" * 64, request_id="2", created_at=now),
+        ])  # fmt: skip
+        db.session.commit()
+    result = runner.invoke(args=["prune-logs"])
+    assert result.output.endswith("older than 365 days, 1 idle agent session.\n"), result.output
+    with app.app_context():
+        assert db.session.scalars(select(GatewaySession.id_sha256)).all() == ["b" * 64]
+        assert db.session.scalars(select(GatewayCancellation.request_id)).all() == ["2"]

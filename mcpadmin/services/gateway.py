@@ -40,6 +40,9 @@ from . import agent_keys, toolnames
 PAGE_SIZE = 100
 # A connection's last call is written when its outcome changed, or at most this often.
 LAST_CALL_INTERVAL = 60  # seconds
+# A legacy session's last use is written at most this often (it only has to outlive the
+# days an idle session is kept).
+SESSION_TOUCH_INTERVAL = 3600  # seconds
 # Agents whose rendered catalog a process keeps (all are dropped when there would be more).
 CACHED_CATALOGS = 1000
 
@@ -62,6 +65,7 @@ class SessionView:
     id_sha256: str
     protocol_version: str
     log_level: str | None
+    last_seen_at: datetime | None = None
 
 
 @dataclass
@@ -85,7 +89,10 @@ _KEY = (
     .where(AgentKey.lookup == bindparam("lookup"))
 )  # fmt: skip
 _KEY_AND_SESSION = _KEY.add_columns(
-    GatewaySession.id_sha256, GatewaySession.protocol_version, GatewaySession.log_level
+    GatewaySession.id_sha256,
+    GatewaySession.protocol_version,
+    GatewaySession.log_level,
+    GatewaySession.last_seen_at,
 ).outerjoin(
     GatewaySession,
     (GatewaySession.key_id == AgentKey.id)
@@ -114,7 +121,8 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
         return None
     session = None
     if session_id and row.id_sha256 is not None:
-        session = SessionView(row.id_sha256, row.protocol_version, row.log_level)
+        session = SessionView(row.id_sha256, row.protocol_version, row.log_level,
+                              row.last_seen_at)  # fmt: skip
     agent = AgentView(row.agent_id, row.name, row.keep_tool_names, row.catalog_version)
     return Caller(row.id, row.last_used_at, agent, session, row.label)
 
@@ -155,12 +163,23 @@ def set_log_level(session: SessionView, level: str):
 
 
 def touch(caller: Caller, now: datetime):
-    """Record the key's use (at most once a ``TOUCH_INTERVAL``)."""
+    """Record the key's use (at most once a ``TOUCH_INTERVAL``) and the legacy session's (at
+    most once a ``SESSION_TOUCH_INTERVAL``: idle sessions are pruned, ``services.retention``)."""
     if agent_keys.needs_touch(caller, now):
         db.session.execute(
             update(AgentKey).where(AgentKey.id == caller.key_id).values(last_used_at=now)
         )
         caller.last_used_at = now
+    session = caller.session
+    if session is not None and (
+        session.last_seen_at is None
+        or (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_INTERVAL
+    ):
+        db.session.execute(
+            update(GatewaySession)
+            .where(GatewaySession.id_sha256 == session.id_sha256)
+            .values(last_seen_at=now)
+        )
 
 
 @dataclass

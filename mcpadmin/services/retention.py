@@ -1,5 +1,6 @@
 """Retention: delete call log rows older than ``CALL_LOG_DAYS`` and audit events older than
-``AUDIT_LOG_DAYS``.
+``AUDIT_LOG_DAYS``; legacy agent sessions unused for ``SESSION_IDLE_DAYS`` (their client
+initializes again on the 404 it gets) and cancellations kept longer than any call runs.
 
 Rows go in batches of ``BATCH`` ids, each batch its own short transaction (committed here),
 so neither SQLite's single writer nor a PostgreSQL table waits on one long DELETE, and a
@@ -14,9 +15,11 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from ..extensions import db
-from ..models import AuditEvent, CallRecord, utcnow
+from ..models import AuditEvent, CallRecord, GatewayCancellation, GatewaySession, utcnow
 
 BATCH = 2000  # ids per DELETE
+SESSION_IDLE_DAYS = 30
+CANCELLATION_DAYS = 1  # a legacy client's notifications/cancelled outlives its call by far
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Pruned:
     audit_events: int = 0
     call_days: int = 0
     audit_days: int = 0
+    sessions: int = 0
 
 
 def prune(now: datetime | None = None, batch: int = BATCH) -> Pruned:
@@ -34,6 +38,13 @@ def prune(now: datetime | None = None, batch: int = BATCH) -> Pruned:
     result = Pruned(call_days=cfg["CALL_LOG_DAYS"], audit_days=cfg["AUDIT_LOG_DAYS"])
     result.calls = prune_older(CallRecord, now - timedelta(days=result.call_days), batch)
     result.audit_events = prune_older(AuditEvent, now - timedelta(days=result.audit_days), batch)
+    idle = now - timedelta(days=SESSION_IDLE_DAYS)
+    result.sessions = db.session.execute(
+        delete(GatewaySession).where(GatewaySession.last_seen_at < idle)
+    ).rowcount
+    old = now - timedelta(days=CANCELLATION_DAYS)
+    db.session.execute(delete(GatewayCancellation).where(GatewayCancellation.created_at < old))
+    db.session.commit()
     return result
 
 
