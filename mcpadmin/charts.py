@@ -41,6 +41,7 @@ class Chart:
     top: str  # the value at the top gridline, formatted
     series: list[Series] = field(default_factory=list)
     x_labels: list[tuple[float, str]] = field(default_factory=list)
+    bottom: str = "0"  # the value at the axis
     width: int = WIDTH
     height: int = HEIGHT
     left: int = LEFT
@@ -64,9 +65,26 @@ def _slot(i: int, count: int) -> tuple[float, float]:
     return LEFT + i * width, width
 
 
-def _y(value: float, top: float) -> float:
+def _y(value: float, top: float, bottom: float | None = None) -> float:
+    """The height of ``value`` on a linear scale from 0 to ``top``, or, given ``bottom``, on a
+    logarithmic one from ``bottom`` to ``top``."""
     plot = HEIGHT - TOP - BOTTOM
-    return HEIGHT - BOTTOM - plot * (value / top)
+    if bottom is None:
+        share = value / top
+    else:
+        value = min(max(value, bottom), top)
+        share = math.log10(value / bottom) / math.log10(top / bottom)
+    return HEIGHT - BOTTOM - plot * share
+
+
+def decades(values: list[float | None]) -> tuple[float, float]:
+    """The powers of ten around the values (for a logarithmic scale), at least one apart."""
+    shown = [v for v in values if v]
+    if not shown:
+        return 1, 10
+    bottom = 10 ** math.floor(math.log10(min(shown)))
+    top = max(10 ** math.ceil(math.log10(max(shown))), bottom * 10)
+    return bottom, top
 
 
 def bars(name, values: list[float | None], labels: list[str], top: float, fmt=str) -> Series:
@@ -82,15 +100,17 @@ def bars(name, values: list[float | None], labels: list[str], top: float, fmt=st
     return Series(name, "bars", marks)
 
 
-def line(name, values, labels: list[str], top: float, style: str, fmt=str) -> Series:
-    """A line through the values' points; a missing value breaks the line (no call that day)."""
+def line(name, values, labels, scale: tuple[float, float], style: str, fmt=str) -> Series:
+    """A line through the values' points on the logarithmic ``scale`` (bottom, top); a missing
+    value breaks the line (no call that day)."""
+    bottom, top = scale
     marks, path, pen_down = [], [], False
     for i, (value, label) in enumerate(zip(values, labels, strict=True)):
         if value is None:
             pen_down = False
             continue
         left, slot = _slot(i, len(values))
-        x, y = left + slot / 2, _y(value, top)
+        x, y = left + slot / 2, _y(value, top, bottom)
         marks.append(Mark(x, y, 0, 0, value, f"{label}: {name} {fmt(value)}"))
         path.append(f"{'L' if pen_down else 'M'}{x:.1f} {y:.1f}")
         pen_down = True
@@ -133,7 +153,7 @@ def usage_charts(usage, subject: str) -> list[Chart]:
     rate_top = nice_top(max((r or 0) for r in rates)) if any(rates) else 1
     rate_top = min(rate_top, 1)
     p50s, p95s = [d.p50 for d in days], [d.p95 for d in days]
-    latency_top = nice_top(max((v for v in p95s if v is not None), default=0))
+    latency_scale = decades(p50s + p95s)
     total = usage.total
     axis = x_labels(labels)
     return [
@@ -160,13 +180,14 @@ def usage_charts(usage, subject: str) -> list[Chart]:
             "Latency per day (p50 and p95)",
             f"Median (p50, circles, solid line) and 95th percentile (p95, squares, dashed line) "
             f"of call duration of {subject} per day, {span}: over the whole period p50 "
-            f"{milliseconds(total.p50)}, p95 {milliseconds(total.p95)}.",
-            milliseconds(latency_top),
+            f"{milliseconds(total.p50)}, p95 {milliseconds(total.p95)}. Logarithmic scale.",
+            milliseconds(latency_scale[1]),
             [
-                line("p50", p50s, labels, latency_top, "p50", milliseconds),
-                line("p95", p95s, labels, latency_top, "p95", milliseconds),
+                line("p50", p50s, labels, latency_scale, "p50", milliseconds),
+                line("p95", p95s, labels, latency_scale, "p95", milliseconds),
             ],
             axis,
+            bottom=milliseconds(latency_scale[0]),
         ),
     ]
 
