@@ -180,7 +180,7 @@ def _number(args, name, label, maximum) -> int | None:
 
 def _window(args, values) -> Window:
     """The ``from`` / ``to`` range; a bare date in ``to`` includes that whole day, a time in
-    ``to`` that whole minute."""
+    ``to`` that whole minute (or second, if it has seconds)."""
     start = _moment(args, "from", "From")
     end = _moment(args, "to", "To", end=True)
     if start and end and end <= start:
@@ -203,7 +203,9 @@ def _moment(args, name, label, end=False) -> datetime | None:
             moment = datetime.fromisoformat(raw)
             if moment.tzinfo is not None:
                 raise ValueError("times are in UTC; no offset")
-            moment, step = moment.replace(tzinfo=UTC), timedelta(minutes=1)
+            # A time to the minute covers that minute; one with seconds, that second.
+            step = timedelta(minutes=1) if len(raw) <= 16 else timedelta(seconds=1)
+            moment = moment.replace(tzinfo=UTC)
         return moment + step if end else moment
     except (ValueError, OverflowError):
         raise FilterError(

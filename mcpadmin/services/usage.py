@@ -5,9 +5,9 @@ Percentiles come from one ``GROUP BY (day, latency bucket)`` over the window, on
 PostgreSQL alike: each call falls in one of ``BOUNDS``' fixed buckets, and the pN of a day is the
 longest call in the bucket where the day's cumulative count reaches N % (nearest rank). So a
 figure is never below the true one and at most one bucket step (≤ 1.5×) above it, and a
-bucket of calls that all took the same time gives it exactly. The query reads only the window
-(a ``min(id)`` on the ``at`` index bounds the ``(agent_id, id)`` / ``(connector_id, id)`` index
-scan), so its cost follows the calls in the window, not the size of the log.
+bucket of calls that all took the same time gives it exactly. The query reads the agent's (or
+connector's) rows through the ``(agent_id, id)`` / ``(connector_id, id)`` index: its cost follows
+that agent's calls in the log, which retention (``CALL_LOG_DAYS``) bounds, not the whole log.
 """
 
 import math
@@ -68,7 +68,6 @@ def usage(agent_id: int | None = None, connector_id: int | None = None, now=None
         *((CallRecord.total_ms <= bound, i) for i, bound in enumerate(BOUNDS)), else_=len(BOUNDS)
     )
     failed = case((CallRecord.outcome == Outcome.OK, 0), else_=1)
-    window_start = select(func.min(CallRecord.id)).where(CallRecord.at >= first)
     calls = (
         select(
             day.label("day"),
@@ -76,8 +75,7 @@ def usage(agent_id: int | None = None, connector_id: int | None = None, now=None
             failed.label("failed"),
             CallRecord.total_ms.label("ms"),
         )
-        .where(owner, CallRecord.id >= window_start.scalar_subquery())
-        .where(CallRecord.at >= first, CallRecord.at < end)
+        .where(owner, CallRecord.at >= first, CallRecord.at < end)
         .subquery()
     )
     grouped = select(
