@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from bench.common import Figure, SqlCounter, log_in, make_app, workdir
+from bench.pages import _measure as measure_page  # (statements, median seconds) of one page
 
 SMALL, BIG, QUICK_BIG = 10, 1_000_000, 100_000
 AGENTS, CONNECTORS, TOOLS_PER_CONNECTOR = 20, 10, 5
@@ -70,21 +71,9 @@ def _measure_size(size: int, runs: int) -> dict:
         "Audit, deep page": f"/audit/?before={ids['middle_event']}",
         "Agent page (with usage charts)": f"/agents/{ids['agent']}",
     }
-    results = {name: _page(client, engine, path, runs) for name, path in paths.items()}
+    results = {name: measure_page(client, engine, path, runs) for name, path in paths.items()}
     results["Usage query alone (14 days, one agent)"] = _usage(app, ids["agent"], runs)
     return results
-
-
-def _page(client, engine, path, runs) -> tuple[int, float]:
-    with SqlCounter(engine) as counter:
-        answer = client.get(path)
-    assert answer.status_code == 200, (path, answer.status_code)
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        assert client.get(path).status_code == 200
-        times.append(time.perf_counter() - began)
-    return counter.count, statistics.median(times)
 
 
 def _usage(app, agent_id, runs) -> tuple[int, float]:

@@ -134,7 +134,7 @@ def test_no_match_says_so_and_offers_every_call(logged_in, app):
         call()
         db.session.commit()
     page = text(logged_in.get("/calls/?outcome=cancelled"))
-    assert "No call matches these filters" in page and "Show every call" in page
+    assert "None of the calls matches these filters" in page and "Show all calls" in page
 
 
 @pytest.mark.parametrize(
@@ -391,3 +391,12 @@ def test_connector_page_shows_usage_and_links_to_its_calls(logged_in, named):
     assert "No calls in the last 14 days" in page
     assert "No failed calls on record" in page
     assert f'href="/calls/?connector={named["connector"]}"' in page
+
+
+def test_a_deleted_agent_stays_selectable_in_the_filter(logged_in, app):
+    with app.app_context():
+        call(agent_id=4242, agent_name="Gone bot", request_id="orphan")
+        db.session.commit()
+    page = text(logged_in.get("/calls/?agent=4242"))
+    assert '<option value="4242" selected>Deleted agent #4242</option>' in page
+    assert "orphan" in page and "Gone bot" in page
