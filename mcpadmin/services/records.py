@@ -268,7 +268,8 @@ def batches(model, filters: Filters, size: int | None = None) -> Iterator[list]:
         if not rows:
             return
         yield rows
-        db.session.expunge_all()  # the session would otherwise keep every row it has seen
+        for row in rows:  # else the session would keep every row the export has read
+            db.session.expunge(row)
         if len(rows) < size:
             return
         before = rows[-1].id
