@@ -26,13 +26,17 @@ def records(app):
         weather = Connector(name="Weather", url="https://weather.example/mcp")
         db.session.add_all([triage, reporter, weather])
         db.session.flush()
-        for i, ms in enumerate((12, 15, 18, 22, 40, 95, 400)):
-            call(at=now - timedelta(days=i % 4, minutes=10 + i), agent_id=triage.id,
-                 agent_name="Triage bot", connector_id=weather.id, total_ms=ms,
-                 upstream_ms=ms - 2, request_id=f"triage{i}")  # fmt: skip
-        call(at=now - timedelta(minutes=5), agent_id=triage.id, agent_name="Triage bot",
-             connector_id=weather.id, outcome="upstream_down", total_ms=3000, upstream_ms=None,
-             error="connection refused by weather.example", request_id="failed1")  # fmt: skip
+        triage_calls = [
+            dict(at=now - timedelta(days=i % 4, minutes=10 + i), total_ms=ms, upstream_ms=ms - 2,
+                 request_id=f"triage{i}")
+            for i, ms in enumerate((12, 15, 18, 22, 40, 95, 400))
+        ] + [
+            dict(at=now - timedelta(minutes=5), outcome="upstream_down", total_ms=3000,
+                 upstream_ms=None, error="connection refused by weather.example",
+                 request_id="failed1"),
+        ]  # fmt: skip
+        for values in sorted(triage_calls, key=lambda v: v["at"]):  # ids follow time
+            call(agent_id=triage.id, agent_name="Triage bot", connector_id=weather.id, **values)
         call(at=now - timedelta(minutes=1), agent_id=reporter.id, agent_name="Reporter",
              tool="news__headlines", connector_name="News", outcome="refused_not_allowed",
              error="=cmd|' /C calc'!A0", request_id="reporter1")  # fmt: skip
