@@ -27,6 +27,7 @@ BENCHMARKS = {
     "hot_path": "4. Credential hot path",
     "storm": "5. Refresh storm",
     "gateway": "6. Agent gateway",
+    "records": "7. Calls and Audit pages, usage charts",
 }
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 

@@ -40,7 +40,7 @@ def create_app(test_config=None, instance_path=None):
     csrf.init_app(app)
     filters.init_app(app)
 
-    from . import agents, auth, cli, connectors, gateway, health, metrics, oauth
+    from . import agents, auth, cli, connectors, gateway, health, metrics, oauth, records
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
@@ -49,6 +49,7 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(oauth.bp)
     app.register_blueprint(gateway.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(records.bp)
     cli.init_app(app)
 
     @app.get("/")

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from . import flashes
+from . import flashes, records
 from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, AgentSecretForm
@@ -99,6 +99,7 @@ def _agent_page(agent, form=None, key_form=None, new_key=None):
         cards=service.cards(agent),
         secret_form=AgentSecretForm(formdata=None),
         **_keys_context(agent, key_form, new_key),
+        **records.usage_context(agent=agent),
     )
 
 

@@ -4,7 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from . import flashes
+from . import flashes, records
 from .crypto import secret_state
 from .extensions import db
 from .forms import ConnectorForm
@@ -65,7 +65,10 @@ def create():
 def show(id):
     connector = get_connector(id)
     return render_template(
-        "connectors/show.html", connector=connector, credential=lifecycle.for_connector(connector)
+        "connectors/show.html",
+        connector=connector,
+        credential=lifecycle.for_connector(connector),
+        **records.usage_context(connector=connector),
     )
 
 

@@ -1,0 +1,118 @@
+"""The Calls page (the call log) and the Audit page (the admin audit trail): filters in the
+query string, keyset pages (``?before=`` / ``?after=`` an id), and the filtered rows exported
+as CSV or JSON Lines, streamed batch by batch.
+
+A filter value the page cannot use is answered 400 with the page and a sentence saying what to
+change; the export of such a filter likewise.
+"""
+
+from datetime import UTC, datetime
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from sqlalchemy import func, select
+
+from . import charts
+from .extensions import db
+from .models import Agent, AuditEvent, CallRecord, Connector
+from .services import exports, records, usage
+from .services.records import OUTCOME_WORDS, FilterError
+
+bp = Blueprint("records", __name__)
+bp.add_app_template_filter(records.outcome_words, "outcome_words")
+bp.add_app_template_filter(records.outcome_kind, "outcome_kind")
+bp.add_app_template_filter(records.changes, "changes")
+bp.add_app_template_filter(charts.milliseconds, "milliseconds")
+bp.add_app_template_filter(charts.percent, "percent")
+bp.add_app_template_filter(charts.byte_size, "byte_size")
+
+
+@bp.get("/calls/")
+def calls():
+    """Agents' tool calls, newest first, filtered by agent, connector, tool, outcome, time."""
+    return _listing("records/calls.html", records.call_filters, records.call_page, _call_choices())
+
+
+@bp.get("/audit/")
+def audit():
+    """What admins did, newest first, filtered by admin, action, target, time."""
+    return _listing("records/audit.html", records.audit_filters, records.audit_page, {})
+
+
+@bp.get("/calls/export.<fmt>")
+def export_calls(fmt):
+    """:raise 404: a format other than csv or jsonl."""
+    return _export(CallRecord, "calls", records.call_filters, fmt, _call_choices)
+
+
+@bp.get("/audit/export.<fmt>")
+def export_audit(fmt):
+    """:raise 404: a format other than csv or jsonl."""
+    return _export(AuditEvent, "audit", records.audit_filters, fmt, dict)
+
+
+def _listing(template, parse, page_of, choices):
+    error, filters, page = None, records.Filters(), records.Page([], None, None)
+    try:
+        filters = parse(request.args)
+        before, after = records.cursor(request.args)
+        page = page_of(filters, before, after)
+    except FilterError as exc:
+        error = str(exc)
+    context = {"filters": filters, "page": page, "error": error, "args": request.args, **choices}
+    return render_template(template, **context), 400 if error else 200
+
+
+def _export(model, name, parse, fmt, choices):
+    try:
+        fmt = exports.Format(fmt)
+    except ValueError:
+        abort(404)
+    try:
+        filters = parse(request.args)
+    except FilterError as exc:
+        context = {"filters": records.Filters(), "page": records.Page([], None, None),
+                   "error": str(exc), "args": request.args, **choices()}  # fmt: skip
+        return render_template(f"records/{name}.html", **context), 400
+    body = exports.encode(records.batches(model, filters), model, fmt)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    disposition = f'attachment; filename="mcpadmin-{name}-{stamp}.{fmt}"'
+    return Response(
+        stream_with_context(body),
+        mimetype=exports.MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": disposition},
+    )
+
+
+def _call_choices() -> dict:
+    """The agents and connectors the Calls filters offer, by name (two statements)."""
+    agents = db.session.execute(select(Agent.id, Agent.name).order_by(func.lower(Agent.name)))
+    connectors = db.session.execute(
+        select(Connector.id, Connector.name).order_by(func.lower(Connector.name))
+    )
+    return {"agents": agents.all(), "connectors": connectors.all(), "outcomes": OUTCOME_WORDS}
+
+
+def usage_context(agent: Agent | None = None, connector: Connector | None = None) -> dict:
+    """What ``_usage.html`` needs for the agent page or the connector page (two statements)."""
+    if agent is not None:
+        ids, subject = {"agent_id": agent.id}, "this agent"
+        calls_url = url_for("records.calls", agent=agent.id)
+    else:
+        ids, subject = {"connector_id": connector.id}, "this connector"
+        calls_url = url_for("records.calls", connector=connector.id)
+    numbers = usage.usage(**ids)
+    return {
+        "usage": numbers,
+        "usage_charts": charts.usage_charts(numbers, subject),
+        "failures": usage.recent_failures(**ids),
+        "calls_url": calls_url,
+        "subject": subject,
+    }
