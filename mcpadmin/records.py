@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from . import charts
 from .extensions import db
 from .models import Agent, AuditEvent, CallRecord, Connector
+from .services import audit as audit_actions
 from .services import exports, records, usage
 from .services.records import OUTCOME_WORDS, FilterError
 
@@ -43,7 +44,9 @@ def calls():
 @bp.get("/audit/")
 def audit():
     """What admins did, newest first, filtered by admin, action, target, time."""
-    return _listing("records/audit.html", records.audit_filters, records.audit_page, {})
+    return _listing(
+        "records/audit.html", records.audit_filters, records.audit_page, _audit_choices()
+    )
 
 
 @bp.get("/calls/export.<fmt>")
@@ -55,7 +58,7 @@ def export_calls(fmt):
 @bp.get("/audit/export.<fmt>")
 def export_audit(fmt):
     """:raise 404: a format other than csv or jsonl."""
-    return _export(AuditEvent, "audit", records.audit_filters, fmt, dict)
+    return _export(AuditEvent, "audit", records.audit_filters, fmt, _audit_choices)
 
 
 def _listing(template, parse, page_of, choices):
@@ -98,6 +101,11 @@ def _call_choices() -> dict:
         select(Connector.id, Connector.name).order_by(func.lower(Connector.name))
     )
     return {"agents": agents.all(), "connectors": connectors.all(), "outcomes": OUTCOME_WORDS}
+
+
+def _audit_choices() -> dict:
+    """The actions the Audit filter offers."""
+    return {"actions": [action.value for action in audit_actions.Action]}
 
 
 def usage_context(agent: Agent | None = None, connector: Connector | None = None) -> dict:

@@ -281,7 +281,15 @@ def test_export_streams_every_row_in_batches(logged_in, app, monkeypatch):
     assert seen[0] >= 5  # 30 rows in batches of 7: five selects at least
 
 
-def test_export_of_nothing_is_a_header_only(logged_in):
+def forget_events(app):
+    """Drop the audit trail so far (signing in is the first event of every test)."""
+    with app.app_context():
+        db.session.execute(db.delete(AuditEvent))
+        db.session.commit()
+
+
+def test_export_of_nothing_is_a_header_only(logged_in, app):
+    forget_events(app)
     assert text(logged_in.get("/audit/export.csv")).strip().startswith("id,at,admin_name")
     assert text(logged_in.get("/audit/export.jsonl")) == ""
 
@@ -299,7 +307,8 @@ def test_unknown_export_format_is_not_found(logged_in):
 # --- the Audit page ------------------------------------------------------------------------
 
 
-def test_audit_page_without_events_says_what_it_will_show(logged_in):
+def test_audit_page_without_events_says_what_it_will_show(logged_in, app):
+    forget_events(app)
     assert "Nothing recorded yet" in text(logged_in.get("/audit/"))
 
 

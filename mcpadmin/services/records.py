@@ -10,12 +10,12 @@ operator; nothing here touches Flask.
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
 
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import AuditEvent, CallRecord
+from .calllog import Outcome
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -25,32 +25,17 @@ MAX_ID = 2**31 - 1
 MAX_TEXT = 200
 
 
-class Outcome(StrEnum):
-    """How a call ended (``CallRecord.outcome``)."""
-
-    OK = "ok"
-    TOOL_ERROR = "tool_error"
-    PROTOCOL_ERROR = "protocol_error"
-    REFUSED_NOT_ALLOWED = "refused_not_allowed"
-    REFUSED_DEFINITION_CHANGED = "refused_definition_changed"
-    REFUSED_NO_CREDENTIAL = "refused_no_credential"
-    REFUSED_NEEDS_RECONNECT = "refused_needs_reconnect"
-    UPSTREAM_TIMEOUT = "upstream_timeout"
-    UPSTREAM_DOWN = "upstream_down"
-    CANCELLED = "cancelled"
-
-
 # Each outcome in words, for the page (a badge is never the only sign).
 OUTCOME_WORDS = {
     Outcome.OK: "OK",
     Outcome.TOOL_ERROR: "Tool error",
-    Outcome.PROTOCOL_ERROR: "Protocol error",
-    Outcome.REFUSED_NOT_ALLOWED: "Refused: tool not allowed",
-    Outcome.REFUSED_DEFINITION_CHANGED: "Refused: definition changed",
-    Outcome.REFUSED_NO_CREDENTIAL: "Refused: no credential",
-    Outcome.REFUSED_NEEDS_RECONNECT: "Refused: needs reconnect",
-    Outcome.UPSTREAM_TIMEOUT: "Upstream timed out",
-    Outcome.UPSTREAM_DOWN: "Upstream down",
+    Outcome.PROTOCOL: "Protocol error",
+    Outcome.NOT_ALLOWED: "Refused: tool not allowed",
+    Outcome.DEFINITION_CHANGED: "Refused: definition changed",
+    Outcome.NO_CREDENTIAL: "Refused: no credential",
+    Outcome.NEEDS_RECONNECT: "Refused: needs reconnect",
+    Outcome.TIMEOUT: "Upstream timed out",
+    Outcome.DOWN: "Upstream down",
     Outcome.CANCELLED: "Cancelled",
 }
 

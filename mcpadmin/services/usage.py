@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select
 
 from ..extensions import db
 from ..models import CallRecord
-from .records import Outcome
+from .calllog import Outcome
 
 DAYS = 14
 FAILURES = 5

@@ -8,12 +8,18 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from playwright.sync_api import expect
 
 from mcpadmin.extensions import db
-from mcpadmin.models import Agent, Connector
+from mcpadmin.models import Agent, AuditEvent, Connector
 from tests.browser.conftest import axe_violations, shoot
+from tests.browser.test_gateway_page import KEY
+from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 from tests.records_helpers import call, event, many_calls
 
 
@@ -40,7 +46,7 @@ def records(app):
         call(at=now - timedelta(minutes=1), agent_id=reporter.id, agent_name="Reporter",
              tool="news__headlines", connector_name="News", outcome="refused_not_allowed",
              error="=cmd|' /C calc'!A0", request_id="reporter1")  # fmt: skip
-        event(at=now - timedelta(hours=2), action="signin.failed", admin_name="mallory",
+        event(at=now - timedelta(hours=2), action="auth.sign_in_failed", admin_name="mallory",
               target_type=None, target_id=None, target_name=None, details=None)  # fmt: skip
         event(at=now - timedelta(hours=1), target_id=weather.id)
         event(at=now, action="agent.created", target_type="agent", target_id=triage.id,
@@ -109,12 +115,13 @@ def test_audit_page_filters_and_exports(signed_in, live_server, records):
     page = signed_in
     page.get_by_role("link", name="Audit", exact=True).click()
     table = page.locator("table.records tbody")
-    expect(table.locator("tr")).to_have_count(3)
+    expect(table.locator("tr")).to_have_count(4)  # the three above and this sign-in
+    expect(table).to_contain_text("auth.signed_in")
     expect(table).to_contain_text("url: https://old.example/mcp → https://new.example/mcp")
     assert axe_violations(page) == []
     shoot(page, "audit")
 
-    page.get_by_label("Action").fill("signin.failed")
+    page.get_by_label("Action").select_option("auth.sign_in_failed")
     page.get_by_role("button", name="Filter").click()
     expect(table.locator("tr")).to_have_count(1)
     expect(table).to_contain_text("mallory")
@@ -126,7 +133,10 @@ def test_audit_page_filters_and_exports(signed_in, live_server, records):
     ] == ["mallory"]
 
 
-def test_empty_pages_are_accessible(signed_in, live_server):
+def test_empty_pages_are_accessible(signed_in, live_server, app):
+    with app.app_context():  # signing in was the first event
+        db.session.execute(db.delete(AuditEvent))
+        db.session.commit()
     for path, text in (("/calls/", "No calls yet"), ("/audit/", "Nothing recorded yet")):
         signed_in.goto(live_server.url + path)
         expect(signed_in.get_by_text(text)).to_be_visible()
@@ -158,3 +168,61 @@ def test_connector_page_shows_usage_charts(signed_in, live_server, records):
     expect(page.locator("section.usage svg[role=img]")).to_have_count(3)
     assert axe_violations(page) == []
     shoot(page, "connector-usage")
+
+
+@pytest.fixture(scope="module")
+def weather_peer():
+    from tests.peers.mcp_fixtures import _start, _stop
+
+    peer = _start("mcp_server.py", "--call-tools", "--tools", "0")
+    yield peer
+    _stop(peer)
+
+
+def test_a_call_made_with_the_sdk_shows_on_the_calls_page_and_the_agent_page(
+    signed_in, live_server, app, weather_peer
+):
+    """End to end: a key made on the page, the official SDK client calling through the
+    gateway (one call that works, one refused), then the operator reading both calls."""
+    page = signed_in
+    with app.app_context():
+        weather = synced_connector(weather_peer.url, "Weather")
+        agent, _ = agent_with_tools([weather], name="Triage bot",
+                                    enabled={"Weather": ["weather"]})  # fmt: skip
+        agent_id = agent.id
+    page.goto(f"{live_server.url}/agents/{agent_id}")
+    keys = page.locator("#keys")
+    keys.get_by_label("Label").fill("ci")
+    keys.get_by_role("button", name="Create key").click()
+    key = page.locator("#keys").get_by_text(KEY).first.inner_text()
+
+    async def calls():
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key.strip()}"})
+        url = f"{live_server.url}/agents/{agent_id}/mcp"
+        async with http, Client(streamable_http_client(url, http_client=http)) as client:
+            await client.list_tools()
+            worked = await client.call_tool("weather__weather", {"city": "Oslo"})
+            with pytest.raises(MCPError, match="Unknown tool") as refused:
+                await client.call_tool("weather__count", {"to": 2})
+            return worked, refused.value
+
+    worked, refused = run_async(calls)
+    assert not worked.is_error
+    request_id = re.search(r"\(request ([0-9a-f]{16})\)", str(refused)).group(1)
+    page.goto(live_server.url + "/calls/")
+    table = page.locator("table.records tbody")
+    for _ in range(20):  # the log is written within a second of the call
+        if table.locator("tr").count() == 2:
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(table.locator("tr")).to_have_count(2)
+    expect(table.locator("tr").first).to_contain_text("Refused: tool not allowed")
+    expect(table.locator("tr").nth(1)).to_contain_text("weather__weather")
+    expect(table.locator("tr").nth(1)).to_contain_text("OK")
+    expect(table.locator("tr").first).to_contain_text(request_id)  # as the agent was told
+    expect(table).to_contain_text("ci")  # the key's label, never the key
+    assert key.strip() not in page.content()
+    page.goto(f"{live_server.url}/agents/{agent_id}")
+    expect(page.locator("section.usage svg[role=img]")).to_have_count(3)
+    expect(page.locator("main")).to_contain_text("weather__count")  # the last failures
