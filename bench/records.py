@@ -69,7 +69,7 @@ def _measure_size(size: int, runs: int) -> dict:
         "Audit, first page": "/audit/",
         "Audit, filtered (admin + action)": "/audit/?admin=alice&action=agent.updated",
         "Audit, deep page": f"/audit/?before={ids['middle_event']}",
-        "Agent page (with usage charts)": f"/agents/{ids['agent']}",
+        "Agent page's usage section (charts, last failures)": f"/agents/{ids['agent']}/usage",
     }
     results = {name: measure_page(client, engine, path, runs) for name, path in paths.items()}
     results["Usage query alone (14 days, one agent)"] = _usage(app, ids["agent"], runs)

@@ -99,7 +99,7 @@ def _agent_page(agent, form=None, key_form=None, new_key=None):
         cards=service.cards(agent),
         secret_form=AgentSecretForm(formdata=None),
         **_keys_context(agent, key_form, new_key),
-        **records.usage_context(agent=agent),
+        **records.usage_slot(agent=agent),
     )
 
 

@@ -68,7 +68,7 @@ def show(id):
         "connectors/show.html",
         connector=connector,
         credential=lifecycle.for_connector(connector),
-        **records.usage_context(connector=connector),
+        **records.usage_slot(connector=connector),
     )
 
 

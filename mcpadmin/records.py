@@ -108,19 +108,50 @@ def _audit_choices() -> dict:
     return {"actions": [action.value for action in audit_actions.Action]}
 
 
-def usage_context(agent: Agent | None = None, connector: Connector | None = None) -> dict:
-    """What ``_usage.html`` needs for the agent page or the connector page (two statements)."""
+def usage_slot(agent: Agent | None = None, connector: Connector | None = None) -> dict:
+    """What the agent page or the connector page needs to show its usage: where to load it
+    from (``_usage_slot.html`` loads it once the page is shown; no statement here)."""
     if agent is not None:
-        ids, subject = {"agent_id": agent.id}, "this agent"
-        calls_url = url_for("records.calls", agent=agent.id)
-    else:
-        ids, subject = {"connector_id": connector.id}, "this connector"
-        calls_url = url_for("records.calls", connector=connector.id)
-    numbers = usage.usage(**ids)
+        return {
+            "usage_url": url_for("records.agent_usage", id=agent.id),
+            "calls_url": url_for("records.calls", agent=agent.id),
+            "subject": "this agent",
+        }
     return {
-        "usage": numbers,
-        "usage_charts": charts.usage_charts(numbers, subject),
-        "failures": usage.recent_failures(**ids),
-        "calls_url": calls_url,
-        "subject": subject,
+        "usage_url": url_for("records.connector_usage", id=connector.id),
+        "calls_url": url_for("records.calls", connector=connector.id),
+        "subject": "this connector",
     }
+
+
+@bp.get("/agents/<int:id>/usage")
+def agent_usage(id):
+    """The agent's last 14 days of calls and its last failures (the agent page loads it).
+
+    :raise 404: no such agent.
+    """
+    agent = db.get_or_404(Agent, id)
+    return _usage(agent.name, {"agent_id": agent.id}, usage_slot(agent=agent))
+
+
+@bp.get("/connectors/<int:id>/usage")
+def connector_usage(id):
+    """:raise 404: no such connector."""
+    connector = db.get_or_404(Connector, id)
+    return _usage(connector.name, {"connector_id": connector.id}, usage_slot(connector=connector))
+
+
+def _usage(name, ids, slot):
+    """The usage section (htmx), or a page holding it (a browser without JavaScript followed
+    the slot's link). Two statements besides the lookup."""
+    numbers = usage.usage(**ids)
+    context = {
+        **slot,
+        "usage": numbers,
+        "usage_charts": charts.usage_charts(numbers, slot["subject"]),
+        "failures": usage.recent_failures(**ids),
+        "name": name,
+    }
+    if request.headers.get("HX-Request"):
+        return render_template("_usage.html", **context)
+    return render_template("records/usage.html", **context)

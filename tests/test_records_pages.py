@@ -390,6 +390,9 @@ def test_agent_page_shows_charts_numbers_and_last_failures(logged_in, app, named
                  error=f"failure number {i}", request_id=f"fail{i}")  # fmt: skip
         db.session.commit()
     page = text(logged_in.get(f"/agents/{named['agent']}"))
+    assert f'hx-get="/agents/{named["agent"]}/usage"' in page  # loaded once the page is shown
+    assert "<svg" not in page
+    page = text(logged_in.hx_get(f"/agents/{named['agent']}/usage"))
     assert page.count('<svg class="chart-svg"') == 3
     assert page.count('role="img"') >= 3
     assert "<title" in page and "<desc" in page
@@ -402,9 +405,19 @@ def test_agent_page_shows_charts_numbers_and_last_failures(logged_in, app, named
 
 def test_connector_page_shows_usage_and_links_to_its_calls(logged_in, named):
     page = text(logged_in.get(f"/connectors/{named['connector']}"))
+    assert f'href="/calls/?connector={named["connector"]}"' in page
+    page = text(logged_in.hx_get(f"/connectors/{named['connector']}/usage"))
     assert "No calls in the last 14 days" in page
     assert "No failed calls on record" in page
     assert f'href="/calls/?connector={named["connector"]}"' in page
+
+
+def test_usage_without_javascript_is_a_page_of_its_own(logged_in, named):
+    """The slot's link, followed without htmx, gets a whole page; an unknown id 404."""
+    page = text(logged_in.get(f"/agents/{named['agent']}/usage"))
+    assert "<h1>Calls of" in page and "Calls, last 14 days" in page
+    assert logged_in.get("/agents/99999/usage").status_code == 404
+    assert logged_in.get("/connectors/99999/usage").status_code == 404
 
 
 def test_a_deleted_agent_stays_selectable_in_the_filter(logged_in, app):

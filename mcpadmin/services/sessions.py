@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import AdminSession, AdminUser
@@ -30,9 +31,11 @@ def admin_for(token: str | None, now: datetime, lifetime: timedelta) -> AdminUse
     if not isinstance(token, str) or not token:
         return None
     row = db.session.scalar(
-        select(AdminSession).where(
+        select(AdminSession)
+        .where(
             AdminSession.token_sha256 == _digest(token), AdminSession.created_at > now - lifetime
         )
+        .options(joinedload(AdminSession.admin))  # one statement on every page
     )
     return row.admin if row else None
 
