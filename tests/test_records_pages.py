@@ -55,7 +55,8 @@ def text(response) -> str:
 # --- access --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/calls/", "/audit/", "/calls/export.csv", "/audit/export.jsonl"])
+@pytest.mark.parametrize("path", ["/calls/", "/audit/", "/calls/export.csv", "/audit/export.jsonl",
+                                  "/agents/1/usage", "/connectors/1/usage"])  # fmt: skip
 def test_records_pages_and_exports_need_the_login(client, admin, path):
     response = client.get(path)
     assert response.status_code == 302
