@@ -76,7 +76,7 @@ def test_key_created_over_htmx_is_shown_once_with_its_configuration(app, logged_
 def test_key_is_never_shown_again_nor_logged(app, logged_in, agent, caplog):
     caplog.set_level(logging.DEBUG)
     key = KEY.search(logged_in.hx_post(keys_url(agent), data={"label": "ci"}).get_data(True))[0]
-    secret = key.rsplit("_", 1)[1]
+    secret = key.split("_", 2)[2]
     [row] = stored_keys(app)
     seen = [
         logged_in.get(f"/agents/{agent}").get_data(True),
@@ -394,7 +394,7 @@ def test_cli_list_shows_keys_but_never_a_secret(app, runner, agent):
     old = lines[1].split("\t")  # newest first
     assert old[0] == str(key_id) and old[1] == "old" and old[4:] == ["never", "never", "revoked"]
     assert lines[2].split("\t")[-1] == "active"
-    assert key.rsplit("_", 1)[1] not in result.output
+    assert key.split("_", 2)[2] not in result.output
     assert not KEY.search(result.output)
 
 
