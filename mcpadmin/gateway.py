@@ -45,7 +45,7 @@ def endpoint(id):
     now = utcnow()
     modern_header = request.headers.get("MCP-Protocol-Version") in server.MODERN_VERSIONS
     session_id = None if modern_header else request.headers.get(SESSION_HEADER)
-    caller = service.authenticate(id, _presented_key(), session_id, now)
+    caller = service.authenticate(id, security.bearer_token(), session_id, now)
     if caller is None:
         return _unauthorized(id)
     g.agent_id = caller.agent.id
@@ -167,7 +167,7 @@ def _call(caller, message, now, modern: bool):
         failure = RpcFailure(server.INVALID_PARAMS, "Invalid params: tools/call needs a name "
                              "and an arguments object.", 200, request_id=message.id)  # fmt: skip
         return _refused(call, Outcome.PROTOCOL, failure)
-    entry = service.catalog(caller.agent, definitions=False).entries.get(name)
+    entry = service.catalog(caller.agent).entries.get(name)
     if entry is None:
         failure = RpcFailure(
             server.INVALID_PARAMS,
@@ -201,13 +201,12 @@ def _call(caller, message, now, modern: bool):
         log_level=_log_level(caller, message),
     )
     first = next(updates)
-    call.era = connector.protocol_era
+    takes_stream = EVENT_STREAM in request.headers.get("Accept", "")
+    if not isinstance(first, calls.Outcome) and not takes_stream:
+        first = _last(updates)  # the client cannot take a stream: only the result
+    call.era = connector.protocol_era  # as the upstream answered (so far, for a stream)
     if isinstance(first, calls.Outcome):
         return _finish_call(caller, call, message.id, entry, first, now, modern)
-    if EVENT_STREAM not in request.headers.get("Accept", ""):
-        outcome = _last(updates)  # the client cannot take a stream: only the result
-        call.era = connector.protocol_era
-        return _finish_call(caller, call, message.id, entry, outcome, now, modern)
     return _stream(_relay(caller, call, connector, message, entry, first, updates, modern))
 
 
@@ -453,11 +452,6 @@ def _read_message():
                          413)  # fmt: skip
     g.request_bytes = len(body)
     return server.parse(body)
-
-
-def _presented_key() -> str | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else None
 
 
 def _unauthorized(agent_id):

@@ -6,9 +6,10 @@ Off (404) until the operator sets the token; then a request without ``Authorizat
 
 import hmac
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import security
 from .extensions import db
 from .services import metrics
 
@@ -29,7 +30,7 @@ def scrape():
     expected = current_app.config["METRICS_TOKEN"]
     if not expected:
         abort(404)
-    given = bearer_token(request.headers.get("Authorization", ""))
+    given = security.bearer_token()
     if given is None:
         return _refused(CHALLENGE)
     if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -40,14 +41,6 @@ def scrape():
         db.session.rollback()
         return Response("The database is unreachable.\n", 503, mimetype="text/plain")
     return Response(metrics.exposition(reconnect), content_type=metrics.CONTENT_TYPE)
-
-
-def bearer_token(authorization: str) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case, RFC
-    7235 §2.1); None for another scheme or none."""
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _refused(challenge: str) -> Response:

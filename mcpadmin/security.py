@@ -76,6 +76,15 @@ def allowed_origins(public_base_url: str, extra_hosts: list[str]) -> set[str]:
     return origins - {None}
 
 
+def bearer_token() -> str | None:
+    """The token of the request's ``Authorization: Bearer <token>`` header (the scheme in any
+    case, RFC 7235 §2.1); None for another scheme, an empty token or none. The agent endpoint
+    and ``/metrics`` read their keys so."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def foreign_host_refusal():
     """Refuse (400, a page of its own: no URL can be built for an unknown host) a request
     whose ``Host`` is not in ``TRUSTED_HOSTS``. ``/healthz`` answers whatever the Host: load

@@ -252,32 +252,16 @@ class Catalog:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-# What naming and the checks need of each tool; a listing adds the definitions.
-_NAMING = (
-    AgentConnection.id,
-    AgentConnection.connector_id,
-    AgentConnection.enabled_tools,
-    AgentConnection.changed_tools,
-    Connector.slug,
-    Connector.name.label("connector_name"),
-    Tool.name,
-    Tool.definition_hash,
-)
-_DEFINITION = (Tool.title, Tool.description, Tool.input_schema, Tool.output_schema,
-               Tool.annotations)  # fmt: skip
-
-
-def _catalog_query(columns):
-    return (
-        select(*columns)
-        .join(Connector, Connector.id == AgentConnection.connector_id)
-        .join(Tool, Tool.connector_id == Connector.id)
-        .where(AgentConnection.agent_id == bindparam("agent_id"))
-    )
-
-
-_NAMES = _catalog_query(_NAMING)
-_DEFINITIONS = _catalog_query(_NAMING + _DEFINITION)
+# Each enabled tool's naming, checks and definition, with its connection and connector.
+_CATALOG = (
+    select(AgentConnection.id, AgentConnection.connector_id, AgentConnection.enabled_tools,
+           AgentConnection.changed_tools, Connector.slug, Connector.name.label("connector_name"),
+           Tool.name, Tool.definition_hash, Tool.title, Tool.description, Tool.input_schema,
+           Tool.output_schema, Tool.annotations)
+    .join(Connector, Connector.id == AgentConnection.connector_id)
+    .join(Tool, Tool.connector_id == Connector.id)
+    .where(AgentConnection.agent_id == bindparam("agent_id"))
+)  # fmt: skip
 _TARGET = (
     select(AgentConnection, Tool.input_schema)
     .join(AgentConnection.connector)
@@ -305,23 +289,21 @@ def _cache() -> _Cache:
     return cache
 
 
-def catalog(agent: AgentView, definitions: bool = True) -> Catalog:
+def catalog(agent: AgentView) -> Catalog:
     """The agent's catalog: this process's copy when it was built at the version the caller's
-    key was read with, else one query of plain columns (without the tools' definitions,
-    ``definitions=False``, when only names and checks are needed and no version was read)."""
-    version = agent.catalog_version
-    if version is None:
-        query = _DEFINITIONS if definitions else _NAMES
-        return Catalog(agent, db.session.execute(query, {"agent_id": agent.id}).all())
+    key was read with, else one query of plain columns (kept for the next request unless no
+    version was read: a stream's look)."""
+    key = (agent.catalog_version, agent.keep_tool_names)
     cache = _cache()
     cached = cache.catalogs.get(agent.id)
-    if cached is not None and cached[:2] == (version, agent.keep_tool_names):
+    if agent.catalog_version is not None and cached is not None and cached[:2] == key:
         return cached[2]
-    built = Catalog(agent, db.session.execute(_DEFINITIONS, {"agent_id": agent.id}).all())
-    with cache.lock:
-        if len(cache.catalogs) >= CACHED_CATALOGS:
-            cache.catalogs.clear()
-        cache.catalogs[agent.id] = (version, agent.keep_tool_names, built)
+    built = Catalog(agent, db.session.execute(_CATALOG, {"agent_id": agent.id}).all())
+    if agent.catalog_version is not None:
+        with cache.lock:
+            if len(cache.catalogs) >= CACHED_CATALOGS:
+                cache.catalogs.clear()
+            cache.catalogs[agent.id] = (*key, built)
     return built
 
 
