@@ -190,9 +190,7 @@ def sync(id, connector_id):
     """List the connector's tools with this agent's own credential now."""
     agent, connector = get_pair(id, connector_id)
     outcome = fanout.sync_outcome(connector, agent)
-    audit.record(Action.TOOLS_SYNCED, connector, {"results": [
-        {"agent": outcome.agent, "ok": outcome.ok, "message": outcome.message}
-    ]})  # fmt: skip
+    audit.synced(connector, [outcome])
     db.session.commit()
     flashes.synced(outcome)
     return _card_response(agent, connector)

@@ -122,9 +122,7 @@ def sync(id):
     """
     connector = get_connector(id)
     outcomes = fanout.sync_connector(connector)
-    audit.record(Action.TOOLS_SYNCED, connector, {"results": [
-        {"agent": o.agent, "ok": o.ok, "message": o.message} for o in outcomes
-    ]})  # fmt: skip
+    audit.synced(connector, outcomes)
     db.session.commit()
     for outcome in outcomes:
         flashes.synced(outcome)

@@ -129,6 +129,13 @@ def connected(connector: Connector, agent: Agent | None, reconnect: bool, detail
     return record(action, agent, {"connector": connector.name, **details})
 
 
+def synced(connector: Connector, outcomes) -> AuditEvent:
+    """Record a Sync started from a page: each sync's agent (None: the shared credential),
+    whether it worked and its message (``fanout`` outcomes)."""
+    results = [{"agent": o.agent, "ok": o.ok, "message": o.message} for o in outcomes]
+    return record(Action.TOOLS_SYNCED, connector, {"results": results})
+
+
 def snapshot(obj, fields) -> dict:
     """The current values of ``fields`` on ``obj``, for ``changes`` after an edit."""
     return {name: getattr(obj, name) for name in fields}
