@@ -1,10 +1,14 @@
-"""gunicorn settings for mcpadmin: ``.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app``.
+"""gunicorn settings for mcpadmin: ``.venv/bin/gunicorn -c gunicorn.conf.py asgi:app``.
+
+gunicorn manages the processes; each worker is uvicorn (``mcpadmin.gateway.worker.Worker``:
+uvloop and httptools) serving the one ASGI application: the agent data plane on the event
+loop, the admin app on ``MCPADMIN_ADMIN_THREADS`` threads beside it.
 
 Environment: ``HOST`` and ``PORT`` to listen on (``127.0.0.1:8000``: a reverse proxy with TLS
-goes in front), ``WEB_CONCURRENCY`` worker processes (4) and ``GUNICORN_THREADS`` threads per
-worker (4), ``PROMETHEUS_MULTIPROC_DIR`` where the workers keep their metrics (a private
-temporary directory, removed on exit, unless set). The app's own settings are ``MCPADMIN_*``
-(see the README).
+goes in front), ``WEB_CONCURRENCY`` worker processes (2; one per CPU is plenty: a held agent
+stream costs a coroutine, not a thread), ``PROMETHEUS_MULTIPROC_DIR`` where the workers keep
+their metrics (a private temporary directory, removed on exit, unless set). The app's own
+settings are ``MCPADMIN_*`` (see the README).
 """
 
 import glob
@@ -15,24 +19,20 @@ import sys
 import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-# A sync or an OAuth exchange waits on a remote server for up to three HTTP_TIMEOUTs; threads
-# keep the worker serving other pages meanwhile.
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "mcpadmin.gateway.worker.Worker"
 # A worker that stops answering the master (or takes longer than this to boot) is replaced.
 timeout = 60
-# On stop or reload, requests in flight get this long to finish.
+# On stop or reload, held streams end at once and requests in flight get this long to finish.
 graceful_timeout = 30
 keepalive = 5
 # Only a proxy on this machine may set X-Forwarded-Proto (gunicorn's default, stated here).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
-# With MCPADMIN_LOG_FORMAT=json the app writes one JSON line per request instead.
+# With MCPADMIN_LOG_FORMAT=json the app writes one JSON line per request instead. The worker
+# writes access lines with the path only: OAuth callbacks carry the authorization code in the
+# query string.
 accesslog = None if os.environ.get("MCPADMIN_LOG_FORMAT") == "json" else "-"
-# The path without its query string (%(U)s, never %(r)s): OAuth callbacks carry the
-# authorization code and state there. No Referer either: it repeats the previous page's query.
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
 # No runtime control socket: mcpadmin needs none, and instances on one host would share its path.
 control_socket_disable = True
@@ -50,17 +50,16 @@ if not os.environ.get(METRICS_DIR):
 
 
 def on_starting(server):
-    """Before any worker starts, load the app (``wsgi:app``, or the one named on the command
-    line) once in a child process: it checks the configuration and upgrades the schema (under
-    the lock the workers take too), then prints the schema revision. A refused configuration
-    stops gunicorn here with its reason, rather than in every worker at once. The master never
-    imports the app, so a reload loads new code.
+    """Before any worker starts, load the admin app once in a child process: it checks the
+    configuration and upgrades the schema (under the lock the workers take too), then prints
+    the schema revision. A refused configuration stops gunicorn here with its reason, rather
+    than in every worker at once. The master never imports the app, so a reload loads new code.
 
     :raise RuntimeError: the app could not be loaded (gunicorn prints it and exits 1).
     """
     _forget_old_metrics(os.environ[METRICS_DIR])
-    check = [sys.executable, "-m", "flask", "--app", server.app.app_uri, "db", "current"]
-    # The command is fixed; only the app's import path comes from gunicorn's own arguments.
+    check = [sys.executable, "-m", "flask", "--app", "wsgi:app", "db", "current"]
+    # The command is fixed.
     if subprocess.run(check, cwd=server.cfg.chdir, check=False).returncode:  # noqa: S603
         on_exit(server)  # gunicorn stops here without calling it
         raise RuntimeError("mcpadmin did not start; the reason is above.")

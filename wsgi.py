@@ -1,4 +1,5 @@
-"""WSGI entry point: ``gunicorn -c gunicorn.conf.py wsgi:app`` or ``flask --app wsgi run``.
+"""The Flask admin app alone (WSGI): what ``flask --app wsgi <command>`` loads. Served, the app
+runs inside the ASGI application (``asgi.py``), beside the agent data plane.
 
 A configuration the app refuses ends the process with the reason as one sentence on stderr.
 """
@@ -6,11 +7,7 @@ A configuration the app refuses ends the process with the reason as one sentence
 import sys
 
 from mcpadmin import create_app
-from mcpadmin.config import ConfigError
-
-# gunicorn's "App failed to load" status: its master stops, instead of restarting workers that
-# would fail the same way forever. Any other caller just sees a failed exit.
-APP_LOAD_ERROR = 4
+from mcpadmin.config import APP_LOAD_ERROR, ConfigError
 
 try:
     app = create_app()

@@ -30,15 +30,14 @@ from .services.audit import Action
 
 bp = Blueprint("auth", __name__)
 
-# The agent endpoint authenticates agents with their keys, never with the admin's cookie;
-# ``/metrics`` scrapers with the metrics token.
+# ``/metrics`` scrapers authenticate with the metrics token. (The agent endpoint is not a Flask
+# route: the data plane, ``gateway/``, reads agent keys, never the admin's cookie.)
 PUBLIC_ENDPOINTS = {
     "auth.login",
     "auth.setup",
     "health.healthz",
     "static",
     "oauth.client_metadata",
-    "gateway.endpoint",
     "metrics.scrape",
 }
 SETUP_TOKEN_FILE = "setup_token"  # noqa: S105 (a file name)

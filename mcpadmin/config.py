@@ -26,7 +26,12 @@ OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
 
 # Settings that must be 1 or more (the days the logs are kept: 0 would delete them all).
-POSITIVE = ("CALL_LOG_DAYS", "AUDIT_LOG_DAYS")
+POSITIVE = ("CALL_LOG_DAYS", "AUDIT_LOG_DAYS", "GATEWAY_MAX_STREAMS_PER_KEY",
+            "GATEWAY_MAX_STREAMS", "GATEWAY_THREADS", "ADMIN_THREADS",
+            "MAX_PENDING_REQUESTS_PER_ADDRESS")  # fmt: skip
+# The exit status of a process whose app cannot load: gunicorn's "App failed to load", so its
+# master stops instead of restarting workers that would fail the same way forever.
+APP_LOAD_ERROR = 4
 
 
 class ConfigError(ValueError):
@@ -72,6 +77,20 @@ class Defaults:
     # how often they look (seconds), and how long one lasts before the client opens another.
     GATEWAY_WATCH_SECONDS = 2.0
     GATEWAY_STREAM_SECONDS = 300
+    # Open streams one agent key may hold, and one process: beyond either, 429 / 503 with
+    # Retry-After (a stream costs a coroutine and a few kilobytes, never a thread).
+    GATEWAY_MAX_STREAMS_PER_KEY = 32
+    GATEWAY_MAX_STREAMS = 4000
+    # Threads per process for the data plane's blocking work (database statements, token
+    # refreshes), and for the admin app's requests (Flask behind the WSGI adapter).
+    GATEWAY_THREADS = 16
+    ADMIN_THREADS = 8
+    # A request body must arrive whole within this many seconds (a client dripping it is cut
+    # off); at most this many requests from one address may be sending their bodies at once.
+    REQUEST_READ_SECONDS = 10.0
+    MAX_PENDING_REQUESTS_PER_ADDRESS = 16
+    # Largest request body to an admin page, in bytes (forms are small).
+    ADMIN_MAX_REQUEST_BYTES = 2 * 1024 * 1024
     # Days kept: the call log (one row per agent tool call) and the admin audit trail;
     # ``flask prune-logs`` (also run by ``flask sync-tools``) deletes older rows.
     CALL_LOG_DAYS = 30
@@ -133,16 +152,20 @@ def load(app, test_config=None):
     app.config["ENCRYPTION_KEYS"] = key_list(keys)
     app.config["PUBLIC_BASE_URL"] = app.config["PUBLIC_BASE_URL"].rstrip("/")
     app.config["HTTP_TIMEOUT"] = float(app.config["HTTP_TIMEOUT"])
-    for name in ("CALL_TIMEOUT", "GATEWAY_WATCH_SECONDS"):
+    for name in ("CALL_TIMEOUT", "GATEWAY_WATCH_SECONDS", "REQUEST_READ_SECONDS"):
         app.config[name] = float(app.config[name])
     integers = ("TRUSTED_PROXY_HOPS", "LOGIN_MAX_FAILURES", "LOGIN_USERNAME_MAX_FAILURES",
                 "AGENT_KEY_MAX_FAILURES", "AGENT_KEY_LOCKOUT_SECONDS", "GATEWAY_STREAM_SECONDS",
-                "GATEWAY_MAX_REQUEST_BYTES", "CALL_LOG_DAYS", "AUDIT_LOG_DAYS")  # fmt: skip
+                "GATEWAY_MAX_REQUEST_BYTES", "CALL_LOG_DAYS", "AUDIT_LOG_DAYS",
+                "GATEWAY_MAX_STREAMS_PER_KEY", "GATEWAY_MAX_STREAMS", "GATEWAY_THREADS",
+                "ADMIN_THREADS", "MAX_PENDING_REQUESTS_PER_ADDRESS",
+                "ADMIN_MAX_REQUEST_BYTES")  # fmt: skip
     for name in integers:
         app.config[name] = integer_setting(name, app.config[name])
     for name in POSITIVE:
         if app.config[name] < 1:
-            raise ConfigError(f"{name} must be a whole number of days, 1 or more; "
+            unit = " of days" if name.endswith("_DAYS") else ""
+            raise ConfigError(f"{name} must be a whole number{unit}, 1 or more; "
                               f"it is {app.config[name]}.")  # fmt: skip
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
     if app.config["LOG_FORMAT"] not in LOG_FORMATS:

@@ -7,12 +7,16 @@ so an operator can follow one failure from the agent's message to the upstream e
 The id is made here, never taken from the client (a forged one would tie lines together
 that do not belong together).
 
+The agent data plane (``gateway/``) is not a Flask request: it makes its id with ``begin``,
+which keeps it in a context variable that the plane's tasks and threads inherit.
+
 The request line holds the method, the path without its query string (OAuth callbacks carry
 codes there), the endpoint, the status, the duration, the
 request id and, on the agent endpoint, the agent's id; never a header, a body or a query.
 A streamed answer's line is written when the stream closes.
 """
 
+import contextvars
 import logging
 import secrets
 import time
@@ -21,11 +25,24 @@ from flask import current_app, g, has_app_context, request
 
 HEADER = "X-Request-Id"
 log = logging.getLogger("mcpadmin.requests")
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mcpadmin_request_id", default=None
+)
 
 
 def current() -> str | None:
     """This request's id; None outside a request (a CLI command, a background thread)."""
+    request_id = _REQUEST_ID.get()
+    if request_id is not None:
+        return request_id
     return g.get("request_id") if has_app_context() else None
+
+
+def begin() -> str:
+    """A new id for a data-plane request, current in this context (and those copied from it)."""
+    request_id = secrets.token_hex(8)
+    _REQUEST_ID.set(request_id)
+    return request_id
 
 
 def tagged(text: str) -> str:
@@ -56,13 +73,15 @@ def _finish(response):
             fields["agent_id"] = g.agent_id
         started = g.request_started
         if response.is_streamed:  # written when the stream closes: how long it stayed open
-            response.call_on_close(lambda: _line(fields, started))
+            response.call_on_close(lambda: line(fields, started))
         else:
-            _line(fields, started)
+            line(fields, started)
     return response
 
 
-def _line(fields: dict, started: float):
+def line(fields: dict, started: float):
+    """The request's JSON line (``LOG_FORMAT = "json"``), its duration measured from
+    ``started`` (``time.monotonic()``)."""
     fields["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
     log.info("%s %s %s", fields["method"], fields["path"], fields["status"],
              extra={"fields": fields})  # fmt: skip

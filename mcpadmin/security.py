@@ -77,12 +77,26 @@ def allowed_origins(public_base_url: str, extra_hosts: list[str]) -> set[str]:
 
 
 def bearer_token() -> str | None:
-    """The token of the request's ``Authorization: Bearer <token>`` header (the scheme in any
-    case, RFC 7235 §2.1); None for another scheme, an empty token or none. The agent endpoint
-    and ``/metrics`` read their keys so."""
-    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    """The token of the request's ``Authorization: Bearer <token>`` header; ``/metrics``
+    reads its token so."""
+    return bearer_of(request.headers.get("Authorization"))
+
+
+def bearer_of(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value (the scheme in any case, RFC
+    7235 §2.1); None for another scheme, an empty token or none. The agent endpoint reads
+    its keys so."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def allowed_host(host_header: str | None, public_base_url: str, extra_hosts: list[str]) -> bool:
+    """Whether ``Host`` names this app: the host of ``PUBLIC_BASE_URL`` or an extra host."""
+    host = (host_header or "").strip().lower().rstrip(".")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    allowed = {urlsplit(public_base_url).hostname} | {h.rsplit(":", 1)[0] for h in extra_hosts}
+    return name.strip("[]") in {a.lower().strip("[]") for a in allowed if a}
 
 
 def foreign_host_refusal():
@@ -104,8 +118,8 @@ def cross_site_refusal():
     the request's own Host); ``Sec-Fetch-Site: cross-site`` is refused too. Requests without
     either header (curl, the test client) are left to the CSRF token check.
     """
-    if request.method not in UNSAFE_METHODS or request.blueprint == "gateway":
-        return None  # the agent endpoint reads no cookie and answers a bad Origin itself
+    if request.method not in UNSAFE_METHODS:
+        return None
     origin = request.headers.get("Origin")
     allowed = allowed_origins(
         current_app.config["PUBLIC_BASE_URL"], current_app.config["EXTRA_HOSTS"]

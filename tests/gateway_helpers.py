@@ -1,21 +1,24 @@
 """Serving the test app on a real port for MCP clients, and giving an agent tools and a key.
 
-The ``served`` fixture runs the ``app`` fixture's app in a thread (werkzeug, threaded) on
-127.0.0.1, so clients speak real HTTP to it while the test reads and writes the same database.
+The ``served`` fixture runs the ``app`` fixture's app inside the ASGI application (the data
+plane and the admin app, as production serves them) on uvicorn, in a thread, on 127.0.0.1, so
+clients speak real HTTP to it while the test reads and writes the same database.
 """
 
 import contextlib
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import anyio
 import pytest
-from werkzeug.serving import make_server
+import uvicorn
 
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, AgentConnection, Connector
-from mcpadmin.services import agent_keys, calllog, fanout
+from mcpadmin.services import agent_keys, fanout
 
 
 @dataclass
@@ -28,25 +31,31 @@ class Served:
 
 @contextlib.contextmanager
 def serving(app):
-    """``app`` on a free port of 127.0.0.1 until the block ends."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{server.server_port}"
-    # Streams a client leaves open (a legacy SDK client's GET) end soon, so no request thread
-    # outlives the test and its database.
+    """``app`` on a free port of 127.0.0.1 until the block ends, in the ASGI application on
+    uvicorn (lifespan on: the data plane's watcher and clients start and stop with it)."""
+    from mcpadmin.gateway.app import create_asgi_app
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+    # Streams a client leaves open (a legacy SDK client's GET) end soon.
     app.config["GATEWAY_STREAM_SECONDS"] = min(app.config["GATEWAY_STREAM_SECONDS"], 2)
     app.config["GATEWAY_WATCH_SECONDS"] = min(app.config["GATEWAY_WATCH_SECONDS"], 0.2)
-    before = set(threading.enumerate())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    config = uvicorn.Config(create_asgi_app(app), log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=3)  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
-        yield Served(f"http://127.0.0.1:{server.server_port}")
+        yield Served(f"http://127.0.0.1:{port}")
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        for request_thread in set(threading.enumerate()) - before:
-            if request_thread.name != calllog.Writer.THREAD_NAME:  # it ends on its own
-                request_thread.join(5)
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
 
 
 @pytest.fixture

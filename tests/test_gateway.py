@@ -1,5 +1,7 @@
 """The agent endpoint as the official Python SDK (2.x) client meets it, and at the wire."""
 
+import contextlib
+
 import httpx2
 import pytest
 import requests
@@ -9,9 +11,13 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 
 
-def sdk_client(url, key, mode="auto"):
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
-    return Client(streamable_http_client(url, http_client=http), mode=mode)
+@contextlib.asynccontextmanager
+async def sdk_client(url, key, mode="auto"):
+    """The SDK client with the agent's key (its HTTP client closed afterwards: the SDK leaves
+    one it was given open)."""
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+            yield client
 
 
 def run(coro):

@@ -1,4 +1,4 @@
-"""The app under gunicorn (4 workers) keeps serving the admin pages without a single error
+"""The app under gunicorn (4 uvicorn workers) keeps serving the admin pages without a single error
 while ``flask sync-tools`` syncs 100 connectors against real MCP peers on the same database.
 Run with ``-s`` to see the figures."""
 
@@ -29,7 +29,7 @@ BIN = os.path.dirname(sys.executable)
 def environment(app, database_uri):
     """What gunicorn and the ``flask`` command need to run this test's app: its database,
     its instance folder (so the same secret and encryption keys), loopback peers allowed."""
-    factory = f"mcpadmin:create_app(instance_path={app.instance_path!r})"
+    factory = f"mcpadmin.gateway.app:create_asgi_app(instance_path={app.instance_path!r})"
     env = {
         **os.environ,
         "MCPADMIN_SQLALCHEMY_DATABASE_URI": database_uri,
@@ -47,7 +47,7 @@ def gunicorn(environment):
     port = free_port()
     server = subprocess.Popen(
         [os.path.join(BIN, "gunicorn"), "-w", "4", "-b", f"127.0.0.1:{port}", "--preload",
-         factory],
+         "-k", "mcpadmin.gateway.worker.Worker", factory],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

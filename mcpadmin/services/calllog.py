@@ -121,11 +121,12 @@ def one_line(text: str | None) -> str | None:
 
 
 def record(call: Call, outcome: Outcome, error: str | None, total_ms: float,
-           upstream_ms: float | None, response_bytes: int):  # fmt: skip
+           upstream_ms: float | None, response_bytes: int, app=None):  # fmt: skip
     """Queue the call's row (``Writer``: no database work on the call's path) and count it in
-    the metrics. Never raises for the log's sake; writes nothing with ``CALL_LOG`` off."""
+    the metrics. Never raises for the log's sake; writes nothing with ``CALL_LOG`` off.
+    ``app``: the app whose log it is (default: the current app)."""
     metrics.observe_call(call.agent_name, call.connector_name, str(outcome), total_ms / 1000)
-    app = current_app._get_current_object()
+    app = app or current_app._get_current_object()
     if not app.config["CALL_LOG"]:
         return
     row = {

@@ -12,11 +12,12 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
 from ..crypto import UnreadableSecret
+from ..extensions import db
 from ..models import Agent, AgentConnection, Connector
 from ..protocol import mcp
 from . import lifecycle, outbound, tokens
@@ -43,7 +44,10 @@ class Outcome:
     upstream_ms: float
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """The call cannot go upstream (or go on): no credential, an unreadable one, a dead
+    grant; ``kind`` is the call log's outcome, ``str()`` the agent's sentence."""
+
     def __init__(self, kind: Kind, message: str):
         super().__init__(message)
         self.kind = kind
@@ -70,7 +74,7 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
     the connector when it changed; the caller commits after the ``Outcome``, as after a sync.
     """
     started = time.monotonic()
-    pair = _Pair(connector, connection, agent, tool_name)
+    pair = _Pair(connector, connection, agent.name, tool_name)
     client = None
     try:
         pair.check_credential()
@@ -95,7 +99,7 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
                 raise
             client.auth = pair.headers(force_refresh=True)
             result = yield from attempt()
-    except _Refused as exc:
+    except Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
     except mcp.McpError as exc:
         outcome = pair.failed(*pair.explained(exc))
@@ -107,6 +111,94 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
         connector.protocol_era, connector.protocol_version = client.era, client.version
     outcome.upstream_ms = (time.monotonic() - started) * 1000
     yield outcome
+
+
+@dataclass
+class Target:
+    """A call ready to go upstream from the data plane's event loop: where, in which era,
+    with which credential headers (``pair`` remembers their values for scrubbing and words
+    every sentence), and the ids to load the connector and connection again by
+    (``Target.bind``) when the outcome must change their state."""
+
+    url: str
+    era: str | None
+    version: str | None
+    auth_type: str
+    headers: dict
+    tool: str
+    arguments: dict | None
+    input_schema: dict | None
+    connector_id: int
+    connection_id: int | None  # the agent's connection, for a per-agent connector
+    pair: "_Pair"
+    timeout: float
+    upstream_token: str | None = None  # the progress token the upstream gets
+    started: float = field(default_factory=time.monotonic)
+
+    def bind(self):
+        """Load the connector (and connection) into this thread's session for ``pair``'s
+        state changes (a refresh, a dead grant, a step-up, the era). Call in a pool thread."""
+        connector = db.session.get(Connector, self.connector_id)
+        connection = db.session.get(AgentConnection, self.connection_id) if (
+            self.connection_id is not None) else None  # fmt: skip
+        if connector is None:
+            raise Refused(Kind.DOWN, f"{self.pair.name} was deleted during the call.")
+        self.pair.connector, self.pair.connection = connector, connection
+        return connector
+
+    def meta(self, progress_token) -> dict | None:
+        """The ``_meta`` the upstream gets: a fresh progress token when the agent sent one."""
+        if progress_token is None:
+            return None
+        self.upstream_token = secrets.token_urlsafe(16)
+        return {"progressToken": self.upstream_token}
+
+    def refreshed(self) -> dict:
+        """New credential headers after the upstream refused the token (a forced refresh,
+        under the refresh lock; committed). Call in a pool thread.
+
+        :raise Refused: the credential cannot be refreshed (dead grant recorded)."""
+        self.bind()
+        self.headers = self.pair.headers(force_refresh=True)
+        db.session.commit()
+        return self.headers
+
+    def explained(self, exc: mcp.McpError) -> Outcome:
+        """The outcome of a failed call. A refused credential may move its holder's state
+        (committed), so call it in a pool thread for 401 and 403; other failures need none."""
+        if isinstance(exc, mcp.Unauthorized | mcp.Forbidden):
+            self.bind()
+            outcome = self.pair.failed(*self.pair.explained(exc))
+            db.session.commit()
+            return outcome
+        return self.pair.failed(*self.pair.explained(exc))
+
+    def finished(self, outcome: Outcome, era: str | None, version: str | None) -> Outcome:
+        """Record the era the upstream answered in when it changed (committed). Pool thread."""
+        if era and (era, version) != (self.era, self.version):
+            connector = db.session.get(Connector, self.connector_id)
+            if connector is not None:
+                connector.protocol_era, connector.protocol_version = era, version
+                db.session.commit()
+        return outcome
+
+
+def prepare(connector: Connector, connection: AgentConnection | None, agent_name: str,
+            tool_name: str, arguments: dict | None,
+            input_schema: dict | None) -> "Target | Outcome":  # fmt: skip
+    """The call's ``Target``, its credential read (and refreshed when due, committed by
+    ``tokens``); or the ``Outcome`` of a call refused before sending (no credential, an
+    unreadable one, a dead grant). Never commits anything else."""
+    pair = _Pair(connector, connection if connector.per_agent else None, agent_name, tool_name)
+    try:
+        pair.check_credential()
+        headers = pair.headers()
+    except Refused as exc:
+        return pair.failed(exc.kind, str(exc))
+    return Target(connector.url, connector.protocol_era, connector.protocol_version,
+                  connector.auth_type, headers, tool_name, arguments, input_schema, connector.id,
+                  pair.connection.id if pair.connection is not None else None, pair,
+                  current_app.config["CALL_TIMEOUT"])  # fmt: skip
 
 
 def _relay(updates, relayed):
@@ -128,40 +220,40 @@ class _Pair:
     """One call's connector, agent and credential: the sentences that name them, and the
     credential values to keep out of everything the agent receives."""
 
-    def __init__(self, connector, connection, agent, tool_name):
-        self.connector, self.connection, self.agent = connector, connection, agent
+    def __init__(self, connector, connection, agent_name: str, tool_name: str):
+        self.connector, self.connection, self.agent_name = connector, connection, agent_name
         self.tool = tool_name[:80]
         self.name = connector.name
-        self.where = f"on agent {agent.name}'s page" if connector.per_agent else (
+        self.where = f"on agent {agent_name}'s page" if connector.per_agent else (
             "on the connectors page")  # fmt: skip
         self.secrets: set[str] = set()
 
     def check_credential(self):
-        """:raise _Refused: no credential is stored where one is needed, or it is unreadable."""
+        """:raise Refused: no credential is stored where one is needed, or it is unreadable."""
         state = lifecycle.credential_state(self.connector, self.connection)
         if state == "missing" and self.connector.per_agent:
-            raise _Refused(Kind.NO_CREDENTIAL, f"Agent {self.agent.name} has no credential for "
+            raise Refused(Kind.NO_CREDENTIAL, f"Agent {self.agent_name} has no credential for "
                            f"{self.name}; connect it on its page.")  # fmt: skip
         if state == "missing":
-            raise _Refused(Kind.NO_CREDENTIAL, f"{self.name} has no credential yet: an operator "
+            raise Refused(Kind.NO_CREDENTIAL, f"{self.name} has no credential yet: an operator "
                            f"must connect it {self.where}.")  # fmt: skip
         if state == "unreadable":
-            raise _Refused(Kind.NEEDS_RECONNECT, self.unreadable())
+            raise Refused(Kind.NEEDS_RECONNECT, self.unreadable())
 
     def headers(self, force_refresh=False) -> dict:
         """The pair's credential headers (remembered for scrubbing).
 
-        :raise _Refused: the credential cannot be read or refreshed (a dead grant is marked on
+        :raise Refused: the credential cannot be read or refreshed (a dead grant is marked on
             the holder by ``tokens``).
         """
         try:
             headers = auth_headers(self.connector, self.connection, force_refresh=force_refresh)
         except UnreadableSecret:
-            raise _Refused(Kind.NEEDS_RECONNECT, self.unreadable()) from None
+            raise Refused(Kind.NEEDS_RECONNECT, self.unreadable()) from None
         except tokens.NeedsReconnect:
-            raise _Refused(Kind.NEEDS_RECONNECT, self.expired()) from None
+            raise Refused(Kind.NEEDS_RECONNECT, self.expired()) from None
         except tokens.TokenError as exc:
-            raise _Refused(Kind.DOWN, f"{self.name}'s access token could not be refreshed "
+            raise Refused(Kind.DOWN, f"{self.name}'s access token could not be refreshed "
                            f"({exc}); try again later.") from None  # fmt: skip
         for value in headers.values():
             self.secrets.add(value)

@@ -80,7 +80,8 @@ class Caller:
 
 
 # The hot path's statements, built once (building one costs more than running it on SQLite).
-_VERSION = select(CatalogState.version).where(CatalogState.id == 1).scalar_subquery()
+_VERSION_ONLY = select(CatalogState.version).where(CatalogState.id == 1)
+_VERSION = _VERSION_ONLY.scalar_subquery()
 _KEY = (
     select(AgentKey.id, AgentKey.agent_id, AgentKey.key_hmac, AgentKey.expires_at,
            AgentKey.revoked_at, AgentKey.last_used_at, AgentKey.label, Agent.name,
@@ -281,11 +282,13 @@ class _Cache:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _cache() -> _Cache:
-    """This app's cache (an app, and so its database, has its own)."""
-    cache = current_app.extensions.get(_Cache.__name__)
+def _cache(app=None) -> _Cache:
+    """This app's cache (an app, and so its database, has its own); ``app``: default the
+    current one."""
+    extensions = (app or current_app).extensions
+    cache = extensions.get(_Cache.__name__)
     if cache is None:
-        cache = current_app.extensions[_Cache.__name__] = _Cache()
+        cache = extensions.setdefault(_Cache.__name__, _Cache())
     return cache
 
 
@@ -298,13 +301,8 @@ def catalog(agent: AgentView) -> Catalog:
     cached = cache.catalogs.get(agent.id)
     if agent.catalog_version is not None and cached is not None and cached[:2] == key:
         return cached[2]
-    built = Catalog(agent, db.session.execute(_CATALOG, {"agent_id": agent.id}).all())
-    if agent.catalog_version is not None:
-        with cache.lock:
-            if len(cache.catalogs) >= CACHED_CATALOGS:
-                cache.catalogs.clear()
-            cache.catalogs[agent.id] = (*key, built)
-    return built
+    values = {"agent_id": agent.id}
+    return _keep(cache, agent, Catalog(agent, db.session.execute(_CATALOG, values).all()))
 
 
 def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
@@ -316,16 +314,106 @@ def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
     return connection.connector, connection, input_schema
 
 
-def watched_fingerprint(key_id: int, session_sha256: str | None) -> str | None:
-    """The catalog fingerprint of the key's agent, for a long-lived stream; None once the key
-    is revoked or expired, or the legacy session is gone (the stream then ends)."""
-    key = db.session.get(AgentKey, key_id, populate_existing=True)
-    if key is None or not key.usable(utcnow()):
-        return None
-    if session_sha256 is not None and db.session.get(GatewaySession, session_sha256) is None:
-        return None
-    agent = key.agent
-    return catalog(AgentView(agent.id, agent.name, agent.keep_tool_names)).fingerprint()
+@dataclass
+class WatchState:
+    """What the stream watcher reads in one look (``watch_state``)."""
+
+    version: int | None
+    usable_keys: set
+    sessions: set
+    fingerprints: dict  # agent id → catalog fingerprint (only when the version moved)
+
+
+# Statements of the watcher's look, built once; ids go in chunks (bound parameters are capped).
+_KEYS = select(AgentKey.id, AgentKey.expires_at, AgentKey.revoked_at).where(
+    AgentKey.id.in_(bindparam("ids", expanding=True))
+)
+_SESSIONS = select(GatewaySession.id_sha256).where(
+    GatewaySession.id_sha256.in_(bindparam("ids", expanding=True))
+)
+_CATALOGS = (
+    select(*_CATALOG.selected_columns, AgentConnection.agent_id.label("for_agent"))
+    .join(Connector, Connector.id == AgentConnection.connector_id)
+    .join(Tool, Tool.connector_id == Connector.id)
+    .where(AgentConnection.agent_id.in_(bindparam("agent_ids", expanding=True)))
+)
+_CHUNK = 500
+
+
+def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None) -> WatchState:
+    """For the held streams of a process: the catalog version, which of ``key_ids`` are still
+    usable, which of ``session_digests`` still exist, and, when the version is not
+    ``seen_version``, the fingerprint of each of ``agents`` (id → ``AgentView``) catalog.
+    A few statements whatever the number of streams: one for the version, one per 500 keys
+    and sessions, and one for the catalogs this process has not built at that version."""
+    now = utcnow()
+    version = db.session.scalar(_VERSION_ONLY)
+    usable = set()
+    for ids in _chunks(sorted(key_ids)):
+        for row in db.session.execute(_KEYS, {"ids": ids}):
+            if AgentKey(expires_at=row.expires_at, revoked_at=row.revoked_at).usable(now):
+                usable.add(row.id)
+    live = set()
+    for ids in _chunks(sorted(session_digests)):
+        live.update(db.session.scalars(_SESSIONS, {"ids": ids}))
+    fingerprints = {}
+    if version != seen_version:
+        views = [AgentView(a.id, a.name, a.keep_tool_names, version) for a in agents.values()]
+        fingerprints = {c_id: c.fingerprint() for c_id, c in catalogs(views).items()}
+    db.session.commit()
+    return WatchState(version, usable, live, fingerprints)
+
+
+def catalogs(agents: list[AgentView]) -> dict:
+    """Each agent's catalog (id → ``Catalog``): this process's copies built at the agents'
+    version, and one query for all the others."""
+    cache = _cache()
+    found, missing = {}, []
+    for agent in agents:
+        cached = cache.catalogs.get(agent.id)
+        key = (agent.catalog_version, agent.keep_tool_names)
+        if agent.catalog_version is not None and cached is not None and cached[:2] == key:
+            found[agent.id] = cached[2]
+        else:
+            missing.append(agent)
+    for chunk in _chunks(missing):
+        rows: dict[int, list] = {agent.id: [] for agent in chunk}
+        values = {"agent_ids": list(rows)}
+        for row in db.session.execute(_CATALOGS, values):
+            rows[row.for_agent].append(row)
+        for agent in chunk:
+            found[agent.id] = _keep(cache, agent, Catalog(agent, rows[agent.id]))
+    return found
+
+
+def _keep(cache, agent: AgentView, built: "Catalog") -> "Catalog":
+    if agent.catalog_version is not None:
+        with cache.lock:
+            if len(cache.catalogs) >= CACHED_CATALOGS:
+                cache.catalogs.clear()
+            cache.catalogs[agent.id] = (agent.catalog_version, agent.keep_tool_names, built)
+    return built
+
+
+def _chunks(items: list):
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def pending_writes(caller: Caller, entry: "Entry", error: str | None, now: datetime,
+                   app) -> bool:  # fmt: skip
+    """Whether ending a call writes anything (``record_call`` or ``touch`` would): most calls
+    write nothing, and then need no trip to a pool thread. Needs no app context."""
+    last, last_error = _cache(app).last_calls.get(entry.connection.id, (None, None))
+    if last is None or error != last_error or (now - last).total_seconds() >= LAST_CALL_INTERVAL:
+        return True
+    if agent_keys.needs_touch(caller, now):
+        return True
+    session = caller.session
+    return session is not None and (
+        session.last_seen_at is None
+        or (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_INTERVAL
+    )
 
 
 def cancelled(session: SessionView, request_id) -> bool:

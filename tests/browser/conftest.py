@@ -76,7 +76,8 @@ def start_live_server(
     port: int = 0,
     env: dict | None = None,
 ) -> LiveServer:
-    """Run the app under gunicorn on a free port, with its own instance folder (keys, setup
+    """Run the app as the README's production recipe does (``gunicorn -c gunicorn.conf.py
+    asgi:app``: uvicorn workers) on a free port, with its own instance folder (keys, setup
     token) and the test database; return once ``/healthz`` answers.
 
     :raise RuntimeError: the server exited or did not answer in time (its log is attached).
@@ -85,6 +86,8 @@ def start_live_server(
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
         "DATABASE_URL": database_uri,
         "MCPADMIN_INSTANCE_PATH": instance,
         "MCPADMIN_PUBLIC_BASE_URL": url,
@@ -93,9 +96,8 @@ def start_live_server(
         **(env or {}),
     }
     log = tempfile.NamedTemporaryFile("wb", suffix=".log", delete=False)  # noqa: SIM115
-    gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
-        [*gunicorn, "--workers", str(workers), "--threads", "8", "--timeout", "60", "wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "asgi:app"],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,

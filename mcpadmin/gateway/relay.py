@@ -1,0 +1,333 @@
+"""A ``tools/call`` sent upstream from the event loop, and its answer relayed to the agent.
+
+``CallResponse`` is the ASGI response of a prepared call (``dispatch.Prepared``). It runs the
+upstream call as a task of its own, which passes what the upstream sends (progress and log
+notifications, as ``services.calls`` keeps them, then one ``calls.Outcome``) through a memory
+stream, and it answers with JSON when the outcome comes first or the client takes no stream,
+else with an event stream that carries each notification as it arrives.
+
+Cancellation is task cancellation: a modern client closing the stream [26/http
+§Cancellation], a legacy ``notifications/cancelled`` [25N/canc] (at once when this process
+runs the call, else within ``CANCEL_CHECK_SECONDS`` through the database) cancels the upstream
+task, which cancels the upstream request. Whatever the ending, the call log gets one row.
+
+The upstream is called by the async client (``upstream.AsyncClient`` over ``outbound``) in
+the era the connector last answered in. When that era is unknown or no longer holds, the call
+runs once through the synchronous client in a pool thread, which probes (the same path a sync
+takes).
+"""
+
+import json
+import logging
+import threading
+import time
+from types import SimpleNamespace
+
+import anyio
+import anyio.from_thread
+from anyio.abc import ObjectSendStream
+
+from .. import requestlog
+from ..extensions import db
+from ..models import utcnow
+from ..protocol import mcp, server
+from ..services import calllog, calls
+from ..services import gateway as service
+from ..services.calllog import Outcome
+from . import dispatch
+
+try:  # the async upstream client; until it is present every call takes the pool thread
+    from . import upstream
+except ImportError:  # pragma: no cover
+    upstream = None
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+# How often a running legacy call looks in the database for a notifications/cancelled that
+# another process received.
+CANCEL_CHECK_SECONDS = 1.0
+# Legacy upstream sessions, shared by every call of the process (an optimisation only).
+POOL = mcp.SessionPool()
+_BUFFER = 64  # notifications waiting for a slow client before the upstream task waits
+
+
+class CallResponse:
+    """The ASGI answer to one prepared ``tools/call``."""
+
+    def __init__(self, plane, request: dispatch.Request, prepared: dispatch.Prepared):
+        self.plane, self.request, self.prepared = plane, request, prepared
+        self.key = None
+        session = prepared.caller.session
+        if session is not None and prepared.message.id is not None:
+            self.key = (session.id_sha256, str(prepared.message.id)[:200])
+        self.cancelled_by: str | None = None
+        self.stop = threading.Event()  # seen by a call running in a pool thread
+        self.sent = 0
+
+    async def __call__(self, scope, receive, send):
+        sender, updates = anyio.create_memory_object_stream(_BUFFER)
+        with updates:
+            await self._answer(scope, receive, send, sender, updates)
+
+    async def _answer(self, scope, receive, send, sender, updates):
+        prepared = self.prepared
+        async with anyio.create_task_group() as group:
+            self.upstream_scope = anyio.CancelScope()
+            group.start_soon(self._upstream, sender)
+            if self.key is not None:
+                self.plane.running[self.key] = self
+                group.start_soon(self._cancel_checks)
+            try:
+                first = await updates.receive()
+                if not isinstance(first, calls.Outcome) and not prepared.takes_stream:
+                    async for first in updates:  # the client cannot take a stream: only the end
+                        if isinstance(first, calls.Outcome):
+                            break
+                if isinstance(first, calls.Outcome):
+                    await self._json(send, first)
+                else:
+                    group.start_soon(self._disconnects, receive)
+                    await self._stream(send, first, updates)
+            except anyio.EndOfStream:  # the upstream task was cancelled before its outcome
+                await self._ended_without_outcome(send)
+            finally:
+                self.plane.running.pop(self.key, None)
+                group.cancel_scope.cancel()
+
+    # -- the upstream task ------------------------------------------------------------------
+
+    async def _upstream(self, sender: ObjectSendStream):
+        async with sender:
+            with self.upstream_scope:
+                try:
+                    outcome = await call(self.plane, self.prepared, sender.send, self.stop)
+                except Exception:
+                    log.exception("agent endpoint failed while calling a tool")
+                    outcome = self.prepared.target.pair.failed(
+                        Outcome.PROTOCOL, "Internal error in mcpadmin."
+                    )
+                await sender.send(outcome)
+
+    def cancel(self, why: str):
+        """Stop the upstream call (a legacy ``notifications/cancelled``, or a modern client
+        that closed the stream); the row says ``why``."""
+        if self.cancelled_by is None:
+            self.cancelled_by = why
+        self.stop.set()
+        self.upstream_scope.cancel()
+
+    async def _cancel_checks(self):
+        """A legacy call's cancellation received by another process, looked up now and then."""
+        session = self.prepared.caller.session
+        request_id = self.prepared.message.id
+        while True:
+            await anyio.sleep(CANCEL_CHECK_SECONDS)
+            if await self.plane.run(service.cancelled, session, request_id):
+                self.cancel("Cancelled by the agent.")
+                return
+
+    async def _disconnects(self, receive):
+        """A client that closes a streamed call's connection cancels it [26/http §Cancellation]."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.cancel("The agent closed the stream.")
+                return
+
+    # -- answers ----------------------------------------------------------------------------
+
+    async def _json(self, send, outcome: calls.Outcome):
+        prepared = self.prepared
+        result = dispatch.result_for(outcome, prepared.modern)
+        body = encode(server.response(prepared.message.id, result))
+        await self._finish(outcome.kind, outcome.error, outcome.upstream_ms, len(body))
+        await send_whole(send, 200, body, JSON)
+
+    async def _stream(self, send, first, updates):
+        prepared = self.prepared
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": stream_headers()})  # fmt: skip
+        event = server.sse_event(first)
+        self.sent += len(event)
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+        async for update in updates:
+            if isinstance(update, calls.Outcome):
+                result = dispatch.result_for(update, prepared.modern)
+                event = server.sse_event(server.response(prepared.message.id, result))
+                ending = (update.kind, update.error, update.upstream_ms, self.sent + len(event))
+                await self._finish(*ending)
+                await send({"type": "http.response.body", "body": event, "more_body": False})
+                return
+            event = server.sse_event(update)
+            self.sent += len(event)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        raise anyio.EndOfStream
+
+    async def _ended_without_outcome(self, send):
+        """The upstream task was cancelled: a legacy cancellation gets no response
+        [25N/canc]; the stream (if any) just ends."""
+        why = self.cancelled_by or "Internal error in mcpadmin."
+        kind = Outcome.CANCELLED if self.cancelled_by else Outcome.PROTOCOL
+        with anyio.CancelScope(shield=True):
+            await self._finish(kind, why, None, self.sent)
+        try:
+            if not self.sent:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": stream_headers()})  # fmt: skip
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client is gone
+
+    async def _finish(self, kind, error, upstream_ms, response_bytes):
+        """The call's row (queued), and the connection's last call and the key's use when
+        they are due (a pool trip only then)."""
+        prepared, request = self.prepared, self.request
+        now = utcnow()
+        ending = (kind, error, upstream_ms, response_bytes)
+        if service.pending_writes(prepared.caller, prepared.entry, error, now, self.plane.app):
+            with anyio.CancelScope(shield=True):
+                await self.plane.run(dispatch.record, prepared.caller, prepared.entry,
+                                     prepared.call, ending, request, now)  # fmt: skip
+            return
+        calllog.record(prepared.call, kind, error, dispatch.elapsed_ms(request), upstream_ms,
+                       response_bytes, app=self.plane.app)  # fmt: skip
+
+
+async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Event) -> calls.Outcome:
+    """Call the tool upstream: ``forward`` each notification the agent gets (progress for its
+    token, log messages at its level: ``calls._Pair.relayed``), and return the outcome. One
+    retry with a refreshed OAuth token after a 401 (the refresh in a pool thread, under its
+    lock). ``stop`` is set when the call is cancelled (seen by a call in a pool thread)."""
+    target = prepared.target
+    pair = target.pair
+    progress_token = prepared.message.progress_token
+    meta = target.meta(progress_token)
+    client = None
+    try:
+        if upstream is None or plane.http is None:
+            raise _Probe()
+        client = upstream.AsyncClient(plane.http, target.url, target.headers, era=target.era,
+                                      version=target.version, pool=POOL,
+                                      deadline=target.timeout)  # fmt: skip
+
+        async def attempt():
+            updates = client.call_tool(target.tool, target.arguments, meta=meta,
+                                       input_schema=target.input_schema,
+                                       log_level=prepared.log_level)  # fmt: skip
+            async with _closing(updates):
+                async for item in updates:
+                    if isinstance(item, mcp.CallDone):
+                        return item.result
+                    message = pair.relayed(item.message, target.upstream_token, progress_token)
+                    if message is not None:
+                        await forward(message)
+            raise mcp.McpError("The server ended the call without an answer.")
+
+        try:
+            result = await attempt()
+        except mcp.Unauthorized:
+            if target.auth_type != "oauth" or not target.headers:
+                raise
+            client.auth = await plane.run(target.refreshed)
+            result = await attempt()
+    except (_Probe, *_era_unknown()):
+        outcome = await _in_thread(plane, prepared, forward, stop)
+    except calls.Refused as exc:
+        outcome = pair.failed(exc.kind, str(exc))
+    except mcp.McpError as exc:
+        if isinstance(exc, mcp.Unauthorized | mcp.Forbidden):
+            outcome = await plane.run(target.explained, exc)
+        else:
+            outcome = target.explained(exc)
+    else:
+        outcome = pair.succeeded(result)
+    if client is not None and client.era and (client.era, client.version) != (
+        target.era, target.version
+    ):  # fmt: skip
+        await plane.run(target.finished, outcome, client.era, client.version)
+    outcome.upstream_ms = (time.monotonic() - target.started) * 1000
+    return outcome
+
+
+class _Probe(Exception):
+    """The call must go through the synchronous client (it probes the upstream's era)."""
+
+
+def _era_unknown() -> tuple:
+    return (upstream.EraUnknown,) if upstream is not None else ()
+
+
+class _closing:
+    """``async with``: close an async generator however the block ends."""
+
+    def __init__(self, generator):
+        self.generator = generator
+
+    async def __aenter__(self):
+        return self.generator
+
+    async def __aexit__(self, *exc):
+        await self.generator.aclose()
+
+
+async def _in_thread(plane, prepared, forward, stop: threading.Event) -> calls.Outcome:
+    """The call through ``calls.call_tool`` (the synchronous client) in a pool thread: each
+    notification is forwarded from the thread as it arrives. A cancelled call (``stop``) is
+    closed at the thread's next notification (the synchronous client then cancels upstream)."""
+    target = prepared.target
+
+    def work():
+        connector = target.bind()
+        agent = SimpleNamespace(name=target.pair.agent_name)
+        updates = calls.call_tool(connector, target.pair.connection, agent, target.tool,
+                                  target.arguments, prepared.message.progress_token,
+                                  input_schema=target.input_schema,
+                                  log_level=prepared.log_level)  # fmt: skip
+        try:
+            for item in updates:
+                if isinstance(item, calls.Outcome):
+                    db.session.commit()  # the era, a dead grant: as after a sync
+                    return item
+                if stop.is_set():
+                    return None
+                anyio.from_thread.run(forward, item)
+        finally:
+            updates.close()
+        return None
+
+    outcome = await plane.run(work)
+    if outcome is None:
+        raise anyio.get_cancelled_exc_class()()
+    return outcome
+
+
+def encode(body) -> bytes:
+    """A JSON-RPC body as sent: compact UTF-8, request ids named in error messages."""
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(tagged(body), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def tagged(body: dict) -> dict:
+    """A JSON-RPC error naming the request id in its message; other messages as they are."""
+    error = body.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return body
+    return {**body, "error": {**error, "message": requestlog.tagged(error["message"])}}
+
+
+def stream_headers() -> list:
+    return [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-store"),
+        (b"x-accel-buffering", b"no"),
+        (b"x-request-id", (requestlog.current() or "").encode()),
+    ]
+
+
+async def send_whole(send, status: int, body: bytes, content_type: str, headers=()):
+    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+           (b"x-request-id", (requestlog.current() or "").encode()), *headers]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
