@@ -15,9 +15,9 @@ from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 async def sdk_client(url, key, mode="auto"):
     """The SDK client with the agent's key (its HTTP client closed afterwards: the SDK leaves
     one it was given open)."""
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
-            yield client
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        yield client
 
 
 def run(coro):
