@@ -8,6 +8,7 @@ import contextlib
 import json
 import threading
 from contextlib import aclosing
+from dataclasses import dataclass
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,6 +23,7 @@ from mcpadmin.protocol.versions import MODERN_VERSIONS
 from tests import test_upstream_calls as sync_calls
 from tests.gateway_helpers import run_async
 from tests.peers import call_tools, free_port
+from tests.peers.mcp_fixtures import McpPeer
 from tests.test_upstream_calls import TOKEN, initializes, stats, wait_for
 
 # The synchronous client's call-tool peers, as fixtures here too.
@@ -29,8 +31,6 @@ modern_tools, legacy_tools = sync_calls.modern_tools, sync_calls.legacy_tools
 bearer_tools = sync_calls.bearer_tools
 
 MODERN = MODERN_VERSIONS[0]
-# The call-tool peers, and the era each is remembered in.
-PEERS = {"modern_tools": ("modern", MODERN), "legacy_tools": ("legacy", None)}
 SLOW_COUNT = {"steps": 50, "delay": 0.2}  # ten seconds unless cancelled
 
 
@@ -70,6 +70,30 @@ def run_call(kind, url, tool, arguments=None, *, era, version=None, pool=None, h
     return run_async(run)
 
 
+@dataclass
+class Known:
+    """A call-tool peer, and the era a client remembers for it."""
+
+    peer: McpPeer
+    era: str
+    version: str | None
+
+    @property
+    def url(self) -> str:
+        return self.peer.url
+
+    @property
+    def remembered(self) -> dict:
+        return {"era": self.era, "version": self.version}
+
+
+@pytest.fixture(params=["modern_tools", "legacy_tools"])
+def known(request) -> Known:
+    """Each era's call-tool peer: 2.x remembered as modern, 1.30.0 as legacy."""
+    era, version = ("modern", MODERN) if request.param == "modern_tools" else ("legacy", None)
+    return Known(request.getfixturevalue(request.param), era, version)
+
+
 @pytest.fixture(params=["sync", "async"])
 def call(request):
     """``run_call`` for each client: what one states, the other must too."""
@@ -84,11 +108,8 @@ def relayed(items) -> tuple[list[dict], dict]:
     return [item.message for item in updates], done.result
 
 
-@pytest.mark.parametrize("peer_name", PEERS)
-def test_progress_and_logs_are_relayed_then_the_result(request, call, peer_name):
-    peer = request.getfixturevalue(peer_name)
-    era, version = PEERS[peer_name]
-    items, client = call(peer.url, "count", {"steps": 3, "delay": 0}, era=era, version=version,
+def test_progress_and_logs_are_relayed_then_the_result(call, known):
+    items, client = call(known.url, "count", {"steps": 3, "delay": 0}, **known.remembered,
                          meta={"progressToken": "p-7"}, log_level="info")  # fmt: skip
     notes, result = relayed(items)
     progress = [m["params"] for m in notes if m["method"] == "notifications/progress"]
@@ -97,22 +118,19 @@ def test_progress_and_logs_are_relayed_then_the_result(request, call, peer_name)
     logs = [m["params"]["data"] for m in notes if m["method"] == "notifications/message"]
     assert logs == ["counted 1", "counted 2", "counted 3"]
     assert result["content"] == [{"type": "text", "text": "counted 3"}]
-    assert client.era == era and client.version == (version or "2025-11-25")
+    assert (client.era, client.version) == (known.era, known.version or "2025-11-25")
 
 
-@pytest.mark.parametrize("peer_name", PEERS)
-def test_an_update_arrives_while_the_tool_still_runs(request, peer_name):
-    peer = request.getfixturevalue(peer_name)
-    era, version = PEERS[peer_name]
-    before = stats(peer)["finished"]
+def test_an_update_arrives_while_the_tool_still_runs(known):
+    before = stats(known.peer)["finished"]
 
     async def run():
         async with outbound() as http:
-            client = async_client(http, peer.url, era=era, version=version)
+            client = async_client(http, known.url, **known.remembered)
             calls = client.call_tool("count", {"steps": 3, "delay": 1.0}, meta={"progressToken": 1})
             async with aclosing(calls):
                 first = await anext(calls)
-                running = await anyio.to_thread.run_sync(stats, peer)
+                running = await anyio.to_thread.run_sync(stats, known.peer)
                 rest = [item async for item in calls]
         return first, running, rest
 
@@ -120,7 +138,7 @@ def test_an_update_arrives_while_the_tool_still_runs(request, peer_name):
     assert first.message["params"]["progress"] == 1
     assert running["finished"] == before  # the first step came while the tool was counting
     assert isinstance(rest[-1], mcp.CallDone)
-    assert stats(peer)["finished"] == before + 1
+    assert stats(known.peer)["finished"] == before + 1
 
 
 @pytest.mark.parametrize(("peer_name", "era"), [("json_peer", "modern"), ("json_peer", "legacy"),
@@ -133,33 +151,24 @@ def test_json_answers_are_read_whole(request, call, peer_name, era):
     assert client.era == era
 
 
-@pytest.mark.parametrize("peer_name", PEERS)
-def test_results_pass_through_untouched(request, call, peer_name):
-    peer = request.getfixturevalue(peer_name)
-    era, version = PEERS[peer_name]
-    items, _client = call(peer.url, "weather", {"city": "Zürich"}, era=era, version=version)
+def test_results_pass_through_untouched(call, known):
+    items, _client = call(known.url, "weather", {"city": "Zürich"}, **known.remembered)
     result = relayed(items)[1]
     assert result["structuredContent"] == {"city": "Zürich", "celsius": 21.5}
     assert result["content"] == [{"type": "text", "text": "Zürich: 21.5 °C"}]
     assert result["_meta"]["peer/source"] == "made up"
 
 
-@pytest.mark.parametrize("peer_name", PEERS)
-def test_a_tool_error_is_a_result_not_an_exception(request, call, peer_name):
-    peer = request.getfixturevalue(peer_name)
-    era, version = PEERS[peer_name]
-    items, _client = call(peer.url, "fail", {"text": "on purpose"}, era=era, version=version)
+def test_a_tool_error_is_a_result_not_an_exception(call, known):
+    items, _client = call(known.url, "fail", {"text": "on purpose"}, **known.remembered)
     result = relayed(items)[1]
     assert result["isError"] is True
     assert result["content"] == [{"type": "text", "text": "it failed: on purpose"}]
 
 
-@pytest.mark.parametrize("peer_name", PEERS)
-def test_a_json_rpc_error_is_raised_as_rpc_error(request, call, peer_name):
-    peer = request.getfixturevalue(peer_name)
-    era, version = PEERS[peer_name]
+def test_a_json_rpc_error_is_raised_as_rpc_error(call, known):
     with pytest.raises(mcp.RpcError) as refused:
-        call(peer.url, "refuse", {"text": "this"}, era=era, version=version)
+        call(known.url, "refuse", {"text": "this"}, **known.remembered)
     assert refused.value.code == -32603
     assert str(refused.value).startswith("The server answered tools/call with error -32603: "
                                          "refused this; you sent")  # fmt: skip
@@ -247,37 +256,31 @@ async def _first_update_then_stop(calls, how: str):
 
 
 @pytest.mark.parametrize("how", ["aclose", "task cancelled"])
-@pytest.mark.parametrize("peer_name", PEERS)
-def test_stopping_a_call_cancels_it_upstream(request, peer_name, how):
-    peer = request.getfixturevalue(peer_name)
-    era, version = PEERS[peer_name]
-    before = stats(peer)["cancelled"]
-    notes_before = peer.requests().count(["POST", "notifications/cancelled"])
+def test_stopping_a_call_cancels_it_upstream(known, how):
+    before = stats(known.peer)["cancelled"]
+    notes_before = known.peer.requests().count(["POST", "notifications/cancelled"])
 
     async def run():
         async with outbound() as http:
-            client = async_client(http, peer.url, era=era, version=version)
+            client = async_client(http, known.url, **known.remembered)
             calls = client.call_tool("count", SLOW_COUNT, meta={"progressToken": 1})
             async with aclosing(calls):
                 return await _first_update_then_stop(calls, how)
 
     assert run_async(run).message["params"]["progress"] == 1
-    assert wait_for(lambda: stats(peer)["cancelled"] == before + 1)
-    notes = peer.requests().count(["POST", "notifications/cancelled"]) - notes_before
+    assert wait_for(lambda: stats(known.peer)["cancelled"] == before + 1)
+    notes = known.peer.requests().count(["POST", "notifications/cancelled"]) - notes_before
     # Legacy: told [25N/canc]; modern: the closed stream is the cancellation [26/http].
-    assert notes == (1 if era == "legacy" else 0)
+    assert notes == (1 if known.era == "legacy" else 0)
 
 
-@pytest.mark.parametrize("peer_name", PEERS)
-def test_a_call_past_its_deadline_times_out_and_is_cancelled_upstream(request, call, peer_name):
-    peer = request.getfixturevalue(peer_name)
-    era, version = PEERS[peer_name]
-    before = stats(peer)["cancelled"]
+def test_a_call_past_its_deadline_times_out_and_is_cancelled_upstream(call, known):
+    before = stats(known.peer)["cancelled"]
     with pytest.raises(mcp.TimedOut):
-        call(peer.url, "count", SLOW_COUNT, era=era, version=version, deadline=1.0)
-    assert wait_for(lambda: stats(peer)["cancelled"] == before + 1)
-    if era == "legacy":
-        assert ["POST", "notifications/cancelled"] in peer.requests()
+        call(known.url, "count", SLOW_COUNT, **known.remembered, deadline=1.0)
+    assert wait_for(lambda: stats(known.peer)["cancelled"] == before + 1)
+    if known.era == "legacy":
+        assert ["POST", "notifications/cancelled"] in known.peer.requests()
 
 
 def test_an_upstream_that_is_down_is_unreachable(call):
