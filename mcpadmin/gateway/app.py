@@ -51,13 +51,13 @@ class Plane:
         if self._loop is loop:
             return
         self._loop = loop
-        if outbound is not None:
+        if hasattr(outbound, "client"):
             self.http = outbound.client(self.app)
         self.hub.start()
 
     async def stop(self):
         await self.hub.stop()
-        if outbound is not None:
+        if hasattr(outbound, "close_clients"):
             await outbound.close_clients()
         self.http, self._loop = None, None
 

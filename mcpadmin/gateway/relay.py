@@ -47,8 +47,6 @@ JSON = "application/json"
 # How often a running legacy call looks in the database for a notifications/cancelled that
 # another process received.
 CANCEL_CHECK_SECONDS = 1.0
-# Legacy upstream sessions, shared by every call of the process (an optimisation only).
-POOL = mcp.SessionPool()
 _BUFFER = 64  # notifications waiting for a slow client before the upstream task waits
 
 
@@ -208,7 +206,7 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
         if upstream is None or plane.http is None:
             raise _Probe()
         client = upstream.AsyncClient(plane.http, target.url, target.headers, era=target.era,
-                                      version=target.version, pool=POOL,
+                                      version=target.version, pool=calls.POOL,
                                       deadline=target.timeout)  # fmt: skip
 
         async def attempt():

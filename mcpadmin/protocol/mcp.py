@@ -18,6 +18,11 @@ between calls, so a call costs no handshake.
 No Flask, no database: the caller passes the ``Http`` client and the auth headers, and stores
 ``Listing.era``/``version`` (or the client's, after a call) for next time. Failures raise
 ``McpError`` (or a subclass) whose message is one sentence for the operator.
+
+The rules of one exchange (the request and its headers, reading a JSON body or an event
+stream, a call's answer and what it relays, the legacy handshake) are functions and small
+readers without I/O, after ``Client``: it drives them over ``Http``, and the data plane's
+``gateway.upstream.AsyncClient`` over its async client, so the two cannot drift apart.
 """
 
 import base64
@@ -29,7 +34,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -70,6 +75,8 @@ MAX_STORED_NAME = 255
 HEADER_SAFE = re.compile(r"[\x20-\x7e]*")
 HEADER_ENCODED = re.compile(r"=\?base64\?.*\?=")
 SESSIONS_KEPT = 1000  # legacy sessions a pool keeps, least recently used dropped first
+CUT_OFF = "The server closed the connection before its answer was complete."
+SESSION_LOST_TWICE = "The server lost the session twice in a row (404); the call was not made."
 
 # Request ids for tool calls, unique in the process: calls share pooled legacy sessions, and
 # a session's ids must not collide [25N/base §Requests].
@@ -200,15 +207,19 @@ class SessionPool:
 
 
 @dataclass
-class _Reply:
+class Reply:
+    """One answer as the rules read it (``result_of``): its status and headers, and the
+    JSON-RPC response to our request found in the body (or an error object)."""
+
     status: int
     headers: dict
-    message: dict | None  # the JSON-RPC response with our id (or an error object)
+    message: dict | None
     text: str = ""
 
 
-class _Restart(Exception):
-    """Start the listing again (invalid cursor, or a legacy session that vanished)."""
+class Restart(Exception):
+    """Start again: the listing (an invalid cursor), or a call or listing in a new legacy
+    session (the pooled one vanished: 404)."""
 
 
 class Client:
@@ -237,11 +248,11 @@ class Client:
         :raise McpError: anything else (HTTP failures included, and a credential header that
             cannot be sent), one sentence for the operator.
         """
-        self._check_sendable()
+        check_sendable(self.auth)
         try:
             return self._list_tools()
         except HttpError as exc:
-            raise _translated(exc) from exc
+            raise translated(exc) from exc
 
     def call_tool(self, name: str, arguments: dict | None = None, *, meta: dict | None = None,
                   input_schema: dict | None = None,
@@ -262,7 +273,7 @@ class Client:
         :raise TimedOut, ServerUnreachable, ConnectionLost, McpError: anything else, one
             sentence for the operator.
         """
-        self._check_sendable()
+        check_sendable(self.auth)
         self._task = f"answering the call to {name[:80]!r}"
         remembered = self.era == "legacy" or (
             self.era == "modern" and self.version in MODERN_VERSIONS
@@ -272,7 +283,7 @@ class Client:
             try:
                 first = next(calls)
             except McpError as exc:
-                if not remembered or not _era_signal(exc):
+                if not remembered or not era_signal(exc):
                     raise
                 # Refused before it ran, in a way that may mean the server changed eras:
                 # probe again [26/ver §Backward Compatibility with Initialization-Based Versions].
@@ -284,17 +295,9 @@ class Client:
             yield first
             yield from calls
         except HttpError as exc:
-            raise _translated(exc) from exc
+            raise translated(exc) from exc
         finally:
             calls.close()
-
-    def _check_sendable(self):
-        unsendable = unsendable_header(self.auth)
-        if unsendable:
-            raise McpError(
-                f"The stored credential cannot be sent: its {unsendable} header would hold "
-                "characters HTTP cannot carry (outside Latin-1, or a line break). Re-enter it."
-            )
 
     def _list_tools(self) -> Listing:
         remembered = {"legacy": self._legacy}
@@ -380,7 +383,7 @@ class Client:
             try:
                 self._pages(listing, partial(self._call_modern, version))
                 break
-            except _Restart:
+            except Restart:
                 listing.tools, listing.ttl_ms, listing.cache_scope = [], None, None
         else:
             raise McpError("The server refused its own page cursor twice; listing abandoned.")
@@ -389,7 +392,7 @@ class Client:
 
     def _call_modern(self, version, params):
         reply = self._post(self._request("tools/list", params, version), version, "tools/list")
-        return self._result(reply, "tools/list")
+        return result_of(reply, self.url, "tools/list")
 
     # -- legacy era ------------------------------------------------------------------------
 
@@ -399,7 +402,7 @@ class Client:
             listing = Listing(tools=[], era="legacy", version=version)
             try:
                 self._pages(listing, partial(self._call_legacy, session, version))
-            except _Restart:
+            except Restart:
                 continue  # the session vanished (404): initialize again, once
             except BaseException:
                 self._close(session, version)
@@ -410,40 +413,24 @@ class Client:
 
     def _initialize(self) -> tuple[str | None, str]:
         """[25N/life §Initialization]: the session id (may be None) and the agreed version."""
-        offered = LEGACY_VERSIONS[0]
-        for _attempt in range(2):
-            params = {"protocolVersion": offered, "capabilities": {}, "clientInfo": CLIENT_INFO}
-            reply = self._post(self._request("initialize", params))
-            error = (reply.message or {}).get("error")
-            data = error.get("data") if isinstance(error, dict) else None
-            if isinstance(data, dict) and isinstance(data.get("supported"), list):
-                # [25N/life §Error Handling]: -32602 with the versions the server supports.
-                mutual = next((v for v in LEGACY_VERSIONS if v in data["supported"]), None)
-                if mutual and mutual != offered:
-                    offered = mutual
-                    continue
-            result = self._result(reply, "initialize")
-            session = reply.headers.get("mcp-session-id") or None
-            version = result.get("protocolVersion")
-            if version not in LEGACY_VERSIONS:
-                self._close(session, None)
-                raise McpError(
-                    f"The server chose protocol version {str(version)[:40]!r}, which mcpadmin "
-                    f"does not speak (it offered {offered})."
-                )
-            note = self._post({"jsonrpc": "2.0", "method": "notifications/initialized"},
-                              _legacy_version_header(version), session=session)  # fmt: skip
-            if not 200 <= note.status < 300:
-                raise _status_error(note, self.url, "notifications/initialized")
-            return session, version
-        raise McpError("The server refused every protocol version mcpadmin offered.")
+        steps = handshake(self.url, self._new_id)
+        step = next(steps)
+        while True:
+            if isinstance(step, Delete):
+                answer = self._close(step.session, None)
+            else:
+                answer = self._post(step.message, step.version, session=step.session)
+            try:
+                step = steps.send(answer)
+            except StopIteration as done:
+                return done.value
 
     def _call_legacy(self, session, version, params):
         request = self._request("tools/list", params)
-        reply = self._post(request, _legacy_version_header(version), session=session)
+        reply = self._post(request, legacy_version_header(version), session=session)
         if reply.status == 404 and session:
-            raise _Restart()  # [25N/http §Session Management]: start a new session
-        return self._result(reply, "tools/list", initialized=True)
+            raise Restart()  # [25N/http §Session Management]: start a new session
+        return result_of(reply, self.url, "tools/list", initialized=True)
 
     def _close(self, session, version):
         """DELETE the session [25N/http §Session Management]; 405 (not allowed) is fine."""
@@ -464,26 +451,18 @@ class Client:
         self, name, arguments, meta, input_schema, log_level=None
     ) -> Iterator[CallUpdate | CallDone]:
         """One attempt at the call, in the remembered era or the one a probe finds."""
-        params = {"name": name}
-        if arguments is not None:
-            params["arguments"] = arguments
-        if meta:
-            params["_meta"] = dict(meta)
         version = self.version if self.era == "modern" and self.version in MODERN_VERSIONS else None
         if version is None and self.era != "legacy":
             version = self._probe()
         if version is None:
-            yield from self._tool_call_legacy(params)
+            yield from self._tool_call_legacy(name, arguments, meta)
             return
         self.era, self.version = "modern", version
-        if log_level:  # [26/chg Major 5]: no log messages without this opt-in
-            params["_meta"] = {**(params.get("_meta") or {}), META + "logLevel": log_level}
-        request = self._request("tools/call", params, version, request_id=next(_CALL_IDS))
-        # [26/http §Standard Request Headers]: Mcp-Name is REQUIRED for tools/call.
-        headers = {"Mcp-Name": header_value(name), **param_headers(input_schema, arguments)}
+        request, headers = tool_call(name, arguments, meta, version=version,
+                                     input_schema=input_schema, log_level=log_level)  # fmt: skip
         yield from self._streamed(request, version, headers)
 
-    def _tool_call_legacy(self, params) -> Iterator[CallUpdate | CallDone]:
+    def _tool_call_legacy(self, name, arguments, meta) -> Iterator[CallUpdate | CallDone]:
         """The call in a pooled session (or a new one); a 404 on it means the session is gone:
         initialize again, once [25N/http §Session Management]."""
         key = SessionPool.key(self.url, self.auth)
@@ -493,28 +472,28 @@ class Client:
             self.era, self.version = "legacy", version
             if self.pool is not None and not pooled:
                 self.pool.put(key, session, version)
-            request = self._request("tools/call", params, request_id=next(_CALL_IDS))
-            header = _legacy_version_header(version)
+            request, _headers = tool_call(name, arguments, meta)
+            header = legacy_version_header(version)
             cancel = partial(self._cancel, request["id"], header, session)
             try:
                 yield from self._streamed(request, header, session=session, cancel=cancel)
                 return
-            except _Restart:
+            except Restart:
                 if self.pool is not None:
                     self.pool.drop(key, session)
                 pooled = None
             finally:
                 if self.pool is None:
                     self._close(session, version)
-        raise McpError("The server lost the session twice in a row (404); the call was not made.")
+        raise McpError(SESSION_LOST_TWICE)
 
     def _streamed(self, request, version, extra=None, session=None,
                   cancel=None) -> Iterator[CallUpdate | CallDone]:  # fmt: skip
-        """POST ``request`` and relay what comes back: the notifications on its event stream
-        as they arrive, then the answer. ``cancel`` runs when the request may still be running
-        upstream and no answer will be read (closed early, timed out, stream broken).
+        """POST ``request`` and relay what comes back (``CallReader``). ``cancel`` runs when
+        the request may still be running upstream and no answer will be read (closed early,
+        timed out, stream broken).
 
-        :raise _Restart: 404 on ``session`` (the session is gone).
+        :raise Restart: 404 on ``session`` (the session is gone).
         """
         try:
             stream = self._open(request, version, "tools/call", session, extra)
@@ -522,58 +501,39 @@ class Client:
             if cancel is not None:  # sent, maybe running: tell the server to stop
                 cancel()
             raise
-        answered = False
+        reader = CallReader(self.url, request, version, session)
         try:
-            if stream.status == 404 and session:
-                answered = True  # refused: nothing runs
-                raise _Restart()
-            if not (200 <= stream.status < 300 and stream.content_type == "text/event-stream"):
-                answered = True  # a JSON body or an HTTP error: nothing left running
-                reply = self._reply(stream, request)
-                yield CallDone(self._result(reply, "tools/call", initialized=bool(session)))
+            if not reader.opened(stream.status, stream.headers, stream.content_type):
+                yield reader.whole(_read(stream))
                 return
-            for message in self._messages(stream):
-                found = _match(message, request["id"], strict=True)
-                if found is not None:
-                    answered = True
-                    reply = _Reply(stream.status, stream.headers, found)
-                    yield CallDone(self._result(reply, "tools/call", initialized=bool(session)))
+            for chunk in _chunks(stream):
+                for item in reader.feed(chunk):
+                    if isinstance(item, Respond):
+                        self._answer(item, version, session)
+                    else:
+                        yield item
+                if reader.answered:
                     return
-                for each in message if isinstance(message, list) else [message]:
-                    if not isinstance(each, dict) or not isinstance(each.get("method"), str):
-                        continue
-                    if "id" not in each:
-                        yield CallUpdate(each)
-                    elif version not in MODERN_VERSIONS:
-                        self._answer(each, version, session)
-            raise McpError("The server's event stream ended without an answer to tools/call.")
+            raise reader.unanswered()
         finally:
-            if not answered and cancel is not None:
+            if not reader.answered and cancel is not None:
                 cancel()
             stream.close()
 
-    def _answer(self, request, version, session):
-        """Answer a request a legacy server sent on the stream [25N/http §Sending Messages to
-        the Server]: ``ping`` gets ``{}`` [25N/ping]; anything else -32601, as mcpadmin
-        declares no client capabilities. Failures are only logged."""
-        if request["method"] == "ping":
-            answer = {"jsonrpc": "2.0", "id": request.get("id"), "result": {}}
-        else:
-            error = {"code": METHOD_NOT_FOUND, "message": "mcpadmin does not serve this method"}
-            answer = {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
+    def _answer(self, respond: "Respond", version, session):
+        """POST the answer to a request a legacy server sent on the stream; failures are only
+        logged."""
         try:
-            self._post(answer, version, session=session)
+            self._post(respond.answer, version, session=session)
         except (HttpError, McpError) as exc:
-            log.info("answering %s's request at %s failed: %s", request["method"], self.url, exc)
+            log.info("answering %s's request at %s failed: %s", respond.method, self.url, exc)
 
     def _cancel(self, request_id, version, session):
         """Ask a legacy server to stop ``request_id`` [25N/canc §Cancellation Flow], with a
         deadline of its own (the call's may be what ran out). Failures are only logged."""
-        params = {"requestId": request_id, "reason": "The caller cancelled the call."}
-        note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
         spare = replace(self.http, deadline=self.http.timeout, read_timeout=None)
         try:
-            self._post(note, version, session=session, http=spare)
+            self._post(cancel_note(request_id), version, session=session, http=spare)
         except (HttpError, McpError) as exc:
             log.info("cancelling request %s at %s failed: %s", request_id, self.url, exc)
 
@@ -588,7 +548,7 @@ class Client:
                 result = call(params)
             except RpcError as exc:
                 if cursor is not None and exc.code == INVALID_PARAMS:
-                    raise _Restart() from exc  # invalid cursor: drop pages, start over
+                    raise Restart() from exc  # invalid cursor: drop pages, start over
                 raise
             tools = result.get("tools")
             if not isinstance(tools, list):
@@ -617,28 +577,22 @@ class Client:
 
     # -- one exchange ----------------------------------------------------------------------
 
-    def _request(self, method, params, modern_version=None, request_id=None) -> dict:
-        if request_id is None:
-            self._next_id += 1
-            request_id = self._next_id
-        params = dict(params)
-        if modern_version:  # [26/base §_meta]: version and capabilities MUST, client info SHOULD
-            params["_meta"] = {
-                **(params.get("_meta") or {}),
-                META + "protocolVersion": modern_version,
-                META + "clientInfo": CLIENT_INFO,
-                META + "clientCapabilities": {},
-            }
-        return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
 
-    def _post(self, payload, version=None, mcp_method=None, session=None, http=None) -> _Reply:
+    def _request(self, method, params, modern_version=None) -> dict:
+        return request_message(method, params, self._new_id(), modern_version)
+
+    def _post(self, payload, version=None, mcp_method=None, session=None, http=None) -> Reply:
         """POST one message; read a JSON body, or an event stream up to our response."""
         with self._open(payload, version, mcp_method, session, http=http) as stream:
             if stream.status in (202, 204) or "id" not in payload:
-                return _Reply(stream.status, stream.headers, None)
+                return Reply(stream.status, stream.headers, None)
             if 200 <= stream.status < 300 and stream.content_type == "text/event-stream":
-                return _Reply(stream.status, stream.headers, self._from_stream(stream, payload))
-            return self._reply(stream, payload)
+                return Reply(stream.status, stream.headers, self._from_stream(stream, payload))
+            return whole_reply(stream.status, stream.headers, stream.content_type,
+                               _read(stream), payload["id"])  # fmt: skip
 
     def _open(self, payload, version=None, mcp_method=None, session=None, extra=None,
               http=None) -> Stream:  # fmt: skip
@@ -646,113 +600,333 @@ class Client:
 
         :raise McpError: the server redirected (not followed: the POST carries the credential).
         """
-        headers = {"Accept": ACCEPT, "Content-Type": "application/json", **self.auth}
-        if version:
-            headers["MCP-Protocol-Version"] = version
-        if version in MODERN_VERSIONS:  # [26/http §Standard Request Headers]
-            headers["Mcp-Method"] = mcp_method or payload["method"]
-        if session:
-            headers["Mcp-Session-Id"] = session
-        headers.update(extra or {})
+        headers = request_headers(self.auth, payload, version, mcp_method, session, extra)
         body = json.dumps(payload).encode()
         self.requests += 1
         stream = (http or self._http()).open("POST", self.url, headers=headers, data=body)
         if 300 <= stream.status < 400:
-            target = stream.headers.get("Location", "another address")
             stream.close()
-            raise McpError(
-                f"The server redirected to {target[:200]}; redirects are not followed "
-                "with credentials, so put the final address in the connector URL."
-            )
+            raise redirect_refusal(stream.headers)
         return stream
-
-    def _reply(self, stream: Stream, payload) -> _Reply:
-        """A whole JSON (or error) body, with the response to ``payload`` found in it."""
-        raw = _read(stream)
-        if 200 <= stream.status < 300 and stream.content_type != "application/json":
-            raise McpError(
-                f"The server answered with Content-Type {stream.content_type or 'none'!r}, "
-                "neither JSON nor an event stream."
-            )
-        message = _match(_json(raw), payload["id"], strict=200 <= stream.status < 300)
-        text = raw.decode("utf-8", errors="replace")[:200]
-        return _Reply(stream.status, stream.headers, message, text)
-
-    def _messages(self, stream: Stream) -> Iterator:
-        """The JSON-RPC messages of an SSE body as they arrive (None for an event that is not
-        JSON); keep-alives, empty and non-``message`` events skipped [26/http §Receiving
-        Messages].
-
-        :raise McpError, ConnectionLost: an unusable stream, JSON too deep, a broken connection.
-        """
-        try:
-            for event in sse.events(stream.chunks()):
-                if event.event != "message" or not event.data.strip():
-                    continue
-                try:
-                    message = parse_json(event.data)
-                except TooDeep as exc:
-                    raise McpError(f"The server's event stream carried {exc}.") from None
-                except NotJson:
-                    message = None
-                yield message
-        except sse.SseError as exc:
-            raise McpError(f"The server's event stream is unusable: {exc}.") from None
-        except HttpError as exc:
-            if isinstance(exc, Interrupted):  # the connection broke while reading
-                raise ConnectionLost(
-                    "The server closed the connection before its answer was complete."
-                ) from None
-            raise
 
     def _from_stream(self, stream: Stream, payload) -> dict:
         """The message answering ``payload`` in an SSE body; notifications, pings and server
         requests before it are skipped [26/http §Receiving Messages]."""
-        unreadable = 0
-        for message in self._messages(stream):
-            if message is None:
-                unreadable += 1
-                continue
-            found = _match(message, payload["id"], strict=True)
-            if found is not None:
-                return found
-        detail = f" ({unreadable} event(s) were not JSON)" if unreadable else ""
-        raise McpError(
-            f"The server's event stream ended without an answer to {payload['method']}{detail}."
-        )
-
-    def _result(self, reply: _Reply, method: str, initialized: bool = False) -> dict:
-        """The ``result`` of a reply, or the error it carries as an exception.
-        ``initialized``: the request was sent in a legacy session mcpadmin initialized."""
-        error = (reply.message or {}).get("error")
-        if reply.status >= 300 and not isinstance(error, dict):
-            raise _status_error(reply, self.url, method)
-        if reply.status in (401, 403):
-            raise _status_error(reply, self.url, method)
-        if isinstance(error, dict):
-            code, message = error.get("code"), error.get("message")
-            if reply.status == 400 and _is_session_required(message):
-                raise SessionRequired(_session_required(method, initialized))
-            raise RpcError(method, code, message, error.get("data"), reply.status)
-        if reply.status == 202:
-            raise McpError(f"The server accepted {method} but sent no answer (202).")
-        if reply.message is None:
-            raise McpError(f"The server's answer to {method} is not a JSON-RPC response.")
-        result = reply.message.get("result")
-        if not isinstance(result, dict):
-            raise McpError(f"The server's answer to {method} has no result object.")
-        kind = result.get("resultType", "complete")  # [26/base §ResultType]: absent = complete
-        if kind != "complete":
-            raise McpError(f"The server answered {method} with resultType {str(kind)[:40]!r}.")
-        return result
+        reader = EventReader(payload["id"])
+        for chunk in _chunks(stream):
+            for _skipped in reader.feed(chunk):
+                pass
+            if reader.answer is not None:
+                return reader.answer
+        raise reader.unanswered(payload["method"])
 
     def _http(self) -> Http:
         """The client, with a deadline no later than the end of the whole listing."""
-        remaining = self._ends - time.monotonic()
-        if remaining <= 0:
-            raise Timeout(f"{self.url} did not finish {self._task} in time.")
+        remaining = time_left(self._ends, self.url, self._task)
         per_call = self.http.deadline or 3 * self.http.timeout
         return replace(self.http, deadline=min(per_call, remaining))
+
+
+# -- the rules of one exchange, without I/O ----------------------------------------------------
+# ``Client`` above and the data plane's ``gateway.upstream.AsyncClient`` both drive these: they
+# build what to send, and read what came back, so the two clients cannot drift apart.
+
+
+def check_sendable(auth: dict):
+    """:raise McpError: a credential header would hold characters HTTP cannot carry."""
+    unsendable = unsendable_header(auth)
+    if unsendable:
+        raise McpError(
+            f"The stored credential cannot be sent: its {unsendable} header would hold "
+            "characters HTTP cannot carry (outside Latin-1, or a line break). Re-enter it."
+        )
+
+
+def time_left(ends: float, url: str, task: str) -> float:
+    """Seconds left until ``ends`` (``time.monotonic``) for the next exchange of ``task``.
+
+    :raise Timeout: none are left.
+    """
+    remaining = ends - time.monotonic()
+    if remaining <= 0:
+        raise Timeout(f"{url} did not finish {task} in time.")
+    return remaining
+
+
+def request_message(method, params, request_id, modern_version=None) -> dict:
+    """A JSON-RPC request; with ``modern_version``, carrying the modern envelope in
+    ``params._meta`` beside what ``params`` already holds there."""
+    params = dict(params)
+    if modern_version:  # [26/base §_meta]: version and capabilities MUST, client info SHOULD
+        params["_meta"] = {
+            **(params.get("_meta") or {}),
+            META + "protocolVersion": modern_version,
+            META + "clientInfo": CLIENT_INFO,
+            META + "clientCapabilities": {},
+        }
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+
+def tool_call(name, arguments=None, meta=None, *, version=None, input_schema=None,
+              log_level=None) -> tuple[dict, dict]:  # fmt: skip
+    """The ``tools/call`` request [26/tools §Calling Tools] and the headers it adds, its id
+    unique in the process. With a modern ``version``: the envelope, the ``logLevel`` opt-in
+    and ``Mcp-Name``/``Mcp-Param-*``; without (legacy): none of them."""
+    params = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    if meta:
+        params["_meta"] = dict(meta)
+    if version is None:
+        return request_message("tools/call", params, next(_CALL_IDS)), {}
+    if log_level:  # [26/chg Major 5]: no log messages without this opt-in
+        params["_meta"] = {**(params.get("_meta") or {}), META + "logLevel": log_level}
+    request = request_message("tools/call", params, next(_CALL_IDS), version)
+    # [26/http §Standard Request Headers]: Mcp-Name is REQUIRED for tools/call.
+    headers = {"Mcp-Name": header_value(name), **param_headers(input_schema, arguments)}
+    return request, headers
+
+
+def request_headers(auth, message, version=None, mcp_method=None, session=None,
+                    extra=None) -> dict:  # fmt: skip
+    """The headers of the POST carrying ``message``: ``version`` is the modern one, the
+    legacy session's (None for 2025-03-26 and before ``initialize``), ``session`` its id."""
+    headers = {"Accept": ACCEPT, "Content-Type": "application/json", **auth}
+    if version:
+        headers["MCP-Protocol-Version"] = version
+    if version in MODERN_VERSIONS:  # [26/http §Standard Request Headers]
+        headers["Mcp-Method"] = mcp_method or message["method"]
+    if session:
+        headers["Mcp-Session-Id"] = session
+    headers.update(extra or {})
+    return headers
+
+
+def redirect_refusal(headers) -> McpError:
+    """Why a 3xx answer to a POST is not followed: the POST carries the credential."""
+    target = headers.get("Location", "another address")
+    return McpError(
+        f"The server redirected to {target[:200]}; redirects are not followed "
+        "with credentials, so put the final address in the connector URL."
+    )
+
+
+def whole_reply(status: int, headers, content_type: str, raw: bytes, request_id) -> Reply:
+    """A whole JSON (or error) body, with the response to ``request_id`` found in it.
+
+    :raise McpError: a 2xx body that is neither JSON nor an event stream, or JSON too deep.
+    """
+    if 200 <= status < 300 and content_type != "application/json":
+        raise McpError(
+            f"The server answered with Content-Type {content_type or 'none'!r}, "
+            "neither JSON nor an event stream."
+        )
+    message = _match(_json(raw), request_id, strict=200 <= status < 300)
+    text = raw.decode("utf-8", errors="replace")[:200]
+    return Reply(status, headers, message, text)
+
+
+def result_of(reply: Reply, url: str, method: str, initialized: bool = False) -> dict:
+    """The ``result`` of a reply, or the error it carries as an exception.
+    ``initialized``: the request was sent in a legacy session mcpadmin initialized."""
+    error = (reply.message or {}).get("error")
+    if reply.status >= 300 and not isinstance(error, dict):
+        raise _status_error(reply, url, method)
+    if reply.status in (401, 403):
+        raise _status_error(reply, url, method)
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        if reply.status == 400 and _is_session_required(message):
+            raise SessionRequired(_session_required(method, initialized))
+        raise RpcError(method, code, message, error.get("data"), reply.status)
+    if reply.status == 202:
+        raise McpError(f"The server accepted {method} but sent no answer (202).")
+    if reply.message is None:
+        raise McpError(f"The server's answer to {method} is not a JSON-RPC response.")
+    result = reply.message.get("result")
+    if not isinstance(result, dict):
+        raise McpError(f"The server's answer to {method} has no result object.")
+    kind = result.get("resultType", "complete")  # [26/base §ResultType]: absent = complete
+    if kind != "complete":
+        raise McpError(f"The server answered {method} with resultType {str(kind)[:40]!r}.")
+    return result
+
+
+class EventReader:
+    """The JSON-RPC messages of an event stream (SSE) up to the answer to ``request_id``, fed
+    chunk by chunk as they arrive; keep-alives, empty and non-``message`` events skipped, the
+    ones that are not JSON counted [26/http §Receiving Messages]."""
+
+    def __init__(self, request_id):
+        self.request_id = request_id
+        self.answer: dict | None = None  # the response to our request, once it came
+        self.unreadable = 0
+        self._events = sse.Parser()
+
+    def feed(self, chunk: bytes) -> Iterator:
+        """The messages ``chunk`` completes before the answer (notifications, server requests,
+        batches of them), in order; the answer itself goes to ``answer`` and ends the feed.
+
+        :raise McpError: the stream is unusable, or carried JSON nested too deeply.
+        """
+        try:
+            events = self._events.feed(chunk)
+        except sse.SseError as exc:
+            raise McpError(f"The server's event stream is unusable: {exc}.") from None
+        for event in events:
+            if event.event != "message" or not event.data.strip():
+                continue
+            try:
+                message = parse_json(event.data)
+            except TooDeep as exc:
+                raise McpError(f"The server's event stream carried {exc}.") from None
+            except NotJson:
+                self.unreadable += 1
+                continue
+            found = _match(message, self.request_id, strict=True)
+            if found is not None:
+                self.answer = found
+                return
+            yield message
+
+    def unanswered(self, method: str) -> McpError:
+        """The stream ended before the answer."""
+        detail = f" ({self.unreadable} event(s) were not JSON)" if self.unreadable else ""
+        return McpError(f"The server's event stream ended without an answer to {method}{detail}.")
+
+
+@dataclass
+class Respond:
+    """A request a legacy server sent on a call's stream, and the ``answer`` to POST back."""
+
+    method: str
+    answer: dict
+
+
+class CallReader:
+    """The response to one ``tools/call``: say how it ``opened``, then give it the body
+    ``whole``, or ``feed`` it each chunk of an event stream until ``answered`` (``unanswered``
+    when the stream ends first). Until ``answered`` the call may still be running upstream:
+    a caller that stops reading then cancels it."""
+
+    def __init__(self, url: str, request: dict, version: str | None, session: str | None):
+        self.url, self.request, self.version, self.session = url, request, version, session
+        self.answered = False
+        self._events = EventReader(request["id"])
+        self._status, self._headers, self._type = 0, {}, ""
+
+    def opened(self, status: int, headers, content_type: str) -> bool:
+        """Whether the body is an event stream to ``feed`` (else read it for ``whole``).
+
+        :raise Restart: 404 on the session: it is gone and nothing ran [25N/http §Session
+            Management].
+        """
+        self._status, self._headers, self._type = status, headers, content_type
+        streamed = 200 <= status < 300 and content_type == "text/event-stream"
+        self.answered = not streamed  # refused, a JSON body or an HTTP error: nothing runs
+        if status == 404 and self.session:
+            raise Restart()
+        return streamed
+
+    def whole(self, raw: bytes) -> CallDone:
+        """:raise RpcError, McpError: the body is an error, or not an answer."""
+        return self._done(whole_reply(self._status, self._headers, self._type, raw,
+                                      self.request["id"]))  # fmt: skip
+
+    def feed(self, chunk: bytes) -> Iterator[CallUpdate | CallDone | Respond]:
+        """What ``chunk`` completes, in order: a ``CallUpdate`` for each notification, a
+        ``Respond`` for each request from a legacy server (a modern one sends none
+        [26/http §Receiving Messages]), then the ``CallDone`` once the answer came.
+
+        :raise RpcError, McpError: the answer is an error; the stream is unusable.
+        """
+        for message in self._events.feed(chunk):
+            for each in message if isinstance(message, list) else [message]:
+                if not isinstance(each, dict) or not isinstance(each.get("method"), str):
+                    continue
+                if "id" not in each:
+                    yield CallUpdate(each)
+                elif self.version not in MODERN_VERSIONS:
+                    yield Respond(each["method"], answer_to(each))
+        if self._events.answer is not None:
+            self.answered = True
+            yield self._done(Reply(self._status, self._headers, self._events.answer))
+
+    def unanswered(self) -> McpError:
+        return McpError("The server's event stream ended without an answer to tools/call.")
+
+    def _done(self, reply: Reply) -> CallDone:
+        return CallDone(result_of(reply, self.url, "tools/call", initialized=bool(self.session)))
+
+
+def answer_to(request: dict) -> dict:
+    """The answer to a request a legacy server sent [25N/http §Sending Messages to the
+    Server]: ``ping`` gets ``{}`` [25N/ping]; anything else -32601, as mcpadmin declares no
+    client capabilities."""
+    if request["method"] == "ping":
+        return {"jsonrpc": "2.0", "id": request.get("id"), "result": {}}
+    error = {"code": METHOD_NOT_FOUND, "message": "mcpadmin does not serve this method"}
+    return {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
+
+
+def cancel_note(request_id) -> dict:
+    """``notifications/cancelled`` for ``request_id`` [25N/canc §Cancellation Flow]."""
+    params = {"requestId": request_id, "reason": "The caller cancelled the call."}
+    return {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
+
+
+@dataclass
+class Post:
+    """A step of ``handshake``: POST ``message`` (legacy ``version`` header, ``session``);
+    send the ``Reply`` back in."""
+
+    message: dict
+    version: str | None = None
+    session: str | None = None
+
+
+@dataclass
+class Delete:
+    """A step of ``handshake``: close ``session`` (DELETE; failures only logged); send None
+    back in."""
+
+    session: str | None
+
+
+def handshake(url: str, next_id) -> Generator[Post | Delete, Reply | None, tuple[str | None, str]]:
+    """The legacy handshake [25N/life §Initialization] as steps for a client to perform
+    (``next_id()`` numbers its requests); returns the session id (may be None) and the
+    agreed version.
+
+    :raise McpError: (or a subclass) refused, or a version mcpadmin does not speak chosen.
+    """
+    offered = LEGACY_VERSIONS[0]
+    for _attempt in range(2):
+        params = {"protocolVersion": offered, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        reply = yield Post(request_message("initialize", params, next_id()))
+        error = (reply.message or {}).get("error")
+        data = error.get("data") if isinstance(error, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("supported"), list):
+            # [25N/life §Error Handling]: -32602 with the versions the server supports.
+            mutual = next((v for v in LEGACY_VERSIONS if v in data["supported"]), None)
+            if mutual and mutual != offered:
+                offered = mutual
+                continue
+        result = result_of(reply, url, "initialize")
+        session = reply.headers.get("mcp-session-id") or None
+        version = result.get("protocolVersion")
+        if version not in LEGACY_VERSIONS:
+            yield Delete(session)
+            raise McpError(
+                f"The server chose protocol version {str(version)[:40]!r}, which mcpadmin "
+                f"does not speak (it offered {offered})."
+            )
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        note = yield Post(initialized, legacy_version_header(version), session)
+        if not 200 <= note.status < 300:
+            raise _status_error(note, url, "notifications/initialized")
+        return session, version
+    raise McpError("The server refused every protocol version mcpadmin offered.")
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -792,7 +966,7 @@ def param_headers(input_schema, arguments) -> dict[str, str]:
     return headers
 
 
-def _translated(exc: HttpError) -> McpError:
+def translated(exc: HttpError) -> McpError:
     """The transport failure as an ``McpError`` whose type says what went wrong."""
     if isinstance(exc, Timeout):
         return TimedOut(str(exc))
@@ -803,7 +977,7 @@ def _translated(exc: HttpError) -> McpError:
     return McpError(str(exc))
 
 
-def _era_signal(exc: McpError) -> bool:
+def era_signal(exc: McpError) -> bool:
     """Whether a call refused this way may mean the server changed eras (a 4xx refusal that is
     not about the credential and not a modern server fixing our request); it did not run."""
     if isinstance(exc, SessionRequired):
@@ -819,7 +993,7 @@ def _mutual(supported: list) -> str | None:
     return next((v for v in MODERN_VERSIONS if v in supported), None)
 
 
-def _legacy_version_header(version: str) -> str | None:
+def legacy_version_header(version: str) -> str | None:
     # [25J/chg]: MCP-Protocol-Version exists from 2025-06-18 on; 2025-03-26 has none.
     return None if version == WITHOUT_VERSION_HEADER else version
 
@@ -841,9 +1015,14 @@ def _read(stream: Stream) -> bytes:
     try:
         return stream.read()
     except Interrupted:
-        raise ConnectionLost(
-            "The server closed the connection before its answer was complete."
-        ) from None
+        raise ConnectionLost(CUT_OFF) from None
+
+
+def _chunks(stream: Stream) -> Iterator[bytes]:
+    try:
+        yield from stream.chunks()
+    except Interrupted:  # the connection broke while reading
+        raise ConnectionLost(CUT_OFF) from None
 
 
 def _json(raw: bytes):
@@ -885,7 +1064,7 @@ STATUS_MESSAGES = {
 }
 
 
-def _status_error(reply: _Reply, url: str, method: str | None = None) -> McpError:
+def _status_error(reply: Reply, url: str, method: str | None = None) -> McpError:
     status = reply.status
     what = STATUS_MESSAGES.get(status) or (
         f"{status}: the server failed" if status >= 500 else f"HTTP {status}"

@@ -1,0 +1,257 @@
+"""A tool call upstream from the data plane, on the event loop: ``protocol.mcp.Client``'s call
+path for a server whose era is already known, driving the same rules (``protocol.mcp``'s
+functions and readers without I/O) over the async outbound client.
+
+It never probes. Without a usable remembered era, or when the server refuses the call in a way
+that may mean it changed eras, it raises ``EraUnknown`` before yielding anything, and the
+caller runs the synchronous client (which probes) in a thread.
+
+Cancellation is task cancellation: closing the generator (``aclose``) or cancelling the task
+that runs it closes a modern call's stream [26/http §Cancellation]; a legacy server also gets
+``notifications/cancelled`` [25N/canc], as after a legacy timeout.
+"""
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from functools import partial
+
+import anyio
+
+from ..protocol import mcp
+from ..protocol.http import HttpError, Interrupted, Timeout
+from ..protocol.versions import MODERN_VERSIONS
+
+log = logging.getLogger(__name__)
+
+
+class EraUnknown(mcp.McpError):
+    """The call needs a probe for the server's era, which only the synchronous client makes;
+    nothing was yielded."""
+
+
+class AsyncClient:
+    """Calls one tool on one server. ``era``/``version`` are the verdict remembered from earlier
+    (afterwards: which era answered); ``auth`` the credential headers (the caller may swap them
+    after a refresh and call again); ``pool`` keeps legacy sessions between calls, shared with
+    the synchronous client; ``deadline`` (seconds) bounds the whole call. One per call."""
+
+    def __init__(self, http, url: str, headers: dict | None, *, era: str | None,
+                 version: str | None, pool: mcp.SessionPool, deadline: float):  # fmt: skip
+        self.http, self.url, self.auth = http, url, dict(headers or {})
+        self.era, self.version = era, version
+        self.pool = pool
+        self._ends = time.monotonic() + deadline
+        self._ids = itertools.count(1)  # for the handshake (calls take ids unique in the process)
+        self._task = "answering the call"  # for the deadline's message
+
+    async def call_tool(self, name: str, arguments: dict | None = None, *,
+                        meta: dict | None = None, input_schema: dict | None = None,
+                        log_level: str | None = None
+                        ) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:  # fmt: skip
+        """As ``protocol.mcp.Client.call_tool``: a ``CallUpdate`` for each notification as it
+        arrives, then one ``CallDone``. Run it under ``contextlib.aclosing`` so that stopping
+        early cancels the call in the task that made it.
+
+        :raise EraUnknown: before anything is yielded: no usable era is remembered, or the
+            server refused in a way that may mean it changed eras (``era``/``version`` are
+            then None). Run ``protocol.mcp.Client`` (which probes) instead.
+        :raise Unauthorized, Forbidden: 401/403 (before anything was yielded: refresh, retry).
+        :raise RpcError: the server answered the call with a JSON-RPC error.
+        :raise TimedOut, ServerUnreachable, ConnectionLost, McpError: anything else, one
+            sentence for the operator.
+        """
+        mcp.check_sendable(self.auth)
+        self._task = f"answering the call to {name[:80]!r}"
+        if self.era == "legacy":
+            calls = self._legacy(name, arguments, meta)
+        elif self.era == "modern" and self.version in MODERN_VERSIONS:
+            request, headers = mcp.tool_call(name, arguments, meta, version=self.version,
+                                             input_schema=input_schema,
+                                             log_level=log_level)  # fmt: skip
+            calls = self._streamed(request, self.version, headers)
+        else:
+            raise EraUnknown("No usable protocol era is remembered for the server; it must be "
+                             "probed first.")  # fmt: skip
+        async with aclosing(calls):
+            try:
+                try:
+                    first = await anext(calls)
+                except mcp.McpError as exc:
+                    if not mcp.era_signal(exc):
+                        raise
+                    # Refused before it ran: the server may have changed eras [26/ver §Backward
+                    # Compatibility with Initialization-Based Versions].
+                    era, self.era, self.version = self.era, None, None
+                    raise EraUnknown(f"The server refused the call as a {era} server ({exc}); "
+                                     "it must be probed again.") from exc  # fmt: skip
+                yield first
+                async for item in calls:
+                    yield item
+            except HttpError as exc:
+                raise mcp.translated(exc) from exc
+
+    async def _legacy(self, name, arguments, meta) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:
+        """The call in the pooled session (or a new one); a 404 on it means the session is gone:
+        initialize again, once [25N/http §Session Management]."""
+        key = mcp.SessionPool.key(self.url, self.auth)
+        pooled = self.pool.get(key)
+        for _attempt in range(2):
+            session, version = pooled or await self._initialize()
+            self.era, self.version = "legacy", version
+            if not pooled:
+                self.pool.put(key, session, version)
+            request, _headers = mcp.tool_call(name, arguments, meta)
+            header = mcp.legacy_version_header(version)
+            try:
+                async with aclosing(self._streamed(request, header, session=session,
+                                                   cancel=True)) as calls:  # fmt: skip
+                    async for item in calls:
+                        yield item
+                return
+            except mcp.Restart:
+                self.pool.drop(key, session)
+                pooled = None
+        raise mcp.McpError(mcp.SESSION_LOST_TWICE)
+
+    async def _streamed(self, request, version, extra=None, session=None,
+                        cancel=False) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:  # fmt: skip
+        """POST ``request`` and relay what comes back (``mcp.CallReader``). With ``cancel``
+        (legacy), a request that may still be running upstream when reading stops (closed,
+        cancelled, timed out, stream broken) is cancelled there.
+
+        :raise mcp.Restart: 404 on ``session`` (the session is gone).
+        """
+        try:
+            stream = await self._open(request, version, session, extra)
+        except (Timeout, anyio.get_cancelled_exc_class()):
+            if cancel:  # sent, maybe running: tell the server to stop
+                await self._cancel(request["id"], version, session)
+            raise
+        reader = mcp.CallReader(self.url, request, version, session)
+        try:
+            if not reader.opened(stream.status, stream.headers, stream.content_type):
+                yield reader.whole(await _read(stream))
+                return
+            async with aclosing(stream.chunks()) as chunks:
+                async for chunk in chunks:
+                    for item in reader.feed(chunk):
+                        if isinstance(item, mcp.Respond):
+                            await self._answer(item, version, session)
+                        else:
+                            yield item
+                    if reader.answered:
+                        return
+            raise reader.unanswered()
+        except Interrupted:
+            raise mcp.ConnectionLost(mcp.CUT_OFF) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                if cancel and not reader.answered:
+                    await self._cancel(request["id"], version, session)
+                await stream.aclose()
+
+    async def _initialize(self) -> tuple[str | None, str]:
+        """[25N/life §Initialization], as ``mcp.handshake`` steps it."""
+        steps = mcp.handshake(self.url, partial(next, self._ids))
+        step = next(steps)
+        while True:
+            if isinstance(step, mcp.Delete):
+                answer = await self._close(step.session)
+            else:
+                answer = await self._post(step.message, step.version, step.session)
+            try:
+                step = steps.send(answer)
+            except StopIteration as done:
+                return done.value
+
+    async def _answer(self, respond: mcp.Respond, version, session):
+        """POST the answer to a request the server sent on the stream; failures are logged."""
+        try:
+            await self._post(respond.answer, version, session)
+        except (HttpError, mcp.McpError) as exc:
+            log.info("answering %s's request at %s failed: %s", respond.method, self.url, exc)
+
+    async def _cancel(self, request_id, version, session):
+        """Ask a legacy server to stop ``request_id`` [25N/canc §Cancellation Flow], shielded
+        from the cancellation that may be why, with a deadline of its own (the call's may be
+        what ran out). Failures are only logged."""
+        limit = self.http.timeout
+        with anyio.CancelScope(shield=True):
+            try:
+                with anyio.fail_after(limit):
+                    await self._post(mcp.cancel_note(request_id), version, session, spare=True)
+            except (HttpError, mcp.McpError, TimeoutError) as exc:
+                log.info("cancelling request %s at %s failed: %s", request_id, self.url, exc)
+
+    async def _close(self, session):
+        """DELETE ``session`` [25N/http §Session Management]; failures are only logged."""
+        if not session:
+            return
+        try:
+            await self.http.request("DELETE", self.url, headers={"Mcp-Session-Id": session,
+                                    **self.auth}, deadline=self._left())  # fmt: skip
+        except HttpError as exc:
+            log.info("closing the session at %s failed: %s", self.url, exc)
+
+    async def _post(self, message, version=None, session=None, spare=False) -> mcp.Reply:
+        """POST one message; read a JSON body, or an event stream up to our response."""
+        async with await self._open(message, version, session, spare=spare) as stream:
+            if stream.status in (202, 204) or "id" not in message:
+                return mcp.Reply(stream.status, stream.headers, None)
+            if 200 <= stream.status < 300 and stream.content_type == "text/event-stream":
+                return mcp.Reply(stream.status, stream.headers,
+                                 await self._from_stream(stream, message))  # fmt: skip
+            return mcp.whole_reply(stream.status, stream.headers, stream.content_type,
+                                   await _read(stream), message["id"])  # fmt: skip
+
+    async def _open(self, message, version=None, session=None, extra=None, spare=False):
+        """POST one message and return the response with its body unread (close it).
+        ``spare``: a deadline of its own (a cancellation), not what is left of the call's.
+
+        :raise McpError: the server redirected (not followed: the POST carries the credential).
+        """
+        headers = mcp.request_headers(self.auth, message, version, None, session, extra)
+        if spare:
+            deadline, read_timeout = self.http.timeout, None
+        else:
+            deadline = read_timeout = self._left()
+        stream = await self.http.open("POST", self.url, headers=headers,
+                                      data=json.dumps(message).encode(), deadline=deadline,
+                                      read_timeout=read_timeout)  # fmt: skip
+        if 300 <= stream.status < 400:
+            await stream.aclose()
+            raise mcp.redirect_refusal(stream.headers)
+        return stream
+
+    async def _from_stream(self, stream, message) -> dict:
+        """The message answering ``message`` in an event stream; what comes before it is
+        skipped [26/http §Receiving Messages]."""
+        reader = mcp.EventReader(message["id"])
+        try:
+            async with aclosing(stream.chunks()) as chunks:
+                async for chunk in chunks:
+                    for _skipped in reader.feed(chunk):
+                        pass
+                    if reader.answer is not None:
+                        return reader.answer
+        except Interrupted:
+            raise mcp.ConnectionLost(mcp.CUT_OFF) from None
+        raise reader.unanswered(message["method"])
+
+    def _left(self) -> float:
+        """What is left of the call's deadline, for the next exchange.
+
+        :raise Timeout: nothing.
+        """
+        return mcp.time_left(self._ends, self.url, self._task)
+
+
+async def _read(stream) -> bytes:
+    try:
+        return await stream.read()
+    except Interrupted:
+        raise mcp.ConnectionLost(mcp.CUT_OFF) from None
