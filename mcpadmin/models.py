@@ -424,9 +424,10 @@ def slug_base(name: str) -> str:
 
 class CatalogState(db.Model):
     """One row whose ``version`` grows with every committed change to what an agent endpoint
-    lists: tools, tool choices, connector names and slugs. Gateway workers keep each agent's
-    rendered catalog and trust it while the version read with the caller's key is the one it
-    was built at, so a call is checked against the committed choices without reading them."""
+    lists: tools, tool choices, connector names and slugs, an agent's naming. Gateway workers
+    keep each agent's rendered catalog and trust it while the version read with the caller's
+    key is the one it was built at, so a call is checked against the committed choices
+    without reading them; their stream watchers look for it moving."""
 
     __tablename__ = "catalog_state"
 
@@ -438,6 +439,7 @@ class CatalogState(db.Model):
 _CATALOG_COLUMNS = {
     AgentConnection: ("agent_id", "connector_id", "enabled_tools", "changed_tools"),
     Connector: ("name", "slug"),
+    Agent: ("keep_tool_names",),
 }
 _CATALOG_CHANGED = "mcpadmin.catalog_changed"
 

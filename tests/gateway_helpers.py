@@ -95,3 +95,48 @@ def run_async(function, *args):
     cannot start."""
     with ThreadPoolExecutor(1) as thread:
         return thread.submit(anyio.run, function, *args).result()
+
+
+class AgentClient:
+    """The ASGI application in process (Starlette's test client over httpx), with the calls
+    the wire tests make: ``post``/``get``/``delete`` answering a ``Reply``. Use as a context
+    manager (one event loop for all its requests; the lifespan runs)."""
+
+    def __init__(self, app):
+        from starlette.testclient import TestClient
+
+        from mcpadmin.gateway.app import create_asgi_app
+
+        self.http = TestClient(create_asgi_app(app), base_url=app.config["PUBLIC_BASE_URL"])
+
+    def __enter__(self):
+        self.http.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.http.__exit__(*exc)
+
+    def post(self, url, json=None, data=None, headers=None):
+        return Reply(self.http.post(url, json=json, content=data, headers=headers))
+
+    def get(self, url, headers=None):
+        return Reply(self.http.get(url, headers=headers))
+
+    def delete(self, url, headers=None):
+        return Reply(self.http.delete(url, headers=headers))
+
+
+class Reply:
+    """An answer as the wire tests read it."""
+
+    def __init__(self, response):
+        self.status_code, self.headers = response.status_code, response.headers
+        self.text = response.text
+        self._response = response
+
+    def get_json(self):
+        return self._response.json() if self.text else None
+
+    @property
+    def json(self):
+        return self.get_json()

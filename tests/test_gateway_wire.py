@@ -10,7 +10,7 @@ from mcpadmin.extensions import db
 from mcpadmin.models import Agent, Connector, GatewaySession, Tool, utcnow
 from mcpadmin.services import agent_keys, toolnames
 from tests.conftest import PASSWORD, Browser
-from tests.gateway_helpers import agent_with_tools
+from tests.gateway_helpers import AgentClient, agent_with_tools
 
 MODERN = "2026-07-28"
 META = "io.modelcontextprotocol/"
@@ -45,8 +45,9 @@ def legacy_headers(key, session=None):
 
 @pytest.fixture
 def client(app):
-    """A plain test client: agents send no cookie and no CSRF token."""
-    return app.test_client()
+    """The ASGI application in process: agents send no cookie and no CSRF token."""
+    with AgentClient(app) as client:
+        yield client
 
 
 @pytest.fixture

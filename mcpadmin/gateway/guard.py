@@ -22,33 +22,31 @@ class Guard:
     """ASGI middleware around the whole application (``app.create_asgi_app``)."""
 
     def __init__(self, app, config):
-        self.app = app
-        self.read_seconds = config["REQUEST_READ_SECONDS"]
-        self.per_address = config["MAX_PENDING_REQUESTS_PER_ADDRESS"]
-        self.gateway_limit = config["GATEWAY_MAX_REQUEST_BYTES"]
-        self.admin_limit = config["ADMIN_MAX_REQUEST_BYTES"]
-        self.hops = config["TRUSTED_PROXY_HOPS"]
+        self.app, self.config = app, config
         self.pending: Counter = Counter()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not _has_body(scope):
             return await self.app(scope, receive, send)
+        config = self.config
+        read_seconds = config["REQUEST_READ_SECONDS"]
+        per_address = config["MAX_PENDING_REQUESTS_PER_ADDRESS"]
         agent = AGENT_ENDPOINT.match(scope["path"]) is not None
-        limit = self.gateway_limit if agent else self.admin_limit
+        limit = config["GATEWAY_MAX_REQUEST_BYTES" if agent else "ADMIN_MAX_REQUEST_BYTES"]
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await _refuse(send, agent, 413, f"Request too large: at most {limit} bytes.")
-        address = client_address(scope, self.hops)
-        if self.pending[address] >= self.per_address:
+        address = client_address(scope, config["TRUSTED_PROXY_HOPS"])
+        if self.pending[address] >= per_address:
             text = (f"Too many requests from this address are still sending their bodies (at "
-                    f"most {self.per_address}, MCPADMIN_MAX_PENDING_REQUESTS_PER_ADDRESS): "
-                    f"retry in {int(self.read_seconds)} seconds.")  # fmt: skip
-            headers = [(b"retry-after", str(int(self.read_seconds)).encode())]
+                    f"most {per_address}, MCPADMIN_MAX_PENDING_REQUESTS_PER_ADDRESS): "
+                    f"retry in {int(read_seconds)} seconds.")  # fmt: skip
+            headers = [(b"retry-after", str(int(read_seconds)).encode())]
             return await _refuse(send, agent, 429, text, headers)
         self.pending[address] += 1
         body = None
         try:
-            with anyio.move_on_after(self.read_seconds):
+            with anyio.move_on_after(read_seconds):
                 body = await _read(receive, limit)
         except _TooLarge:
             return await _refuse(send, agent, 413, f"Request too large: at most {limit} bytes.")
@@ -59,7 +57,7 @@ class Guard:
             if self.pending[address] <= 0:
                 del self.pending[address]
         if body is None:
-            text = (f"The request body did not arrive within {self.read_seconds:g} seconds "
+            text = (f"The request body did not arrive within {read_seconds:g} seconds "
                     "(MCPADMIN_REQUEST_READ_SECONDS).")  # fmt: skip
             return await _refuse(send, agent, 408, text)
         return await self.app(scope, _replay(body, receive), send)

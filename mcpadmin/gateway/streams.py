@@ -173,7 +173,7 @@ class Hub:
     async def look(self):
         """One look for every held stream (one pool trip, a few statements)."""
         held = list(self.streams.values())
-        agents = {s.agent.id: s.agent for s in held}
+        agents = {s.agent.id for s in held}
         keys = {s.key_id for s in held}
         sessions = {s.session_sha256 for s in held if s.session_sha256 is not None}
         state = await self.pool.run(service.watch_state, keys, sessions, agents, self.version)

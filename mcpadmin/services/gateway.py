@@ -337,6 +337,9 @@ _CATALOGS = (
     .join(Tool, Tool.connector_id == Connector.id)
     .where(AgentConnection.agent_id.in_(bindparam("agent_ids", expanding=True)))
 )
+_AGENTS = select(Agent.id, Agent.name, Agent.keep_tool_names).where(
+    Agent.id.in_(bindparam("ids", expanding=True))
+)
 _CHUNK = 500
 
 
@@ -358,7 +361,10 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
         live.update(db.session.scalars(_SESSIONS, {"ids": ids}))
     fingerprints = {}
     if version != seen_version:
-        views = [AgentView(a.id, a.name, a.keep_tool_names, version) for a in agents.values()]
+        views = []
+        for ids in _chunks(sorted(agents)):
+            views += [AgentView(row.id, row.name, row.keep_tool_names, version)
+                      for row in db.session.execute(_AGENTS, {"ids": ids})]  # fmt: skip
         fingerprints = {c_id: c.fingerprint() for c_id, c in catalogs(views).items()}
     db.session.commit()
     return WatchState(version, usable, live, fingerprints)
