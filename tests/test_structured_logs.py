@@ -18,7 +18,7 @@ from mcpadmin.extensions import db
 from mcpadmin.models import CallRecord, Connector
 from mcpadmin.protocol.http import HttpError
 from mcpadmin.services import calllog, outbound
-from tests.gateway_helpers import agent_with_tools, serving, synced_connector
+from tests.gateway_helpers import AgentClient, agent_with_tools, serving, synced_connector
 from tests.test_call_log import TOKEN, call
 from tests.test_gateway_calls import bearer_tools as bearer_tools
 from tests.test_upstream_calls import wait_for
@@ -138,8 +138,8 @@ def test_the_connector_form_saves_keep_call_arguments(app, logged_in):
 
 
 def test_the_request_id_header_is_on_refusals_too(app):
-    answer = app.test_client().post("/agents/1/mcp", json={"jsonrpc": "2.0", "id": 1,
-                                                           "method": "ping"})  # fmt: skip
+    with AgentClient(app) as client:
+        answer = client.post("/agents/1/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
     request_id = answer.headers["X-Request-Id"]
     assert answer.status_code == 401
     assert answer.json["error"]["message"].endswith(f"(request {request_id})")
