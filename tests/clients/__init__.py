@@ -210,8 +210,9 @@ def failures(checks: list[dict]) -> list[str]:
 
 @contextlib.contextmanager
 def serve_gateway(instance_path: str, database_uri: str, workers: int = 2):
-    """gunicorn (gthread, as in production) serving the app of ``instance_path`` (its keys,
-    so agent keys made in the test verify) on ``database_uri``; yields its base URL,
+    """gunicorn with uvicorn workers (as in production) serving the ASGI application of
+    ``instance_path`` (its keys, so agent keys made in the test verify) on ``database_uri``;
+    yields its base URL,
     ``http://localhost:PORT``, which is also its ``PUBLIC_BASE_URL`` (the conformance suite's
     DNS-rebinding scenario needs a localhost URL and sends that Host and Origin)."""
     from tests.peers import free_port
@@ -229,10 +230,10 @@ def serve_gateway(instance_path: str, database_uri: str, workers: int = 2):
         "MCPADMIN_GATEWAY_STREAM_SECONDS": "3",
         "MCPADMIN_GATEWAY_WATCH_SECONDS": "0.5",
     }
-    factory = f"mcpadmin:create_app(instance_path={instance_path!r})"
+    factory = f"mcpadmin.gateway.app:create_asgi_app(instance_path={instance_path!r})"
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read back on failure
     server = subprocess.Popen(
-        [GUNICORN, "-w", str(workers), "-k", "gthread", "--threads", "4",
+        [GUNICORN, "-w", str(workers), "-k", "mcpadmin.gateway.worker.Worker",
          "-b", f"127.0.0.1:{port}", factory],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
