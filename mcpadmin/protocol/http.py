@@ -154,7 +154,7 @@ class Stream:
             yield chunk
 
     def _failure(self, exc) -> HttpError:
-        if self._call.clock.passed() or _caused_by(exc, ReadTimeoutError):
+        if self._call.clock.passed() or policy.caused_by(exc, ReadTimeoutError):
             return policy.unfinished(self.url)
         if isinstance(exc, requests.exceptions.ContentDecodingError):
             return policy.undecodable(self.url)
@@ -298,16 +298,6 @@ class Http:
         :raise Blocked: with the reason.
         """
         self.policy.check_url(url)
-
-
-def _caused_by(exc, kind) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind) or any(isinstance(a, kind) for a in getattr(exc, "args", ())):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _translate(exc, url) -> HttpError:

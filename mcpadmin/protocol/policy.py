@@ -289,6 +289,19 @@ def keep_no_cookies(jar: CookieJar) -> CookieJar:
 # -- the sentences of failures -------------------------------------------------------------
 
 
+def caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is behind ``exc``: itself, an argument it wraps, or anywhere on its
+    chain of causes (the libraries under both clients wrap the error that tells what
+    happened, a read timeout or a TLS failure, in their own)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind) or any(isinstance(a, kind) for a in getattr(exc, "args", ())):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def no_answer(url: str, cut_off: bool = False) -> Timeout:
     """No (complete) status and headers in time; ``cut_off``: the deadline ended it."""
     return Timeout(f"{url} did not answer in time{'; cut off' if cut_off else ''}.")
