@@ -189,7 +189,7 @@ class Http:
     ``allow_addresses`` holds ``(ip, port)`` pairs exempt from the private-address rule (one
     internal server an operator trusts, or a test peer); metadata addresses never are.
     The session is configured for this client (its own adapters, no proxies or .netrc from
-    the environment).
+    the environment, a cookie jar that keeps no cookie), a session passed in included.
     """
 
     timeout: float = 10.0
@@ -203,6 +203,9 @@ class Http:
     observer: Callable[[Exchange], None] | None = None
 
     def __post_init__(self):
+        # A kept session serves every agent and connector of its thread: an upstream's
+        # Set-Cookie on one call must not ride along on the next one.
+        policy.keep_no_cookies(self.session.cookies)
         if not isinstance(self.session.get_adapter("https://x/"), _GuardedAdapter):
             self.session.trust_env = False  # env proxies would bypass the address policy
             for prefix in ("http://", "https://"):

@@ -1,8 +1,8 @@
 """A hostile HTTP server on 127.0.0.1, run in a thread of the test process: each path is one
 misbehaviour (slowloris headers, slow-drip or endless bodies, a gzip bomb, broken event
-streams, redirect tricks, JSON nested thousands deep). It records every request and whether
-the client hung up, so a test can check that nothing was sent where it must not be and that
-the worker was freed.
+streams, redirect tricks, JSON nested thousands deep, a cookie for whoever comes next). It
+records every request and whether the client hung up, so a test can check that nothing was
+sent where it must not be and that the worker was freed.
 
 Every mode gives up after ``MAX_SECONDS`` so a client that never hangs up cannot keep a
 thread alive past the test.
@@ -176,6 +176,13 @@ class _Handler(socketserver.BaseRequestHandler):
         """``?to=URL&status=307``: redirect there."""
         status = query.get("status", "302")
         self._head(f"{status} Moved", [f"Location: {query.get('to', '/')}", "Content-Length: 0"])
+
+    def mode_set_cookie(self, seen, query):
+        """``?value=V``: a cookie for every path of this host, as a session cookie would be."""
+        value = query.get("value", "upstream-session")
+        cookie = f"Set-Cookie: session={value}; Path=/"
+        self._head(headers=[cookie, "Content-Type: application/json", "Content-Length: 2"])
+        self._send(seen, b"{}")
 
     def mode_loop(self, seen, query):
         self._head("302 Found", ["Location: /loop", "Content-Length: 0"])
