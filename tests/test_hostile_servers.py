@@ -227,3 +227,17 @@ def test_discovery_probe_that_never_answers_is_logged_as_a_timeout(hostile):
 def test_undecodable_gzip_is_a_bad_response(http_client, hostile):
     error, _ = failure(lambda: http_client.get(hostile.base_url + "/bad-gzip"), BadResponse)
     assert "could not be decompressed" in str(error)
+
+
+def test_the_observer_hears_of_each_exchange_once_however_it_ended(outbound, hostile):
+    heard = []
+    http = outbound(**SETTINGS, observer=heard.append)
+    http.get(hostile.base_url + "/ok")
+    with pytest.raises(TooLarge):
+        http.get(hostile.base_url + "/endless")
+    with pytest.raises(Blocked):
+        http.get("http://169.254.169.254/latest/meta-data/")
+    assert [(e.method, e.status, e.error) for e in heard] == [
+        ("GET", 200, None), ("GET", 200, "TooLarge"), ("GET", None, "Blocked"),
+    ]  # fmt: skip
+    assert heard[0].response_bytes == 2 and 0 < heard[1].response_bytes <= CAP
