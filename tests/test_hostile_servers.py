@@ -241,3 +241,9 @@ def test_the_observer_hears_of_each_exchange_once_however_it_ended(outbound, hos
         ("GET", 200, None), ("GET", 200, "TooLarge"), ("GET", None, "Blocked"),
     ]  # fmt: skip
     assert heard[0].response_bytes == 2 and 0 < heard[1].response_bytes <= CAP
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+def test_compressed_answers_are_inflated(http_client, hostile, coding):
+    answer = http_client.get(f"{hostile.base_url}/compressed?coding={coding}")
+    assert answer.json() == {"items": list(range(20000))}

@@ -115,31 +115,12 @@ class AsyncHttp:
         opened._observe = self._observer(method, opened.url, started)
         return opened
 
-    async def request(
-        self,
-        method,
-        url,
-        *,
-        headers=None,
-        data: bytes | None = None,
-        deadline: float | None = None,
-        read_timeout: float | None = None,
-        redirects: int = 0,
-    ) -> Response:
-        """``open`` and read the whole body.
+    async def request(self, method, url, **options) -> Response:
+        """``open`` (with the same ``options``) and read the whole body.
 
         :raise HttpError: as ``open`` and ``AsyncStream.chunks`` say.
         """
-        opened = await self.open(
-            method,
-            url,
-            headers=headers,
-            data=data,
-            deadline=deadline,
-            read_timeout=read_timeout,
-            redirects=redirects,
-        )
-        async with opened:
+        async with await self.open(method, url, **options) as opened:
             return Response(opened.status, opened.headers, await opened.read(), opened.url)
 
     async def aclose(self):

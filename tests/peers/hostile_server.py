@@ -15,6 +15,7 @@ import socket
 import socketserver
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -192,6 +193,22 @@ class _Handler(socketserver.BaseRequestHandler):
         where = f"http://{seen.headers.get('host')}/{query.get('rm', '')}"
         self._head("401 Unauthorized", [f'WWW-Authenticate: Bearer resource_metadata="{where}"',
                                         "Content-Length: 0"])  # fmt: skip
+
+    def mode_compressed(self, seen, query):
+        """A JSON body in ``?coding=`` gzip, deflate (the zlib format) or raw-deflate (what
+        some servers send as deflate), spread over several reads."""
+        coding = query.get("coding", "gzip")
+        body = json.dumps({"items": list(range(20000))}).encode()
+        if coding == "gzip":
+            body = gzip.compress(body)
+        else:
+            deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS if coding == "raw-deflate" else 15)
+            body = deflate.compress(body) + deflate.flush()
+        encoding = "Content-Encoding: " + coding.removeprefix("raw-")
+        self._head(headers=["Content-Type: application/json", encoding,
+                            f"Content-Length: {len(body)}"])  # fmt: skip
+        for start in range(0, len(body), 1000):
+            self._send(seen, body[start : start + 1000])
 
     def mode_bad_gzip(self, seen, query):
         body = b"this is not gzip at all"
