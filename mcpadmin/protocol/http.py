@@ -22,7 +22,7 @@ import contextvars
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import requests
@@ -58,8 +58,11 @@ _CHUNK = 16 * 1024
 
 @dataclass
 class Response:
+    """A whole answer, from either client (``headers``: case-insensitive; requests' or
+    httpx's)."""
+
     status: int
-    headers: CaseInsensitiveDict
+    headers: Mapping[str, str]
     body: bytes
     url: str
 
