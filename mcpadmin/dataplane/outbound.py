@@ -20,6 +20,7 @@ applies (``protocol/policy.py``: the same checks, limits, failures and sentences
 """
 
 import asyncio
+import functools
 import socket
 import ssl
 import time
@@ -187,22 +188,34 @@ def _request(route: Route, data: bytes | None, timeouts: dict) -> httpcore.Reque
 
     :raise httpx.InvalidURL: the URL cannot be sent as it is.
     """
-    url = httpx.URL(route.url)
+    target, host = _target(route.url)
     headers = httpx.Headers(_DEFAULT_HEADERS)
     headers.update(route.headers)
     if data is not None or route.method in policy.BODY_METHODS:
         headers["Content-Length"] = str(len(data or b""))
-    target = httpcore.URL(
-        scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-    )
-    host = [] if "Host" in headers else [(b"Host", url.netloc)]
+    first = [] if "Host" in headers else [(b"Host", host)]
     return httpcore.Request(
         route.method,
         target,
-        headers=[*host, *headers.raw],
+        headers=[*first, *headers.raw],
         content=data or b"",
         extensions={"timeout": timeouts},
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> tuple[httpcore.URL, bytes]:
+    """Where httpcore sends ``url``, and its Host header (IDNA, lower case, the port when
+    not the default): parsed once per URL, since an agent calls the same few again and
+    again.
+
+    :raise httpx.InvalidURL: the URL cannot be sent as it is.
+    """
+    url = httpx.URL(url)
+    target = httpcore.URL(
+        scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+    )
+    return target, url.netloc
 
 
 class AsyncStream:
