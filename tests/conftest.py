@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.peers.oauth_fixtures",
     "tests.peers.mcp_fixtures",
     "tests.gateway_helpers",
+    "tests.outbound_clients",
 ]
 
 

@@ -1,14 +1,14 @@
 """Cloud credential endpoints and every link-local address are refused whatever the
 private-network setting, in every form that reaches them: IPv4, IPv6, and IPv6 addresses that
 stand for an IPv4 one (mapped, NAT64, 6to4, IPv4-compatible). Checked before any lookup, and
-again on the address a name resolves to."""
+again on the address a name resolves to, by both clients (``outbound``)."""
 
 import socket
 
 import pytest
 
 from mcpadmin.protocol import addresses
-from mcpadmin.protocol.http import Blocked, Http
+from mcpadmin.protocol.http import Blocked
 
 CLOUD_ENDPOINTS = [
     "169.254.169.254", "[fd00:ec2::254]", "[fd20:ce::254]", "169.254.170.2", "169.254.170.23",
@@ -40,23 +40,23 @@ def lookups(monkeypatch):
 @pytest.mark.parametrize("host", CLOUD_ENDPOINTS + LINK_LOCAL + DISGUISED)
 @pytest.mark.parametrize("allow_private", [True, False])
 def test_cloud_and_link_local_addresses_are_refused_whatever_the_setting(
-    host, allow_private, lookups
+    outbound, host, allow_private, lookups
 ):
     with pytest.raises(Blocked, match="never go there"):
-        Http(allow_private=allow_private).get(f"http://{host}/latest/meta-data/")
+        outbound(allow_private=allow_private).get(f"http://{host}/latest/meta-data/")
     assert lookups == []
 
 
 @pytest.mark.parametrize("host", ["169.254.169.254", "fd20:ce::254", "168.63.129.16"])
-def test_an_exempted_address_cannot_exempt_a_cloud_endpoint(host, lookups):
-    http = Http(allow_private=True, allow_addresses=frozenset({(host, 80)}))
+def test_an_exempted_address_cannot_exempt_a_cloud_endpoint(outbound, host, lookups):
+    http = outbound(allow_private=True, allow_addresses=frozenset({(host, 80)}))
     with pytest.raises(Blocked, match="never go there"):
         http.get(f"http://{'[' + host + ']' if ':' in host else host}/")
 
 
 @pytest.mark.parametrize("address", ["169.254.170.23", "fd00:ec2::23", "fe80::1", "168.63.129.16"])
 def test_a_name_resolving_to_a_cloud_endpoint_is_refused_with_private_networks_allowed(
-    address, monkeypatch
+    outbound, address, monkeypatch
 ):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
@@ -66,7 +66,7 @@ def test_a_name_resolving_to_a_cloud_endpoint_is_refused_with_private_networks_a
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     with pytest.raises(Blocked, match=f"{address}, a link-local or cloud metadata address"):
-        Http(allow_private=True).get("http://innocent.example.com/")
+        outbound(allow_private=True).get("http://innocent.example.com/")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
-"""TLS through the pinned connection: ``Http`` connects to the address it checked, yet the
-certificate is still verified against the URL's host name (sent as SNI), and a handshake that
-stalls ends at the deadline. trustme makes a throwaway CA and certificates for the test."""
+"""TLS through the pinned connection: each client (``outbound``: ``Http`` and ``AsyncHttp``)
+connects to the address it checked, yet the certificate is still verified against the URL's
+host name (sent as SNI), and a handshake that stalls ends at the deadline. trustme makes a
+throwaway CA and certificates for the test."""
 
 import socket
 import ssl
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from mcpadmin.protocol.http import Http, Timeout, Unreachable
+from mcpadmin.protocol.http import Timeout, Unreachable
 
 NAME = "mcp.test"
 
@@ -72,43 +73,47 @@ def tls_server(ca):
         server.server_close()
 
 
-def trusting(ca, tmp_path, **kwargs) -> Http:
+def trusting(outbound, ca, tmp_path, **kwargs):
     pem = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
-    http = Http(allow_private=True, **kwargs)
-    http.session.verify = str(pem)
-    return http
+    return outbound(allow_private=True, ca_file=str(pem), **kwargs)
 
 
 def test_certificate_is_checked_against_the_url_name_not_the_pinned_address(
-    ca, tmp_path, tls_server, resolve_to_loopback
+    outbound, ca, tmp_path, tls_server, resolve_to_loopback
 ):
     port = tls_server(NAME)
-    answer = trusting(ca, tmp_path, timeout=5).get(f"https://{NAME}:{port}/")
+    answer = trusting(outbound, ca, tmp_path, timeout=5).get(f"https://{NAME}:{port}/")
     assert answer.status == 200
     assert answer.json() == {"sni": NAME}
 
 
-def test_certificate_for_another_name_is_refused(ca, tmp_path, tls_server, resolve_to_loopback):
+def test_certificate_for_another_name_is_refused(
+    outbound, ca, tmp_path, tls_server, resolve_to_loopback
+):
     port = tls_server("other.test")
     with pytest.raises(Unreachable, match="TLS"):
-        trusting(ca, tmp_path, timeout=5).get(f"https://{NAME}:{port}/")
+        trusting(outbound, ca, tmp_path, timeout=5).get(f"https://{NAME}:{port}/")
 
 
-def test_certificate_from_an_unknown_authority_is_refused(tls_server, resolve_to_loopback):
+def test_certificate_from_an_unknown_authority_is_refused(
+    outbound, tls_server, resolve_to_loopback
+):
     port = tls_server(NAME)
     with pytest.raises(Unreachable, match="TLS"):
-        Http(timeout=5, allow_private=True).get(f"https://{NAME}:{port}/")
+        outbound(timeout=5, allow_private=True).get(f"https://{NAME}:{port}/")
 
 
-def test_a_handshake_that_never_starts_ends_at_the_deadline(ca, tmp_path, resolve_to_loopback):
+def test_a_handshake_that_never_starts_ends_at_the_deadline(
+    outbound, ca, tmp_path, resolve_to_loopback
+):
     listener = socket.create_server(("127.0.0.1", 0))  # accepts, then says nothing
     accepted = []
     threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
     began = time.monotonic()
     try:
         with pytest.raises(Timeout):
-            trusting(ca, tmp_path, timeout=1, deadline=2).get(
+            trusting(outbound, ca, tmp_path, timeout=1, deadline=2).get(
                 f"https://{NAME}:{listener.getsockname()[1]}/"
             )
         assert time.monotonic() - began < 2 + 5

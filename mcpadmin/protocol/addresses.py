@@ -1,8 +1,8 @@
 """Which network addresses an outbound call may reach (the SSRF policy), as pure functions.
 
-``Http`` applies these twice: to the host named in a URL before anything is sent (literal
-addresses in every spelling, known metadata names) and to every address the name resolves
-to, at the moment the connection is made (see ``http._connect``).
+``policy.Policy`` applies these twice, for both outbound clients: to the host named in a URL
+before anything is sent (literal addresses in every spelling, known metadata names) and to
+every address the name resolves to, at the moment the connection is made.
 """
 
 import ipaddress

@@ -1,7 +1,9 @@
-"""The one outbound HTTP client: every call to an MCP server or an authorization server goes
-through ``Http``, which applies a timeout and an overall deadline, caps the (decoded) body
-size, follows redirects only for GET and only when asked (re-checking each hop), and refuses
-private addresses unless the operator allowed them.
+"""The synchronous outbound HTTP client (the admin side): every call to an MCP server or an
+authorization server made outside the data plane goes through ``Http``, which applies the
+outbound policy (``policy.py``, the rules the data plane's async client applies too): a
+timeout and an overall deadline, a cap on the (decoded) body size, redirects followed only
+for GET and HEAD and only when asked (re-checking each hop), private addresses refused
+unless the operator allowed them, and no cookie kept.
 
 The address policy is enforced where the socket is made: the connection resolves the name
 once, checks every address it got, and connects to a checked one, so a name cannot answer
@@ -20,9 +22,8 @@ import contextvars
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -32,51 +33,36 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.ssl_ import create_urllib3_context
 
-from . import addresses
+from . import policy
 from .jsonbody import NotJson, parse_json
+from .policy import (
+    USER_AGENT,
+    BadResponse,
+    Blocked,
+    Clock,
+    HttpError,
+    Interrupted,
+    Policy,
+    Route,
+    Timeout,
+    TooLarge,
+    Unreachable,
+)
 
-USER_AGENT = "mcpadmin/0.1"
+__all__ = [
+    "USER_AGENT", "BadResponse", "Blocked", "Exchange", "Http", "HttpError", "Interrupted",
+    "Response", "Stream", "Timeout", "TooLarge", "Unreachable",
+]  # fmt: skip
 _CHUNK = 16 * 1024
-# Methods whose request carries a body (and often a credential or an authorization code):
-# a redirect answering them is never followed (RFC 9110 §15.4.8 lets a 307/308 re-send the
-# body to the new target; mcpadmin refuses to).
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-# Headers kept when a redirect leaves the origin; everything else may be a credential.
-_CROSS_ORIGIN_HEADERS = frozenset({"user-agent", "accept"})
-
-
-class HttpError(Exception):
-    """An outbound call did not produce a usable response; ``str()`` says why."""
-
-
-class Unreachable(HttpError):
-    """Connection refused, DNS failure, TLS failure."""
-
-
-class Timeout(HttpError):
-    """No answer, or no complete answer, within the time allowed."""
-
-
-class TooLarge(HttpError):
-    """The body is larger than the configured limit."""
-
-
-class Blocked(HttpError):
-    """The address or redirect is not allowed by the outbound policy."""
-
-
-class BadResponse(HttpError):
-    """The body is not what the caller needed (e.g. not JSON, or undecodable)."""
-
-
-class Interrupted(HttpError):
-    """The server closed the connection before the body was complete."""
 
 
 @dataclass
 class Response:
+    """A whole answer, from either client (``headers``: case-insensitive; requests' or
+    httpx's)."""
+
     status: int
-    headers: CaseInsensitiveDict
+    headers: Mapping[str, str]
     body: bytes
     url: str
 
@@ -103,34 +89,8 @@ class Response:
 class _Call:
     """The policy and clock of one exchange, seen by the sockets it opens (``_CALL``)."""
 
-    deadline: float
-    timeout: float  # each read, send and TLS handshake
-    allow_private: bool
-    allow_addresses: frozenset
-    connect_timeout: float | None = None  # the TCP connect (default: ``timeout``)
-
-    def remaining(self, connect: bool = False) -> float:
-        """Seconds left for the next socket operation (``connect``: for making the connection).
-
-        :raise TimeoutError: the deadline has passed (urllib3 reports it as a timeout).
-        """
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the deadline passed")
-        limit = self.connect_timeout if connect and self.connect_timeout else self.timeout
-        return min(limit, left)
-
-    def refusal(self, ip, port) -> str | None:
-        return _refusal(ip, port, self.allow_private, self.allow_addresses)
-
-
-def _refusal(ip, port, allow_private, allow_addresses) -> str | None:
-    """Why ``ip:port`` may not be reached under this policy, or None."""
-    if addresses.is_metadata(ip):
-        return addresses.METADATA_REFUSAL
-    if allow_private or (str(ip), port) in allow_addresses:
-        return None
-    return addresses.refusal(ip)
+    policy: Policy
+    clock: Clock
 
 
 _CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("mcpadmin_http_call")
@@ -158,10 +118,8 @@ class Stream:
     headers: CaseInsensitiveDict
     url: str
     _raw: requests.Response
-    _deadline: float
-    _max_bytes: int
+    _call: _Call
     _read: int = field(default=0)
-    _call: _Call | None = None
     _observe: Callable[[int | None, str | None, int], None] | None = None
     _error: str | None = None
 
@@ -185,31 +143,25 @@ class Stream:
     def _chunks(self) -> Iterator[bytes]:
         pieces = self._raw.iter_content(_CHUNK)
         while True:
-            token = _CALL.set(self._call) if self._call else None
+            token = _CALL.set(self._call)
             try:
                 chunk = next(pieces, None)
             except requests.exceptions.RequestException as exc:
                 raise self._failure(exc) from None
             finally:
-                if token is not None:
-                    _CALL.reset(token)
+                _CALL.reset(token)
             if chunk is None:
                 return
-            self._read += len(chunk)
-            if self._read > self._max_bytes:
-                raise TooLarge(f"{self.url} sent more than {self._max_bytes} bytes; cut off.")
-            if time.monotonic() > self._deadline:
-                raise Timeout(f"{self.url} did not finish answering in time; cut off.")
+            self._read = self._call.policy.count(self.url, self._read, chunk)
+            self._call.clock.check(self.url)
             yield chunk
 
     def _failure(self, exc) -> HttpError:
-        if time.monotonic() >= self._deadline or _caused_by(exc, ReadTimeoutError):
-            return Timeout(f"{self.url} did not finish answering in time; cut off.")
+        if self._call.clock.passed() or policy.caused_by(exc, ReadTimeoutError):
+            return policy.unfinished(self.url)
         if isinstance(exc, requests.exceptions.ContentDecodingError):
-            return BadResponse(f"{self.url} sent a body that could not be decompressed.")
-        return Interrupted(
-            f"The server closed the connection before its answer was complete ({self.url})."
-        )
+            return policy.undecodable(self.url)
+        return policy.interrupted(self.url)
 
     def read(self) -> bytes:
         return b"".join(self.chunks())
@@ -230,7 +182,8 @@ class Stream:
 
 @dataclass
 class Http:
-    """Outbound policy plus a connection pool. Build one per operation or share one per thread.
+    """Outbound policy (``policy.py``) plus a connection pool. Build one per operation or
+    share one per thread.
 
     ``timeout`` bounds each connect and each read; the whole exchange (redirects and body
     included) must finish within ``deadline`` seconds, by default three timeouts.
@@ -239,7 +192,7 @@ class Http:
     ``allow_addresses`` holds ``(ip, port)`` pairs exempt from the private-address rule (one
     internal server an operator trusts, or a test peer); metadata addresses never are.
     The session is configured for this client (its own adapters, no proxies or .netrc from
-    the environment).
+    the environment, a cookie jar that keeps no cookie), a session passed in included.
     """
 
     timeout: float = 10.0
@@ -253,10 +206,17 @@ class Http:
     observer: Callable[[Exchange], None] | None = None
 
     def __post_init__(self):
+        # A kept session serves every agent and connector of its thread: an upstream's
+        # Set-Cookie on one call must not ride along on the next one.
+        policy.keep_no_cookies(self.session.cookies)
         if not isinstance(self.session.get_adapter("https://x/"), _GuardedAdapter):
             self.session.trust_env = False  # env proxies would bypass the address policy
             for prefix in ("http://", "https://"):
                 self.session.mount(prefix, _GuardedAdapter(max_retries=0))
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(self.allow_private, frozenset(self.allow_addresses), self.max_bytes)
 
     def request(self, method, url, *, headers=None, data=None, json=None, redirects=0):
         """Send one request and read the whole body.
@@ -278,9 +238,9 @@ class Http:
     def open(self, method, url, *, headers=None, data=None, json=None, redirects=0) -> Stream:
         """Send one request and return the response with its body unread. Close it after use.
 
-        A redirect answering a POST, PUT or PATCH is never followed: it raises ``Blocked``
-        (the body, with its code, verifier or secret, is not sent again). Other methods get
-        the 3xx back when ``redirects`` is 0.
+        Redirects as ``policy.Route`` says: a redirect answering a POST, PUT or PATCH is
+        never followed (it raises ``Blocked``); other methods get the 3xx back when
+        ``redirects`` is 0.
 
         :raise Blocked: policy refused the URL, a hop, or a redirect; :raise Timeout,
             Unreachable, TooLarge, HttpError: as their names say.
@@ -306,130 +266,54 @@ class Http:
         return observe
 
     def _open(self, method, url, headers, data, json, redirects) -> Stream:
-        call = _Call(time.monotonic() + (self.deadline or 3 * self.timeout),
-                     self.read_timeout or self.timeout, self.allow_private,
-                     frozenset(self.allow_addresses), connect_timeout=self.timeout)  # fmt: skip
-        sent = {"User-Agent": USER_AGENT, **(headers or {})}
-        hops = 0
+        call = _Call(self.policy, Clock.start(self.timeout, self.deadline, self.read_timeout))
+        route = Route(call.policy, method, url, headers, redirects)
         while True:
-            self.check_address(url)
-            raw = self._send(call, method, url, sent, data, json)
-            if not raw.is_redirect or (not redirects and method not in _BODY_METHODS):
-                return self._stream(raw, url, call)
-            target = urljoin(url, raw.headers.get("Location", ""))
+            raw = self._send(call, method, route.url, route.headers, data, json)
+            if not route.follows(raw.status_code, raw.headers.get("Location")):
+                try:
+                    call.policy.check_announced(route.url, raw.headers)
+                except TooLarge:
+                    raw.close()
+                    raise
+                return Stream(raw.status_code, raw.headers, route.url, raw, call)
             raw.close()
-            if method not in ("GET", "HEAD"):
-                raise Blocked(
-                    f"{url} redirected to {target[:200]}; mcpadmin does not follow redirects "
-                    f"for {method}, so the request was not sent there. Use the final address."
-                )
-            if hops >= redirects:
-                raise Blocked(f"{url} redirected more than {redirects} time(s); not followed.")
-            _check_redirect(url, target)
-            if _origin(target) != _origin(url):  # never carry credentials to another origin
-                sent = {k: v for k, v in sent.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
-            url, hops = target, hops + 1
+            route.advance(raw.headers["Location"])
 
     def _send(self, call, method, url, headers, data, json) -> requests.Response:
         token = _CALL.set(call)
         try:
             return self.session.request(
                 method, url, headers=headers, data=data, json=json,
-                timeout=(call.remaining(connect=True), call.timeout), allow_redirects=False,
-                stream=True,
+                timeout=(call.clock.remaining(connect=True), call.clock.timeout),
+                allow_redirects=False, stream=True,
             )  # fmt: skip
         except TimeoutError:
-            raise Timeout(f"{url} did not answer in time.") from None
+            raise policy.no_answer(url) from None
         except requests.exceptions.RequestException as exc:
-            if time.monotonic() >= call.deadline:
-                raise Timeout(f"{url} did not answer in time; cut off.") from None
+            if call.clock.passed():
+                raise policy.no_answer(url, cut_off=True) from None
             raise _translate(exc, url) from None
         finally:
             _CALL.reset(token)
 
-    def _stream(self, raw, url, call) -> Stream:
-        length = raw.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.max_bytes:
-            raw.close()
-            raise TooLarge(f"{url} announced a {int(length)}-byte answer; the limit is "
-                           f"{self.max_bytes} bytes.")  # fmt: skip
-        return Stream(raw.status_code, raw.headers, url, raw, call.deadline, self.max_bytes,
-                      _call=call)  # fmt: skip
-
     def check_address(self, url):
-        """Refuse, before anything is sent, a URL that is not http(s) with a host, carries
-        credentials, names a cloud metadata host, or (unless private networks are allowed)
-        names ``localhost`` or a literal private address in any spelling (``127.1``,
-        ``2130706433``, ``[::ffff:127.0.0.1]``…).
-
-        Names are resolved and their addresses checked when the connection is made, once,
-        and the connection goes to the address that was checked.
+        """Refuse, before anything is sent, a URL this client's policy refuses
+        (``Policy.check_url``).
 
         :raise Blocked: with the reason.
         """
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            raise Blocked(f"{url[:200]!r} is not a valid URL.") from None
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise Blocked(f"{url[:200]!r} is not an http(s) URL.")
-        if "@" in parts.netloc:
-            raise Blocked(f"{url[:200]!r} carries credentials in the URL; refused.")
-        host = parts.hostname
-        if addresses.is_metadata_name(host):
-            raise Blocked(f"{host} is a cloud metadata service; outbound calls never go there.")
-        ip = addresses.parse_ip(host)
-        port = port or (443 if parts.scheme.lower() == "https" else 80)
-        if ip is not None:
-            reason = _refusal(ip, port, self.allow_private, self.allow_addresses)
-            if reason:
-                raise Blocked(_blocked_message(host, ip, reason))
-        elif addresses.is_loopback_name(host) and not self.allow_private:
-            raise Blocked(_blocked_message(host, None, "a loopback address"))
-
-
-def _blocked_message(host, ip, reason) -> str:
-    where = f"{host} is {reason}" if ip is None or str(ip) == host else f"{host} is {ip}, {reason}"
-    if reason == addresses.METADATA_REFUSAL:
-        return f"{where}; outbound calls never go there."
-    return (f"{where}; outbound calls to private networks are off "
-            "(set ALLOW_PRIVATE_NETWORKS to allow).")  # fmt: skip
-
-
-def _origin(url):
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
-
-
-def _check_redirect(url, target):
-    """:raise Blocked: the hop leaves http(s) or downgrades https to http."""
-    scheme = urlsplit(target).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise Blocked(f"{url} redirected to {target[:200]!r}, which is not an http(s) URL.")
-    if urlsplit(url).scheme.lower() == "https" and scheme != "https":
-        raise Blocked(f"{url} redirected to a non-https address; not followed.")
-
-
-def _caused_by(exc, kind) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind) or any(isinstance(a, kind) for a in getattr(exc, "args", ())):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+        self.policy.check_url(url)
 
 
 def _translate(exc, url) -> HttpError:
     if isinstance(exc, requests.exceptions.Timeout):
-        return Timeout(f"{url} did not answer in time.")
+        return policy.no_answer(url)
     if isinstance(exc, requests.exceptions.SSLError):
-        return Unreachable(f"The TLS connection to {url} failed (certificate or protocol).")
+        return policy.tls_failed(url)
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return Unreachable(f"Could not connect to {url}: the server is down or unreachable.")
-    return HttpError(f"The request to {url} failed: {type(exc).__name__}.")
+        return policy.unreachable(url)
+    return policy.failed(url, exc)
 
 
 # -- the guarded transport -----------------------------------------------------------------
@@ -442,7 +326,7 @@ class _Armed:
     def _arm(self):
         call = _CALL.get(None)
         if call is not None:
-            self.settimeout(call.remaining())
+            self.settimeout(call.clock.remaining())
 
     def recv(self, *args):
         self._arm()
@@ -490,20 +374,14 @@ def _connect(conn) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise Unreachable(f"The host name {host} does not resolve.") from None
-    targets = []
-    for family, _type, _proto, _name, sockaddr in infos:
-        ip = addresses.parse_ip(sockaddr[0])
-        reason = "an address that is not IP" if ip is None else call.refusal(ip, port)
-        if reason:
-            raise Blocked(_blocked_message(host, ip, reason))
-        targets.append((family, sockaddr))
+        raise policy.unresolved(host) from None
+    targets = call.policy.connectable(host, port, infos)
     failure = None
     for family, sockaddr in targets:
         sock = _DeadlineSocket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(call.remaining(connect=True))
+            sock.settimeout(call.clock.remaining(connect=True))
             sock.connect(sockaddr)  # the checked address, not a second lookup
             return sock
         except TimeoutError as exc:

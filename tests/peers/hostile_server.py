@@ -1,8 +1,8 @@
 """A hostile HTTP server on 127.0.0.1, run in a thread of the test process: each path is one
 misbehaviour (slowloris headers, slow-drip or endless bodies, a gzip bomb, broken event
-streams, redirect tricks, JSON nested thousands deep). It records every request and whether
-the client hung up, so a test can check that nothing was sent where it must not be and that
-the worker was freed.
+streams, redirect tricks, JSON nested thousands deep, a cookie for whoever comes next). It
+records every request and whether the client hung up, so a test can check that nothing was
+sent where it must not be and that the worker was freed.
 
 Every mode gives up after ``MAX_SECONDS`` so a client that never hangs up cannot keep a
 thread alive past the test.
@@ -15,6 +15,7 @@ import socket
 import socketserver
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -177,6 +178,13 @@ class _Handler(socketserver.BaseRequestHandler):
         status = query.get("status", "302")
         self._head(f"{status} Moved", [f"Location: {query.get('to', '/')}", "Content-Length: 0"])
 
+    def mode_set_cookie(self, seen, query):
+        """``?value=V``: a cookie for every path of this host, as a session cookie would be."""
+        value = query.get("value", "upstream-session")
+        cookie = f"Set-Cookie: session={value}; Path=/"
+        self._head(headers=[cookie, "Content-Type: application/json", "Content-Length: 2"])
+        self._send(seen, b"{}")
+
     def mode_loop(self, seen, query):
         self._head("302 Found", ["Location: /loop", "Content-Length: 0"])
 
@@ -185,6 +193,22 @@ class _Handler(socketserver.BaseRequestHandler):
         where = f"http://{seen.headers.get('host')}/{query.get('rm', '')}"
         self._head("401 Unauthorized", [f'WWW-Authenticate: Bearer resource_metadata="{where}"',
                                         "Content-Length: 0"])  # fmt: skip
+
+    def mode_compressed(self, seen, query):
+        """A JSON body in ``?coding=`` gzip, deflate (the zlib format) or raw-deflate (what
+        some servers send as deflate), spread over several reads."""
+        coding = query.get("coding", "gzip")
+        body = json.dumps({"items": list(range(20000))}).encode()
+        if coding == "gzip":
+            body = gzip.compress(body)
+        else:
+            deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS if coding == "raw-deflate" else 15)
+            body = deflate.compress(body) + deflate.flush()
+        encoding = "Content-Encoding: " + coding.removeprefix("raw-")
+        self._head(headers=["Content-Type: application/json", encoding,
+                            f"Content-Length: {len(body)}"])  # fmt: skip
+        for start in range(0, len(body), 1000):
+            self._send(seen, body[start : start + 1000])
 
     def mode_bad_gzip(self, seen, query):
         body = b"this is not gzip at all"
