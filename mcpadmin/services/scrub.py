@@ -10,10 +10,10 @@ Scrub, then cut: ``Scrubber.line`` is the way to quote foreign words in a senten
 no cut can leave a piece of a credential too short to be recognised.
 
 Cost: this runs on every message relayed to an agent. Every run of ``RUN`` characters of a
-value holds one of its ``BLOCK``-character blocks at offsets 0, ``BLOCK``, 2 × ``BLOCK`` … (a run
-starting just after a block's start still reaches the end of the next one), so a text holding
-none of those blocks, nor a short value, is left as it is after a few ``in`` tests (C speed,
-time linear in the text); the runs are measured only around a block that is found.
+value holds one of its ``BLOCK``-character blocks at offsets 0, ``STRIDE``, 2 × ``STRIDE`` … (a
+run starting just after a block's start still reaches the end of the next one), so a text
+holding none of those blocks, nor a short value, is left as it is after one ``in`` test a block
+(C speed, time linear in the text); runs are measured only around a block that is found.
 """
 
 import json
@@ -21,7 +21,8 @@ from collections.abc import Iterable
 
 SCRUBBED = "[credential]"
 RUN = 12  # this many characters of a credential, in a row, are the credential
-BLOCK = RUN // 2  # every run of RUN characters of a value holds one whole block
+BLOCK = RUN // 2  # every run of RUN characters of a value holds one whole block …
+STRIDE = RUN - BLOCK + 1  # … of those starting at these offsets
 
 
 class Scrubber:
@@ -36,7 +37,7 @@ class Scrubber:
         # block -> (value, offset) of each place it stands at in a long value
         self._blocks: dict[str, list[tuple[str, int]]] = {}
         for secret in sorted(long):
-            for offset in range(0, len(secret) - BLOCK + 1, BLOCK):
+            for offset in range(0, len(secret) - BLOCK + 1, STRIDE):
                 self._blocks.setdefault(secret[offset : offset + BLOCK], []).append(
                     (secret, offset)
                 )
@@ -44,9 +45,6 @@ class Scrubber:
         # The same, as ``json.dumps`` writes them inside a string (it escapes characters one
         # by one, so a value in a string of a document is its escaped form in the document).
         self._escaped = tuple({_escaped(needle) for needle in self._needles})
-
-    def __bool__(self) -> bool:
-        return bool(self._needles)
 
     def text(self, text: str) -> str:
         """``text`` with every whole value, and every run of ``RUN`` or more characters of a
