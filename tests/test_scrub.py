@@ -44,6 +44,12 @@ def test_a_run_of_twelve_starting_anywhere_in_the_credential_is_found():
         assert scrubber.text(f"<{TOKEN[start : start + RUN]}>") == f"<{SCRUBBED}>", start
 
 
+def test_a_run_after_a_changed_character_is_found_though_the_run_before_it_is_short():
+    # Both stretches line up with the value the same way; only the second is long enough.
+    text = TOKEN[:8] + "#" + TOKEN[9:]
+    assert Scrubber([TOKEN]).text(text) == TOKEN[:8] + "#" + SCRUBBED
+
+
 def test_a_credential_cut_at_either_end_of_the_text_is_replaced():
     scrubber = Scrubber([TOKEN])
     assert scrubber.text(f"sent {TOKEN[:-9]}") == f"sent {SCRUBBED}"
@@ -155,7 +161,8 @@ NOISE = st.text(alphabet="abAB01 -_xy", max_size=8)
 
 @st.composite
 def texts_with_pieces(draw):
-    """Credential values, and a text of noise and pieces of them (whole, cut, repeated)."""
+    """Credential values, and a text of noise and pieces of them (whole, cut, repeated, with a
+    character changed)."""
     secrets = draw(st.lists(SECRET, min_size=1, max_size=3))
     parts = []
     for _ in range(draw(st.integers(1, 6))):
@@ -163,7 +170,11 @@ def texts_with_pieces(draw):
         secret = draw(st.sampled_from(secrets))
         start = draw(st.integers(0, len(secret)))
         length = draw(st.integers(0, len(secret)) | st.integers(RUN - 1, RUN + 1))
-        parts.append(secret[start : start + length])
+        piece = secret[start : start + length]
+        if piece and draw(st.booleans()):  # one character changed: two stretches, one line-up
+            at = draw(st.integers(0, len(piece) - 1))
+            piece = piece[:at] + "#" + piece[at + 1 :]
+        parts.append(piece)
     return secrets, "".join(parts)
 
 

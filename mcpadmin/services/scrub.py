@@ -113,14 +113,17 @@ class Scrubber:
             while at != -1:
                 yield at, at + len(secret)
                 at = text.find(secret, at + 1)
-        measured = set()  # (value, where it would start in text): runs already measured
+        # (value, where it would start in text) -> the runs measured at that alignment (one
+        # alignment may hold several, apart where the text differs from the value)
+        measured: dict[tuple[str, int], list[tuple[int, int]]] = {}
         for block, places in self._blocks.items():
             at = text.find(block)
             while at != -1:
                 for secret, offset in places:
-                    if (secret, at - offset) not in measured:
-                        measured.add((secret, at - offset))
+                    runs = measured.setdefault((secret, at - offset), [])
+                    if not any(start <= at < end for start, end in runs):
                         start, end = _run(text, at, secret, offset)
+                        runs.append((start, end))
                         if end - start >= RUN:
                             yield start, end
                 at = text.find(block, at + 1)
