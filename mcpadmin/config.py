@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
+from .security import host_and_port
+
 # Fewer characters than this in SECRET_KEY and a session cookie's signature can be guessed.
 MIN_SECRET_KEY_LENGTH = 32
 # A metrics token shorter than this could be guessed by a scraper-shaped brute force.
@@ -101,7 +103,8 @@ class Defaults:
     METRICS_TOKEN: str | None = None
     # Log lines: "text" (default) or "json" (one object per line, with the request id).
     LOG_FORMAT = "text"
-    # Host names accepted besides the host of PUBLIC_BASE_URL (``host`` or ``host:port``).
+    # Hosts served besides PUBLIC_BASE_URL's: ``host:port``, or ``host`` for the default port of
+    # PUBLIC_BASE_URL's scheme (80 for http, 443 for https); ``security.allowed_host``.
     EXTRA_HOSTS: list[str] = []
 
     SESSION_COOKIE_HTTPONLY = True
@@ -118,7 +121,7 @@ def load(app, test_config=None):
     """Fill ``app.config``: defaults, instance file, environment, then ``test_config``.
 
     :raise ConfigError: a key file is open to other users, SECRET_KEY or METRICS_TOKEN is too
-        short, or ``PUBLIC_BASE_URL`` names no host.
+        short, ``PUBLIC_BASE_URL`` names no host, or an ``EXTRA_HOSTS`` entry is no host.
     """
     app.config.from_object(Defaults)
     app.config.from_pyfile("config.py", silent=True)
@@ -168,14 +171,18 @@ def load(app, test_config=None):
             raise ConfigError(f"{name} must be a whole number{unit}, 1 or more; "
                               f"it is {app.config[name]}.")  # fmt: skip
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
+    for host in app.config["EXTRA_HOSTS"]:
+        if host_and_port(host, None) is None:
+            raise ConfigError(f"EXTRA_HOSTS entry {host[:100]!r} is not a host or host:port "
+                              "(an IPv6 address goes in brackets: [::1]:8000).")  # fmt: skip
     if app.config["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not "
                           f"{str(app.config['LOG_FORMAT'])[:40]!r}.")  # fmt: skip
-    public_host = urlsplit(app.config["PUBLIC_BASE_URL"]).hostname
-    if not public_host:
+    # Any other Host (or port) is answered 400 (security.allowed_host): a DNS-rebinding page
+    # cannot reach the app.
+    public = urlsplit(app.config["PUBLIC_BASE_URL"])
+    if not public.hostname or host_and_port(public.netloc.rpartition("@")[2], None) is None:
         raise ConfigError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")
-    # Flask answers 400 to any other Host: a DNS-rebinding page cannot reach the app.
-    app.config["TRUSTED_HOSTS"] = [public_host, *app.config["EXTRA_HOSTS"]]
     if app.config["PUBLIC_BASE_URL"].startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
 

@@ -14,16 +14,19 @@ Headers (set unless the view set them itself):
 - ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` (older browsers).
 - ``Cache-Control: no-store`` on everything but static files: pages show credential state.
 
-Requests whose ``Host`` is not the host of ``PUBLIC_BASE_URL`` (or one of ``EXTRA_HOSTS``) are
-answered 400 before any view runs: a DNS-rebinding page names its own host. Behind
+Requests whose ``Host`` is not the host and port of ``PUBLIC_BASE_URL`` (or one of
+``EXTRA_HOSTS``: ``allowed_host``) are answered 400 before any view runs: a DNS-rebinding page
+names its own host, and another service on this machine its own port. Behind
 ``TRUSTED_PROXY_HOPS`` reverse proxies, the client address and scheme come from the
 ``X-Forwarded-For`` / ``X-Forwarded-Proto`` entries those proxies added, and from nowhere else.
 """
 
+import functools
+import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template, request
-from werkzeug.exceptions import SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import render_error
@@ -32,6 +35,12 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # CSP host sources cannot name an IPv6 literal (Chromium ignores ``http://[::1]:*``).
 HEALTH_PATH = "/healthz"
 LOOPBACK_SOURCES = "http://127.0.0.1:* http://localhost:*"
+# The port a Host without one means, by PUBLIC_BASE_URL's scheme [RFC 9110 §4.2.1, §4.2.2].
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# host [":" port] [RFC 9110 §7.2]: an IP literal in brackets, or a name (a trailing dot allowed).
+_AUTHORITY = re.compile(
+    r"(?:\[(?P<literal>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._~-]+))(?::(?P<port>[0-9]{1,5}))?"
+)
 
 
 def content_security_policy(allow_http_loopback: bool = False) -> str:
@@ -76,6 +85,52 @@ def allowed_origins(public_base_url: str, extra_hosts: list[str]) -> set[str]:
     return origins - {None}
 
 
+def host_and_port(authority: str, default_port: int | None) -> tuple[str, int | None] | None:
+    """``host[:port]`` (a ``Host`` header, an ``EXTRA_HOSTS`` entry) as ``(host, port)``: the
+    host lower-cased, one trailing dot dropped, an IPv6 literal in brackets and compressed
+    (``[0:0::1]`` is ``[::1]``); ``default_port`` when no port is given. None for anything
+    else (user info, a path, a port out of range, an empty host)."""
+    found = _AUTHORITY.fullmatch(authority.strip().lower())
+    if found is None:
+        return None
+    if found["literal"] is not None:
+        try:
+            host = f"[{ipaddress.IPv6Address(found['literal']).compressed}]"
+        except ValueError:
+            return None
+    else:
+        host = found["name"].removesuffix(".")
+        if not host or host.startswith(".") or ".." in host:
+            return None
+    port = default_port if found["port"] is None else int(found["port"])
+    if port is not None and not 0 < port < 65536:
+        return None
+    return host, port
+
+
+def allowed_host(host_header: str | None, public_base_url: str, extra_hosts: list[str]) -> bool:
+    """Whether a request's ``Host`` header names this app: the host and port of
+    ``public_base_url``, or one of ``extra_hosts`` (``host`` or ``host:port``). A port left
+    out, in the header or in an extra host, is the default port of ``public_base_url``'s
+    scheme (80 for http, 443 for https), as an ``Origin`` is read (``allowed_origins``).
+    Hosts compare without regard to case or a trailing dot; IPv6 literals in brackets. A
+    missing or malformed header is refused."""
+    if not host_header:
+        return False
+    default_port, allowed = _allowed_addresses(public_base_url, tuple(extra_hosts))
+    return host_and_port(host_header, default_port) in allowed
+
+
+@functools.lru_cache(maxsize=16)
+def _allowed_addresses(public_base_url: str, extra_hosts: tuple[str, ...]) -> tuple:
+    """The default port of ``public_base_url``'s scheme, and the (host, port) pairs served."""
+    parts = urlsplit(public_base_url)
+    default_port = DEFAULT_PORTS.get(parts.scheme.lower())
+    addresses = {host_and_port(parts.netloc.rpartition("@")[2], default_port)}
+    addresses |= {host_and_port(host, default_port) for host in extra_hosts}
+    return default_port, frozenset(addresses - {None})
+
+
 def bearer_token() -> str | None:
     """The token of the request's ``Authorization: Bearer <token>`` header; ``/metrics``
     reads its token so."""
@@ -91,24 +146,18 @@ def bearer_of(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def allowed_host(host_header: str | None, public_base_url: str, extra_hosts: list[str]) -> bool:
-    """Whether ``Host`` names this app: the host of ``PUBLIC_BASE_URL`` or an extra host."""
-    host = (host_header or "").strip().lower().rstrip(".")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    allowed = {urlsplit(public_base_url).hostname} | {h.rsplit(":", 1)[0] for h in extra_hosts}
-    return name.strip("[]") in {a.lower().strip("[]") for a in allowed if a}
-
-
 def foreign_host_refusal():
     """Refuse (400, a page of its own: no URL can be built for an unknown host) a request
-    whose ``Host`` is not in ``TRUSTED_HOSTS``. ``/healthz`` answers whatever the Host: load
+    whose ``Host`` is not ``allowed_host``. ``/healthz`` answers whatever the Host: load
     balancers and orchestrators probe it by address, and it tells nothing."""
-    if isinstance(request.routing_exception, SecurityError):
-        if request.path == HEALTH_PATH:
-            return current_app.view_functions["health.healthz"]()
-        current_app.logger.warning("refused a request for host %r", request.headers.get("Host"))
-        return render_template("errors/bad_host.html"), 400
-    return None
+    config = current_app.config
+    host = request.headers.get("Host")
+    if request.path == HEALTH_PATH or allowed_host(
+        host, config["PUBLIC_BASE_URL"], config["EXTRA_HOSTS"]
+    ):
+        return None
+    current_app.logger.warning("refused a request for host %r", host)
+    return render_template("errors/bad_host.html"), 400
 
 
 def cross_site_refusal():

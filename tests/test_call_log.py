@@ -17,10 +17,12 @@ from mcpadmin.extensions import db
 from mcpadmin.models import AgentConnection, CallRecord, Connector, Tool
 from mcpadmin.services import calllog
 from mcpadmin.services.calllog import REDACTED, Outcome, redact
+from mcpadmin.services.scrub import RUN
 from tests import test_gateway_calls as shared
 from tests.gateway_helpers import agent_with_tools, synced_connector
 from tests.peers import free_port
 from tests.test_gateway_calls import TOKEN, cancel_a_slow_call
+from tests.test_scrub import longest_piece
 from tests.test_upstream_calls import wait_for
 
 MODERN = "2026-07-28"
@@ -131,6 +133,17 @@ def test_an_upstream_error_that_repeats_the_credential_leaves_it_out_of_the_row(
     row = only_row(app)
     assert row.outcome == Outcome.PROTOCOL and "[credential]" in row.error
     assert_no_secrets(row, key, TOKEN)
+
+
+def test_a_cut_credential_in_an_upstream_error_leaves_no_run_of_it_in_the_row(app, weather):
+    url, key = weather
+    # The peer's fail tool repeats its text: here, an upstream quoting a token cut short.
+    said = "x" * 200 + f" token {TOKEN[:20]} is not valid " + "y" * 200
+    reply = call(url, key, "weather__fail", {"text": said})
+    assert longest_piece(result_text(reply), TOKEN) < RUN
+    row = only_row(app)
+    assert row.outcome == Outcome.TOOL_ERROR and "token [credential] is" in row.error
+    assert longest_piece(row_text(row), TOKEN) < RUN, row.error
 
 
 def test_an_unknown_tool_is_refused_not_allowed(app, weather):

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from mcpadmin import config
 from mcpadmin.extensions import db
 from mcpadmin.models import AdminSession, LoginThrottle, utcnow
-from mcpadmin.security import allowed_origins
+from mcpadmin.security import allowed_host, allowed_origins
 from tests.conftest import PASSWORD, Browser
 
 WRONG = "wrong password!"
@@ -153,7 +153,6 @@ def test_proxy_and_host_settings_are_read_from_the_environment(monkeypatch, tmp_
     config.load(app, {"SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["TRUSTED_PROXY_HOPS"] == 2
     assert app.config["EXTRA_HOSTS"] == ["admin.internal", "mcpadmin.lan:8443"]
-    assert app.config["TRUSTED_HOSTS"] == ["127.0.0.1", "admin.internal", "mcpadmin.lan:8443"]
 
 
 # -- 3. a session ends when it is signed out -----------------------------------------------------
@@ -294,9 +293,72 @@ def test_origin_is_compared_with_public_base_url_not_with_the_request(make_app, 
 
 
 def test_public_base_url_without_a_host_is_refused_at_start(make_app):
-    # An empty host list would let Flask accept every Host.
+    # Every page would answer 400: say why at start instead.
     with pytest.raises(ValueError, match="names no host"):
         make_app({"PUBLIC_BASE_URL": "admin.example"})
+
+
+def test_an_extra_host_that_is_no_host_is_refused_at_start(make_app):
+    with pytest.raises(ValueError, match="'::1:8000' is not a host or host:port"):
+        make_app({"EXTRA_HOSTS": "localhost, ::1:8000"})
+
+
+def test_a_request_for_the_public_host_on_another_port_gets_400(client):
+    # PUBLIC_BASE_URL is http://127.0.0.1:5000; another service of this machine is elsewhere.
+    assert client.get("/login", headers={"Host": "127.0.0.1:5000"}).status_code == 200
+    answer = client.get("/login", headers={"Host": "127.0.0.1:5001"})
+    assert answer.status_code == 400 and b"Unknown host" in answer.data
+    assert client.get("/login", headers={"Host": "127.0.0.1"}).status_code == 400  # port 80
+
+
+def test_healthz_answers_whatever_the_host_and_port(client):
+    for host in ("127.0.0.1:5001", "rebind.attacker.example", "[::1]:9"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200
+
+
+PUBLIC = "https://admin.example"
+
+
+@pytest.mark.parametrize(
+    ("host", "served"),
+    [
+        ("admin.example", True),  # the default port of https
+        ("admin.example:443", True),
+        ("ADMIN.Example.", True),  # any case, a trailing dot
+        ("admin.example:80", False),
+        ("admin.example:8443", False),
+        ("admin.internal", True),  # an extra host without a port: the default one
+        ("admin.internal:443", True),
+        ("admin.internal:8443", False),
+        ("mcpadmin.lan:8443", True),  # an extra host with its port: that one only
+        ("mcpadmin.lan", False),
+        ("[2001:db8::1]:9443", True),
+        ("[2001:DB8:0:0::1]:9443", True),  # the same address, written otherwise
+        ("[2001:db8::1]", False),
+        ("2001:db8::1:9443", False),  # no brackets
+        ("evil.example", False),
+        ("admin.example.evil.example", False),
+        ("admin.example@evil.example", False),
+        ("admin.example:99999", False),
+        ("admin.example:", False),
+        ("admin.example/x", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_allowed_host_compares_host_and_port(host, served):
+    extra = ["admin.internal", "mcpadmin.lan:8443", "[2001:db8::1]:9443"]
+    assert allowed_host(host, PUBLIC, extra) is served
+
+
+def test_allowed_host_takes_the_default_port_of_the_public_urls_scheme():
+    assert allowed_host("admin.example", "http://admin.example", [])
+    assert not allowed_host("admin.example:443", "http://admin.example", [])
+    assert allowed_host("admin.example:8000", "http://admin.example:8000", [])
+    assert not allowed_host("admin.example", "http://admin.example:8000", [])
+    assert allowed_host("localhost", "http://127.0.0.1:5000", ["localhost"])  # the test client
+    assert allowed_host("[::1]:5000", "http://[::1]:5000", [])
+    assert not allowed_host("[::1]:5001", "http://[::1]:5000", [])
 
 
 def test_allowed_origins_follow_the_public_scheme_and_extra_hosts():

@@ -1,7 +1,7 @@
 """Tool calls upstream (``services.calls`` over ``protocol.mcp``) against real peers: both eras,
 progress relayed while the tool runs, cancellation reaching the upstream, legacy sessions
 reused, refreshed and dead OAuth grants, missing credentials, a server that is down, results
-passed through, and no credential in anything the agent receives."""
+passed through, and no credential (nor a run of one) in anything the agent receives."""
 
 import json
 import time
@@ -16,11 +16,13 @@ from mcpadmin.protocol import mcp
 from mcpadmin.protocol.http import Http
 from mcpadmin.services import calls
 from mcpadmin.services.agents import connection_for
+from mcpadmin.services.scrub import RUN
 from tests.oauth_helpers import add_agent as add_oauth_agent
 from tests.oauth_helpers import add_connector as add_oauth_connector
 from tests.oauth_helpers import connect
 from tests.peers import call_tools, free_port
 from tests.peers.mcp_fixtures import LEGACY_PYTHON, _start, _stop
+from tests.test_scrub import longest_piece
 
 TOKEN = "peer-secret-token-0123456789"  # noqa: S105 (the bearer peer's test credential)
 
@@ -225,6 +227,30 @@ def test_an_upstream_json_rpc_error_is_an_is_error_result_without_the_credential
     assert outcome.error.startswith("Peer refused the call: refused this; you sent ")
     assert TOKEN not in json.dumps(outcome.result) and TOKEN not in outcome.error
     assert "[credential]" in outcome.error
+
+
+@pytest.mark.parametrize("kept", [5, 12, 20, 27])
+def test_a_credential_cut_off_at_the_end_of_a_long_error_leaves_no_run_of_it(
+    app, bearer_tools, kept
+):
+    # The peer answers "refused <text>; you sent authorization=Bearer <TOKEN>", cut to 300
+    # characters (protocol.mcp) before it reaches the scrubber: ``kept`` of the token's.
+    cid, aid = add(app, bearer_tools.url, auth_type="bearer", secret=TOKEN)
+    padding = "p" * (300 - len("refused ; you sent authorization=Bearer ") - kept)
+    _notes, outcome = call(app, cid, aid, "refuse", {"text": padding})
+    assert outcome.kind == "protocol_error" and outcome.error.endswith("[credential]")
+    for shown in (outcome.error, json.dumps(outcome.result)):
+        assert longest_piece(shown, f"Bearer {TOKEN}") < RUN, shown
+
+
+def test_a_credential_used_as_a_key_of_structured_content_is_scrubbed(app, bearer_tools):
+    cid, aid = add(app, bearer_tools.url, auth_type="bearer", secret=TOKEN)
+    _notes, outcome = call(app, cid, aid, "mirror")
+    assert outcome.kind == "ok", outcome.error
+    # The whole header value and a cut one: two keys still, neither holding the token.
+    assert outcome.result["structuredContent"] == {"[credential]": "sent",
+                                                   "[credential] (2)": "sent"}  # fmt: skip
+    assert outcome.result["content"] == [{"type": "text", "text": "[credential]"}]
 
 
 def test_a_refused_static_credential_says_who_must_replace_it(app, bearer_tools):

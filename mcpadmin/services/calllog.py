@@ -2,10 +2,10 @@
 the one place such rows are written.
 
 A row names the agent, the key (its id and label, never the key), the connector and tool,
-how the call ended (``Outcome``), how long it took, one capped line of error and the sizes
-of the request and the answer. Results are never stored; arguments only where the connector
-says so (``Connector.log_arguments``), with every value under a secret-looking key replaced
-(``redact``). ``CALL_LOG = False`` writes no row (to measure what the log costs).
+how the call ended (``Outcome``), how long it took, one line of error (scrubbed, then cut)
+and the sizes of the request and the answer. Results are never stored; arguments only where
+the connector says so (``Connector.log_arguments``), with every value under a secret-looking
+key replaced (``redact``). ``CALL_LOG = False`` writes no row (to measure what the log costs).
 
 A call only queues its row; a writer thread per process writes the queue in batches
 (``Writer``), so the call never waits for a disk sync and a log that cannot be written never
@@ -27,7 +27,7 @@ from sqlalchemy import insert
 
 from ..extensions import db
 from ..models import CallRecord, utcnow
-from . import metrics
+from . import metrics, scrub
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,10 @@ def _redacted(value):
 
 
 def one_line(text: str | None) -> str | None:
-    """``text`` as the row keeps it: one line of at most ``MAX_ERROR`` characters."""
-    if text is None:
-        return None
-    text = " ".join(str(text).split())
-    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
+    """``text`` as the row keeps it: one line of at most ``MAX_ERROR`` characters. It only
+    cuts: ``text`` comes scrubbed (``calls.Outcome.error``, or the gateway's own words), so a
+    cut cannot leave a piece of a credential that scrubbing would not have recognised."""
+    return None if text is None else scrub.one_line(str(text), MAX_ERROR)
 
 
 def record(call: Call, outcome: Outcome, error: str | None, total_ms: float,

@@ -3,12 +3,13 @@ with a refreshed OAuth token after a 401, the agent's progress token swapped for
 upstream and back, and every failure turned into an ``isError`` result the agent reads: one
 sentence naming the connector and, when a credential is at fault, who must reconnect what.
 
-Credentials stay out of everything the agent receives: the headers' values are scrubbed from
-each sentence built here and from what the upstream sends back. Legacy upstream sessions are
-kept in a process-wide ``SessionPool`` (an optimisation only; a restart costs one handshake).
+Credentials stay out of everything the agent receives: the headers' values are scrubbed
+(``scrub``: whole, and any run of ``scrub.RUN`` characters of one) from each sentence built
+here and from what the upstream sends back, before anything is cut. Legacy upstream sessions
+are kept in a process-wide ``SessionPool`` (an optimisation only; a restart costs one
+handshake).
 """
 
-import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -24,11 +25,11 @@ from . import lifecycle, outbound, tokens
 from .calllog import Outcome as Kind  # how a call ended (``Outcome.kind``): one list
 from .credentials import auth_headers
 from .lifecycle import Event
+from .scrub import Scrubber
 
 POOL = mcp.SessionPool()
 MAX_MESSAGE = 300  # characters of an upstream's words quoted in a sentence
 MIN_SCRUBBED = 8  # shorter credential values are scrubbed from our sentences only
-SCRUBBED = "[credential]"
 
 
 @dataclass
@@ -227,6 +228,7 @@ class _Pair:
         self.where = f"on agent {agent_name}'s page" if connector.per_agent else (
             "on the connectors page")  # fmt: skip
         self.secrets: set[str] = set()
+        self._ours = self._theirs = Scrubber(())  # our sentences; what the upstream sends
 
     def check_credential(self):
         """:raise Refused: no credential is stored where one is needed, or it is unreadable."""
@@ -254,11 +256,13 @@ class _Pair:
             raise Refused(Kind.NEEDS_RECONNECT, self.expired()) from None
         except tokens.TokenError as exc:
             raise Refused(Kind.DOWN, f"{self.name}'s access token could not be refreshed "
-                           f"({exc}); try again later.") from None  # fmt: skip
+                          f"({self._quoted(exc)}); try again later.") from None  # fmt: skip
         for value in headers.values():
             self.secrets.add(value)
             self.secrets.add(value.partition(" ")[2].strip())  # the token of "Bearer <token>"
         self.secrets.discard("")
+        self._ours = Scrubber(self.secrets)
+        self._theirs = Scrubber(s for s in self.secrets if len(s) >= MIN_SCRUBBED)
         return headers
 
     def unreadable(self) -> str:
@@ -277,16 +281,16 @@ class _Pair:
         if isinstance(exc, mcp.Forbidden):
             return self._forbidden(exc)
         if isinstance(exc, mcp.RpcError):
-            return Kind.PROTOCOL, f"{name} refused the call: {_line(exc.rpc_message)}"
+            return Kind.PROTOCOL, f"{name} refused the call: {self._quoted(exc.rpc_message)}"
         if isinstance(exc, mcp.TimedOut):
             return Kind.TIMEOUT, f"{name} did not answer the call to {tool} in time."
         if isinstance(exc, mcp.ServerUnreachable):
-            return Kind.DOWN, f"{name} could not be reached: {_line(str(exc))}"
+            return Kind.DOWN, f"{name} could not be reached: {self._quoted(exc)}"
         if isinstance(exc, mcp.ConnectionLost):
             return Kind.DOWN, f"{name} closed the connection before answering the call to {tool}."
         if isinstance(exc, mcp.HttpStatusError) and exc.status >= 500:
-            return Kind.DOWN, f"{name} failed to answer the call to {tool}: {_line(str(exc))}"
-        return Kind.PROTOCOL, f"The call to {name} failed: {_line(str(exc))}"
+            return Kind.DOWN, f"{name} failed to answer the call to {tool}: {self._quoted(exc)}"
+        return Kind.PROTOCOL, f"The call to {name} failed: {self._quoted(exc)}"
 
     def _unauthorized(self) -> tuple[Kind, str]:
         connector = self.connector
@@ -335,14 +339,10 @@ class _Pair:
         return self.scrubbed(message)
 
     def scrubbed(self, value):
-        """``value`` (JSON) with every credential value of ``MIN_SCRUBBED`` characters or more
-        replaced: a copy when one occurs, else ``value`` itself."""
-        text = json.dumps(value, ensure_ascii=False)
-        found = [s for s in self.secrets if len(s) >= MIN_SCRUBBED
-                 and (s in text or json.dumps(s, ensure_ascii=False)[1:-1] in text)]  # fmt: skip
-        if not found:
-            return value
-        return _scrubbed(value, sorted(found, key=len, reverse=True))
+        """``value`` (JSON, keys included) with every credential value of ``MIN_SCRUBBED``
+        characters or more scrubbed (``Scrubber.json``): a copy when one occurs, else
+        ``value`` itself."""
+        return self._theirs.json(value)
 
     def succeeded(self, result: dict) -> Outcome:
         result = self.scrubbed(result)
@@ -350,35 +350,16 @@ class _Pair:
             texts = [c.get("text") for c in result.get("content") or () if isinstance(c, dict)]
             said = next((t for t in texts if isinstance(t, str) and t.strip()), None)
             error = f"{self.name}'s tool {self.tool} reported an error"
-            error += f": {_line(said)}" if said else "."
-            return Outcome(result, self._clean(error), Kind.TOOL_ERROR, 0.0)
+            error += f": {self._quoted(said)}" if said else "."
+            return Outcome(result, self._ours.text(error), Kind.TOOL_ERROR, 0.0)
         return Outcome(result, None, Kind.OK, 0.0)
 
     def failed(self, kind: Kind, message: str) -> Outcome:
-        message = self._clean(message)
+        message = self._ours.text(message)
         result = {"content": [{"type": "text", "text": message}], "isError": True}
         return Outcome(result, message, kind, 0.0)
 
-    def _clean(self, message: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            message = message.replace(secret, SCRUBBED)
-        return message
-
-
-def _line(text: str) -> str:
-    """Upstream words fit for one of our sentences: one line, capped."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
-
-
-def _scrubbed(value, secrets: list[str]):
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, SCRUBBED)
-        return value
-    if isinstance(value, dict):
-        return {key: _scrubbed(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(item, secrets) for item in value]
-    return value
+    def _quoted(self, words) -> str:
+        """Upstream words fit for one of our sentences: scrubbed of every credential value,
+        then on one line of at most ``MAX_MESSAGE`` characters (cut last)."""
+        return self._ours.line(words, MAX_MESSAGE)

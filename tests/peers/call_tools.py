@@ -13,6 +13,9 @@ other tests count stay as they were.
   as a careless server might; whoever relays it must scrub them.
 - ``locate(place: {region})``: ``region`` carries ``x-mcp-header: Region``; answers the
   ``Mcp-Param-Region`` header it got (a modern 2.x peer also checks it against the body).
+- ``mirror()``, callable but never listed (the bench counts the listed ones): a result whose
+  ``structuredContent`` has each credential header's value as a key, and that value less its
+  last 3 characters as another; its text repeats the value less its first 3.
 """
 
 import asyncio
@@ -129,6 +132,12 @@ async def run(name: str, arguments: dict, progress, log, headers: dict) -> dict:
     if name == "refuse":
         sent = ", ".join(f"{k}={headers[k]}" for k in CREDENTIAL_HEADERS if k in headers)
         raise Refusal(-32603, f"refused {arguments.get('text', '')}; you sent {sent}")
+    if name == "mirror":
+        sent = [headers[k] for k in CREDENTIAL_HEADERS if k in headers]
+        return {
+            "content": _text(" ".join(value[3:] for value in sent)),
+            "structuredContent": {key: "sent" for value in sent for key in (value, value[:-3])},
+        }
     if name == "locate":
         return {"content": _text(f"Mcp-Param-Region: {headers.get('mcp-param-region')}")}
     raise Refusal(-32602, f"Unknown tool: {name}")
