@@ -4,6 +4,7 @@ import os
 
 import click
 from flask import Flask, redirect, url_for
+from flask.cli import FlaskGroup
 from flask_migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -68,9 +69,11 @@ def create_app(test_config=None, instance_path=None):
 def _running_shell_command() -> bool:
     """Whether the ``flask`` command loads the app for a command other than ``run``: Flask
     loads it inside ``run``'s own context, and for every other command while still in the
-    group's."""
+    group's. Another program's command line (``uvicorn asgi:app``) is no shell command."""
     context = click.get_current_context(silent=True)
-    return context is not None and context.info_name != "run"
+    if context is None or not isinstance(context.find_root().command, FlaskGroup):
+        return False
+    return context.info_name != "run"
 
 
 @event.listens_for(Engine, "connect")

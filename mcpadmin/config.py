@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
-from .security import host_and_port
+from .protocol.urls import host_and_port
 
 # Fewer characters than this in SECRET_KEY and a session cookie's signature can be guessed.
 MIN_SECRET_KEY_LENGTH = 32

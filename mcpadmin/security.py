@@ -22,14 +22,13 @@ names its own host, and another service on this machine its own port. Behind
 """
 
 import functools
-import ipaddress
-import re
 from urllib.parse import urlsplit
 
 from flask import current_app, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import render_error
+from .protocol.urls import host_and_port
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # CSP host sources cannot name an IPv6 literal (Chromium ignores ``http://[::1]:*``).
@@ -37,10 +36,6 @@ HEALTH_PATH = "/healthz"
 LOOPBACK_SOURCES = "http://127.0.0.1:* http://localhost:*"
 # The port a Host without one means, by PUBLIC_BASE_URL's scheme [RFC 9110 §4.2.1, §4.2.2].
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# host [":" port] [RFC 9110 §7.2]: an IP literal in brackets, or a name (a trailing dot allowed).
-_AUTHORITY = re.compile(
-    r"(?:\[(?P<literal>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._~-]+))(?::(?P<port>[0-9]{1,5}))?"
-)
 
 
 def content_security_policy(allow_http_loopback: bool = False) -> str:
@@ -83,29 +78,6 @@ def allowed_origins(public_base_url: str, extra_hosts: list[str]) -> set[str]:
     scheme = urlsplit(public_base_url).scheme
     origins = {origin_of(public_base_url)} | {origin_of(f"{scheme}://{h}") for h in extra_hosts}
     return origins - {None}
-
-
-def host_and_port(authority: str, default_port: int | None) -> tuple[str, int | None] | None:
-    """``host[:port]`` (a ``Host`` header, an ``EXTRA_HOSTS`` entry) as ``(host, port)``: the
-    host lower-cased, one trailing dot dropped, an IPv6 literal in brackets and compressed
-    (``[0:0::1]`` is ``[::1]``); ``default_port`` when no port is given. None for anything
-    else (user info, a path, a port out of range, an empty host)."""
-    found = _AUTHORITY.fullmatch(authority.strip().lower())
-    if found is None:
-        return None
-    if found["literal"] is not None:
-        try:
-            host = f"[{ipaddress.IPv6Address(found['literal']).compressed}]"
-        except ValueError:
-            return None
-    else:
-        host = found["name"].removesuffix(".")
-        if not host or host.startswith(".") or ".." in host:
-            return None
-    port = default_port if found["port"] is None else int(found["port"])
-    if port is not None and not 0 < port < 65536:
-        return None
-    return host, port
 
 
 def allowed_host(host_header: str | None, public_base_url: str, extra_hosts: list[str]) -> bool:

@@ -259,16 +259,16 @@ def test_create_admin_prints_no_setup_link_and_deletes_the_setup_token(tmp_path,
 
 def test_serve_script_prints_the_setup_link_on_the_port_it_serves(tmp_path):
     """``scripts/serve`` as written, in a copy of the checkout whose install steps do nothing
-    (no package index is reached) and whose ``flask`` is the real one."""
+    (no package index is reached) and whose ``uvicorn`` is the real one."""
     checkout = tmp_path / "checkout"
     (checkout / "scripts").mkdir(parents=True)
     (checkout / "scripts" / "serve").write_text((ROOT / "scripts" / "serve").read_text())
-    (checkout / "wsgi.py").symlink_to(ROOT / "wsgi.py")
+    (checkout / "asgi.py").symlink_to(ROOT / "asgi.py")
     fake_bin = tmp_path / "bin"
     for tool, body in {
         fake_bin / "python3": "exit 0",  # python3 -m venv .venv
         checkout / ".venv" / "bin" / "python": "exit 0",  # pip install
-        checkout / ".venv" / "bin" / "flask": f'exec {os.path.join(BIN, "flask")} "$@"',
+        checkout / ".venv" / "bin" / "uvicorn": f'exec {os.path.join(BIN, "uvicorn")} "$@"',
     }.items():
         tool.parent.mkdir(parents=True, exist_ok=True)
         tool.write_text(f"#!/bin/sh\n{body}\n")

@@ -29,7 +29,7 @@ BIN = os.path.dirname(sys.executable)
 def environment(app, database_uri):
     """What gunicorn and the ``flask`` command need to run this test's app: its database,
     its instance folder (so the same secret and encryption keys), loopback peers allowed."""
-    factory = f"mcpadmin.gateway.app:create_asgi_app(instance_path={app.instance_path!r})"
+    factory = f"mcpadmin:create_app(instance_path={app.instance_path!r})"
     env = {
         **os.environ,
         "MCPADMIN_SQLALCHEMY_DATABASE_URI": database_uri,
@@ -42,13 +42,15 @@ def environment(app, database_uri):
 
 @pytest.fixture
 def gunicorn(environment):
-    """``gunicorn -w 4`` serving the app; yields its base URL."""
+    """``gunicorn -w 4`` (uvicorn workers) serving the app; yields its base URL (its
+    ``PUBLIC_BASE_URL``: any other Host and port is refused)."""
     factory, env = environment
     port = free_port()
     server = subprocess.Popen(
         [os.path.join(BIN, "gunicorn"), "-w", "4", "-b", f"127.0.0.1:{port}", "--preload",
-         "-k", "mcpadmin.gateway.worker.Worker", factory],
-        env=env,
+         "-k", "mcpadmin.gateway.worker.Worker",
+         factory.replace("mcpadmin:create_app", "mcpadmin.gateway.app:create_asgi_app")],
+        env={**env, "MCPADMIN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

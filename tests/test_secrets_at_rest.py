@@ -146,7 +146,7 @@ def test_rotate_keys_reports_unreadable_secrets_and_keeps_them(app, make_app):
 
 def test_default_sqlite_database_is_created_owner_only(tmp_path, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    bare = Flask("mcpadmin", instance_path=str(tmp_path))
+    bare = Flask("mcpadmin", instance_path=str(tmp_path), instance_relative_config=True)
     load(bare)
     path = tmp_path / "mcpadmin.sqlite3"
     assert bare.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{path}"

@@ -24,13 +24,20 @@ from uvicorn_worker import UvicornWorker
 class Worker(UvicornWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # uvicorn writes access lines whenever its access logger has handlers: give it none,
+        # and gunicorn's access handlers to ours.
+        uvicorn_access = logging.getLogger("uvicorn.access")
+        self.access = logging.getLogger("mcpadmin.access")
+        self.access.handlers, uvicorn_access.handlers = uvicorn_access.handlers, []
+        self.access.setLevel(self.log.access_log.level)
+        self.access.propagate = False
         self.config.access_log = False
         self.config.timeout_graceful_shutdown = max(1, self.cfg.graceful_timeout - 2)
 
     async def _serve(self):
         application = self.wsgi  # gunicorn's name for the loaded app (ASGI here)
-        access = logging.getLogger("uvicorn.access")  # wired to gunicorn's access log
-        self.config.app = AccessLog(application, access) if self.cfg.accesslog else application
+        logged = self.cfg.accesslog and self.access.handlers
+        self.config.app = AccessLog(application, self.access) if logged else application
         server = _Server(config=self.config)
         server.on_exit = lambda: _drain(application)
         self._install_sigquit_handler()

@@ -1,5 +1,6 @@
 """Validation of URLs, header names and secrets an operator types or a remote document names."""
 
+import ipaddress
 import re
 import unicodedata
 from urllib.parse import urlsplit
@@ -131,3 +132,32 @@ def unsendable_header(headers: dict) -> str | None:
         except UnicodeEncodeError:
             return name
     return None
+
+
+# host [":" port] [RFC 9110 §7.2]: an IP literal in brackets, or a name (a trailing dot allowed).
+_AUTHORITY = re.compile(
+    r"(?:\[(?P<literal>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._~-]+))(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def host_and_port(authority: str, default_port: int | None) -> tuple[str, int | None] | None:
+    """``host[:port]`` (a ``Host`` header, an ``EXTRA_HOSTS`` entry) as ``(host, port)``: the
+    host lower-cased, one trailing dot dropped, an IPv6 literal in brackets and compressed
+    (``[0:0::1]`` is ``[::1]``); ``default_port`` when no port is given. None for anything
+    else (user info, a path, a port out of range, an empty host)."""
+    found = _AUTHORITY.fullmatch(authority.strip().lower())
+    if found is None:
+        return None
+    if found["literal"] is not None:
+        try:
+            host = f"[{ipaddress.IPv6Address(found['literal']).compressed}]"
+        except ValueError:
+            return None
+    else:
+        host = found["name"].removesuffix(".")
+        if not host or host.startswith(".") or ".." in host:
+            return None
+    port = default_port if found["port"] is None else int(found["port"])
+    if port is not None and not 0 < port < 65536:
+        return None
+    return host, port
