@@ -8,6 +8,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +27,14 @@ LEGACY_PYTHON = os.path.join(ROOT, ".venv-mcp1", "bin", "python")
 BENCH_KEY = "4U4pZOZcFE5hAY2yYc-8-cI4lLQH3xSnt3bGvnMZ3Rk="
 BENCH_SECRET_KEY = "bench-only-session-key-not-a-secret-0123456789"  # noqa: S105 (bench only)
 MODERN = "2026-07-28"
+META = "io.modelcontextprotocol/"
+CONCURRENCY = 16  # clients in the throughput figures
 
 
 @dataclass
 class Figure:
-    """One row of the results table. ``met`` is None when the figure has no target."""
+    """One row of the results table. ``met`` is None when the figure has no target. A
+    ``skipped`` row is a note (an optional arm that could not run here), never a failure."""
 
     name: str
     measured: float | None
@@ -39,6 +43,7 @@ class Figure:
     target: str = "—"
     met: bool | None = None
     note: str = ""
+    skipped: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -69,7 +74,7 @@ def table(figures: list[Figure]) -> str:
     ]
     for f in figures:
         ratio = "—" if f.ratio is None else f"{f.ratio:.2f}"
-        met = {True: "yes", False: "**NO**", None: ""}[f.met]
+        met = "skipped" if f.skipped else {True: "yes", False: "**NO**", None: ""}[f.met]
         name = f.name + (f" ({f.note})" if f.note else "")
         row = [name, fmt(f.measured, f.unit), fmt(f.baseline, f.unit), ratio, f.target, met]
         lines.append("| " + " | ".join(row) + " |")
@@ -107,6 +112,81 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU time the processes spent so far (``/proc/<pid>/stat``)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# -- the lean client ----------------------------------------------------------------------------
+
+
+class Lean:
+    """A modern (2026-07-28) JSON-RPC client on one ``requests.Session``: the fewest steps a
+    client can take per call, the same for a gateway and the upstream."""
+
+    def __init__(self, url: str, key: str | None = None):
+        self.url, self.http, self.next_id = url, requests.Session(), 0
+        self.http.trust_env = False
+        if key:
+            self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def rpc(self, method: str, params: dict) -> dict:
+        self.next_id += 1
+        meta = {META + "protocolVersion": MODERN, META + "clientCapabilities": {}}
+        headers = {"Accept": "application/json, text/event-stream", "Mcp-Method": method,
+                   "MCP-Protocol-Version": MODERN}  # fmt: skip
+        if "name" in params:
+            headers["Mcp-Name"] = params["name"]
+        body = {"jsonrpc": "2.0", "id": self.next_id, "method": method,
+                "params": {**params, "_meta": meta}}  # fmt: skip
+        answer = self.http.post(self.url, json=body, headers=headers, timeout=30)
+        return self.result(method, answer)
+
+    @staticmethod
+    def result(method: str, answer: requests.Response) -> dict:
+        answer.raise_for_status()
+        message = answer.json()
+        if "result" not in message or message["result"].get("isError"):
+            raise RuntimeError(f"{method} failed: {str(message)[:300]}")
+        return message["result"]
+
+    def weather(self, name: str = "weather") -> dict:
+        return self.rpc("tools/call", {"name": name, "arguments": {"city": "Oslo"}})
+
+
+def concurrent_calls(make_client, call, calls, clients: int = CONCURRENCY) -> tuple[float, int]:
+    """Calls per second of ``clients`` threads sharing ``calls`` calls, and the errors."""
+    made = [make_client() for _ in range(clients)]
+    for client in made:
+        call(client)  # warm: connections open, workers loaded
+    left, errors, lock = [calls], [0], threading.Lock()
+
+    def work(client):
+        while True:
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            try:
+                call(client)
+            except Exception:
+                with lock:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in made]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return calls / (time.perf_counter() - began), errors[0]
 
 
 # -- apps and databases ------------------------------------------------------------------------

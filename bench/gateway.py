@@ -3,6 +3,8 @@
 1. ``tools/call`` of a fast tool (``weather``) through the gateway vs the same lean client
    (``requests.Session``, modern JSON-RPC posts) calling the upstream peer directly, one
    client, sequential, interleaved: added p50 and the p99 ratio. Gateway under gunicorn.
+   Beside it, the floors: ``GET /healthz`` on the same gunicorn, and on a bare Starlette app
+   under uvicorn (``bench.peers.bare_floor``), what any ASGI answer costs here.
 2. Throughput at 16 concurrent clients, gateway under gunicorn (several workers) vs the same
    16 clients calling the peer directly; errors counted.
 3. ``tools/list`` through the gateway (50 enabled tools over 5 connectors) vs one direct
@@ -24,28 +26,31 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import requests
 
 from bench.common import (
+    CONCURRENCY,
+    META,
     MODERN,
     PYTHON,
     ROOT,
     Figure,
+    Lean,
     McpPeer,
     SqlCounter,
     cli_env,
+    concurrent_calls,
+    cpu_seconds,
     make_app,
     percentile,
     workdir,
 )
+from bench.peers import bare_floor
 from tests.peers import free_port, terminate
 
-META = "io.modelcontextprotocol/"
-CONCURRENCY = 16
 WORKERS = 3  # gunicorn workers for figure 2 (2 CPUs here; 8 threads each)
 
 
@@ -88,6 +93,7 @@ def run(quick: bool = False) -> list[Figure]:
         with Gunicorn(directory, WORKERS) as server:
             gateway_url = f"{server.url}/agents/{ids[0]}/mcp"
             figures += _latency(peer.url, gateway_url, key, calls)
+            figures.append(bare_floor(100 if quick else 300))  # under the /healthz floor
             figures += _throughput(peer, server, gateway_url, key, 300 if quick else 600)
             lister_url = f"{server.url}/agents/{ids[1]}/mcp"
             figures += _listing(fifty.url, lister_url, lister_key, 50 if quick else 150)
@@ -98,39 +104,6 @@ def run(quick: bool = False) -> list[Figure]:
         for p in (peer, fifty, ten, twenty):
             p.stop()
     return figures
-
-
-# -- the lean client ----------------------------------------------------------------------------
-
-
-class Lean:
-    """A modern (2026-07-28) JSON-RPC client on one ``requests.Session``: the fewest steps a
-    client can take per call, the same for the gateway and the upstream."""
-
-    def __init__(self, url: str, key: str | None = None):
-        self.url, self.http, self.next_id = url, requests.Session(), 0
-        self.http.trust_env = False
-        if key:
-            self.http.headers["Authorization"] = f"Bearer {key}"
-
-    def rpc(self, method: str, params: dict) -> dict:
-        self.next_id += 1
-        meta = {META + "protocolVersion": MODERN, META + "clientCapabilities": {}}
-        headers = {"Accept": "application/json, text/event-stream", "Mcp-Method": method,
-                   "MCP-Protocol-Version": MODERN}  # fmt: skip
-        if "name" in params:
-            headers["Mcp-Name"] = params["name"]
-        body = {"jsonrpc": "2.0", "id": self.next_id, "method": method,
-                "params": {**params, "_meta": meta}}  # fmt: skip
-        answer = self.http.post(self.url, json=body, headers=headers, timeout=30)
-        answer.raise_for_status()
-        message = answer.json()
-        if "result" not in message or message["result"].get("isError"):
-            raise RuntimeError(f"{method} failed: {str(message)[:300]}")
-        return message["result"]
-
-    def weather(self, name: str = "weather") -> dict:
-        return self.rpc("tools/call", {"name": name, "arguments": {"city": "Oslo"}})
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -185,13 +158,13 @@ def _throughput(peer, server, gateway_url, key, calls) -> list[Figure]:
     """Calls per second both ways, and the CPU each process spent per call (what limits it:
     the 2 CPUs are shared by the clients, the gateway's workers and the peer)."""
     peer_pid = [peer.peer.process.pid]
-    before = _cpu_seconds(peer_pid)
-    direct = _concurrent(lambda: Lean(peer.url), lambda c: c.weather(), calls)
-    peer_direct = (_cpu_seconds(peer_pid) - before) / calls * 1000
-    before = _cpu_seconds(peer_pid), _cpu_seconds(server.worker_pids())
-    gateway = _concurrent(lambda: Lean(gateway_url, key), _gateway_call_on, calls)
-    peer_gateway = (_cpu_seconds(peer_pid) - before[0]) / calls * 1000
-    workers = (_cpu_seconds(server.worker_pids()) - before[1]) / calls * 1000
+    before = cpu_seconds(peer_pid)
+    direct = concurrent_calls(lambda: Lean(peer.url), lambda c: c.weather(), calls)
+    peer_direct = (cpu_seconds(peer_pid) - before) / calls * 1000
+    before = cpu_seconds(peer_pid), cpu_seconds(server.worker_pids())
+    gateway = concurrent_calls(lambda: Lean(gateway_url, key), _gateway_call_on, calls)
+    peer_gateway = (cpu_seconds(peer_pid) - before[0]) / calls * 1000
+    workers = (cpu_seconds(server.worker_pids()) - before[1]) / calls * 1000
     errors = direct[1] + gateway[1]
     note = (f"{calls} calls, gunicorn {WORKERS}×8 threads on 2 CPUs shared with the clients "
             f"and the peer; CPU per call: gateway workers {workers:.1f} ms, peer "
@@ -206,34 +179,6 @@ def _throughput(peer, server, gateway_url, key, calls) -> list[Figure]:
 
 def _gateway_call_on(client):
     return client.weather("peer__weather")
-
-
-def _concurrent(make_client, call, calls) -> tuple[float, int]:
-    """Calls per second of ``CONCURRENCY`` threads sharing ``calls`` calls, and the errors."""
-    clients = [make_client() for _ in range(CONCURRENCY)]
-    for client in clients:
-        call(client)  # warm: connections open, workers loaded
-    left, errors, lock = [calls], [0], threading.Lock()
-
-    def work(client):
-        while True:
-            with lock:
-                if left[0] == 0:
-                    return
-                left[0] -= 1
-            try:
-                call(client)
-            except Exception:
-                with lock:
-                    errors[0] += 1
-
-    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return calls / (time.perf_counter() - began), errors[0]
 
 
 def _listing(peer_url, gateway_url, key, runs) -> list[Figure]:
@@ -343,9 +288,9 @@ def _call_log_cost(app, agent_id, key, tool, calls) -> list[Figure]:
 
 def _memory(server, gateway_url, key, first) -> list[Figure]:
     """RSS of the one worker after ``first`` calls, then after ten times as many."""
-    _concurrent(lambda: Lean(gateway_url, key), _gateway_call_on, first)
+    concurrent_calls(lambda: Lean(gateway_url, key), _gateway_call_on, first)
     after_first = server.worker_rss_kib()
-    _concurrent(lambda: Lean(gateway_url, key), _gateway_call_on, 9 * first)
+    concurrent_calls(lambda: Lean(gateway_url, key), _gateway_call_on, 9 * first)
     after_all = server.worker_rss_kib()
     return [
         Figure(f"gateway worker RSS after {10 * first} calls vs after {first}",
@@ -353,16 +298,6 @@ def _memory(server, gateway_url, key, first) -> list[Figure]:
                after_all <= 1.1 * after_first,
                note=f"gunicorn 1 worker, {CONCURRENCY} clients"),
     ]  # fmt: skip
-
-
-def _cpu_seconds(pids) -> float:
-    """User + system CPU time the processes spent so far (``/proc/<pid>/stat``)."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 # -- the app under gunicorn ---------------------------------------------------------------------
