@@ -28,6 +28,7 @@ BENCHMARKS = {
     "storm": "5. Refresh storm",
     "gateway": "6. Agent gateway",
     "records": "7. Calls and Audit pages, usage charts",
+    "streams": "8. Held agent streams",
 }
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 
