@@ -1,5 +1,5 @@
 """The floor under any answer of an ASGI app: Starlette answering ``GET /healthz`` with 200 and
-nothing else, for ``python -m uvicorn bench.bare_app:app`` (see bench/peers.py)."""
+nothing else, for ``python -m uvicorn bench.bare_app:app`` (``bench.common.bare_starlette``)."""
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse

@@ -10,16 +10,35 @@ each run: the path a changed listing takes (loading and hashing every tool), wit
 
 Runs are interleaved (mcpadmin, SDK, floor, mcpadmin…) so load from other processes falls on
 each side alike; requests are counted by the peer.
+
+Then the UI's Sync request over HTTP (the connectors index's htmx ``POST
+/connectors/<id>/sync`` of the modern JSON setup, with its CSRF header, answered with the
+row): under the production recipe (``gunicorn -c gunicorn.conf.py asgi:app``: the Flask app
+behind the WSGI adapter) vs the recipe before it (the same settings with gunicorn's gthread
+worker and ``wsgi:app``), 2 workers each, on one database, each with a browser signed in
+through its login form; and the first against the floor, interleaved.
 """
 
 import asyncio
 import json
+import re
 import statistics
 import time
 
 import requests
 
-from bench.common import MODERN, Figure, McpPeer, interleaved, make_app, workdir
+from bench.common import (
+    MODERN,
+    Figure,
+    McpPeer,
+    Server,
+    add_served_admin,
+    interleaved,
+    make_app,
+    repeat_for,
+    top_frames,
+    workdir,
+)
 
 TOOLS = 50
 # (label, peer script, peer flags, runs under the mcp 1.x venv, era mcpadmin caches)
@@ -42,7 +61,71 @@ def run(quick: bool = False) -> list[Figure]:
             figures += _one_setup(label, peer, era, runs)
         finally:
             peer.stop()
+    peer = McpPeer("mcp_server.py", "--tools", str(TOOLS), "--json")
+    try:
+        figures += ui_sync(peer, 40 if quick else 150)
+    finally:
+        peer.stop()
     return figures
+
+
+def ui_sync(peer: McpPeer, runs: int) -> list[Figure]:
+    """The UI's Sync request over HTTP: the ASGI stack vs gthread, and vs the floor."""
+    from mcpadmin.extensions import db
+    from mcpadmin.models import Connector
+    from mcpadmin.services import sync
+    from tests.test_load import signed_in
+
+    directory = workdir("ui-sync")
+    app = make_app(directory)
+    with app.app_context():
+        connector = Connector(name="bench", url=peer.url)
+        db.session.add(connector)
+        db.session.commit()
+        sync.sync_tools(connector)  # the era learnt, the listing stored: a re-sync follows
+        db.session.commit()
+        path = f"/connectors/{connector.id}/sync"
+    admin = add_served_admin(app)
+    floor = Floor(peer.url, "modern")
+    with Server(directory, "asgi") as asgi, Server(directory, "gthread") as gthread:
+        clicks = {name: _SyncButton(server.url, path, signed_in(server.url, admin))
+                  for name, server in (("asgi", asgi), ("gthread", gthread))}  # fmt: skip
+        sides = {"asgi": clicks["asgi"].click, "gthread": clicks["gthread"].click,
+                 "floor": floor.list_tools}  # fmt: skip
+        times = interleaved(sides, runs, warmup=3)
+        ms = {name: seconds * 1000 for name, seconds in times.items()}
+        ratio_met, floor_met = ms["asgi"] <= 1.1 * ms["gthread"], ms["asgi"] <= 4 * ms["floor"]
+        profile = ""
+        if not (ratio_met and floor_met):
+
+            def load():
+                repeat_for(4, clicks["asgi"].click)
+
+            profile = "; " + top_frames(asgi.worker_pids(), 5, during=load)
+    name = f"the UI's Sync request (htmx POST, {TOOLS} tools, modern JSON) over HTTP"
+    note = f"median of {runs}, interleaved; 2 workers each"
+    return [
+        Figure(f"{name}: ASGI stack vs gunicorn gthread", ms["asgi"], ms["gthread"], "ms",
+               "≤ 1.1×", ratio_met, note=note + (profile if not ratio_met else "")),
+        Figure(f"{name}: ASGI stack vs the floor", ms["asgi"], ms["floor"], "ms", "≤ 4×",
+               floor_met, note=profile.removeprefix("; ") if not floor_met else ""),
+    ]  # fmt: skip
+
+
+class _SyncButton:
+    """The Sync button of a connector's row on the connectors index, as htmx sends it: the
+    CSRF token in ``X-CSRFToken`` (from the page's ``hx-headers``) and in the form."""
+
+    def __init__(self, base: str, path: str, browser: requests.Session):
+        self.url, self.browser = base + path, browser
+        page = browser.get(base + "/connectors/", timeout=30).text
+        self.token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+    def click(self):
+        headers = {"HX-Request": "true", "X-CSRFToken": self.token}
+        answer = self.browser.post(self.url, data={"csrf_token": self.token}, headers=headers,
+                                   timeout=30)  # fmt: skip
+        assert answer.status_code == 200 and "Synced" in answer.text, answer.status_code
 
 
 def _one_setup(label, peer, era, runs) -> list[Figure]:

@@ -5,12 +5,30 @@ by the Flask test client, signed in, on a SQLite database seeded through the mod
 
 The baseline of each figure is the same page at 10 connectors: the statement count should not
 grow with the size, and the time per row should not either.
+
+Then a signed-in page over HTTP, as a browser gets it: the connectors index at 10 connectors
+from the production recipe (``gunicorn -c gunicorn.conf.py asgi:app``: uvicorn workers, the
+Flask app behind the WSGI adapter) vs the recipe before it (the same settings with gunicorn's
+gthread worker serving the Flask app alone, ``wsgi:app``), 2 workers each, on one database,
+requests interleaved, each server with a browser signed in through its login form.
 """
 
 import statistics
 import time
 
-from bench.common import Figure, SqlCounter, log_in, make_app, workdir
+import requests
+
+from bench.common import (
+    Figure,
+    Server,
+    SqlCounter,
+    add_served_admin,
+    log_in,
+    make_app,
+    repeat_for,
+    top_frames,
+    workdir,
+)
 
 SIZES = (10, 100, 1000)
 TOOLS_PER_CONNECTOR = 5
@@ -69,7 +87,52 @@ def run(quick: bool = False) -> list[Figure]:
                     "(info; baseline: per row at 10)",
                 )  # fmt: skip
             )
-    return figures
+    return figures + served(quick)
+
+
+def served(quick: bool = False) -> list[Figure]:
+    """The connectors index (10 connectors) signed in, over HTTP: the ASGI stack vs gthread."""
+    from tests.test_load import signed_in
+
+    directory = workdir("pages-served")
+    app = make_app(directory)
+    _seed(app, SIZES[0])
+    admin = add_served_admin(app)
+    runs = 100 if quick else 400
+    with Server(directory, "asgi") as asgi, Server(directory, "gthread") as gthread:
+        browsers = {name: signed_in(s.url, admin) for name, s in
+                    (("asgi", asgi), ("gthread", gthread))}  # fmt: skip
+        urls = {"asgi": asgi.url + "/connectors/", "gthread": gthread.url + "/connectors/"}
+        times = {name: [] for name in browsers}
+        for _ in range(10):
+            for name, browser in browsers.items():
+                _get(browser, urls[name])
+        for _ in range(runs):  # interleaved, so load from elsewhere falls on both alike
+            for name, browser in browsers.items():
+                began = time.perf_counter()
+                _get(browser, urls[name])
+                times[name].append((time.perf_counter() - began) * 1000)
+        p50 = {name: statistics.median(values) for name, values in times.items()}
+        ratio_met, aim_met = p50["asgi"] <= 1.1 * p50["gthread"], p50["asgi"] <= 3
+        profile = ""
+        if not (ratio_met and aim_met):
+            browser, url = browsers["asgi"], urls["asgi"]
+            profile = "; " + top_frames(
+                asgi.worker_pids(), 5, during=lambda: repeat_for(4, lambda: _get(browser, url))
+            )
+    note = f"{runs} each, interleaved; 2 workers each"
+    return [
+        Figure("signed-in page (connectors index, 10 connectors) over HTTP: ASGI stack vs "
+               "gunicorn gthread, p50", p50["asgi"], p50["gthread"], "ms", "≤ 1.1×", ratio_met,
+               note=note + (profile if not ratio_met else "")),
+        Figure("signed-in page over HTTP, ASGI stack, p50", p50["asgi"], None, "ms",
+               "≤ 3 ms (aim)", aim_met, note=profile.removeprefix("; ")),
+    ]  # fmt: skip
+
+
+def _get(browser: requests.Session, url: str):
+    answer = browser.get(url, timeout=30, allow_redirects=False)
+    assert answer.status_code == 200, (url, answer.status_code)
 
 
 def _measure(client, engine, path, runs) -> tuple[int, float]:

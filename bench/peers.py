@@ -93,11 +93,10 @@ import uvicorn
 
 from bench.common import (
     CONCURRENCY,
-    PYTHON,
-    ROOT,
     Figure,
     Lean,
     McpPeer,
+    bare_starlette,
     concurrent_calls,
     cpu_seconds,
     percentile,
@@ -136,7 +135,7 @@ def run(quick: bool = False) -> list[Figure]:
     settings = _settings(directory)
     figures, ids = [], None
     try:
-        with BareStarlette() as bare:
+        with bare_starlette() as bare:
             for mode in ("defaults", "stateful"):
                 try:
                     with ContextForge(python, directory, settings, mode == "stateful") as server:
@@ -464,43 +463,11 @@ class Getter:
 # -- the bare floor -------------------------------------------------------------------------------
 
 
-class BareStarlette:
-    """bench/bare_app.py (Starlette answering ``/healthz``) on uvicorn, one process, from the
-    project's venv: what any answer from an ASGI app on uvicorn costs at least."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/healthz"
-        python = PYTHON if os.path.exists(PYTHON) else sys.executable
-        self.process = subprocess.Popen(
-            [python, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1", "--port",
-             str(self.port), "--no-access-log", "--log-level", "warning"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        http, deadline = _session(), time.monotonic() + 30
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if http.get(self.url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("bench/bare_app.py did not start under uvicorn")
-
-    def stop(self):
-        terminate(self.process)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
 def bare_floor(runs: int = 300) -> Figure:
     """p50 of ``GET /healthz`` on a bare Starlette app under uvicorn (uvloop, httptools), the
     same lean client: the floor under any no-op GET of an ASGI server on this machine."""
-    with BareStarlette() as bare:
-        floor = Getter(bare.url)
+    with bare_starlette() as base:
+        floor = Getter(base + "/healthz")
         for _ in range(20):
             floor.get()
         times = []
@@ -510,7 +477,7 @@ def bare_floor(runs: int = 300) -> Figure:
             times.append((time.perf_counter() - began) * 1000)
     return Figure("floor: bare Starlette GET /healthz on uvicorn, p50", statistics.median(times),
                   None, "ms", note=f"{runs} requests; one uvicorn {uvicorn.__version__} process, "
-                  "bench/bare_app.py")  # fmt: skip
+                  "bench/common.bare_starlette")  # fmt: skip
 
 
 # -- one mode -------------------------------------------------------------------------------------
@@ -614,7 +581,7 @@ def _repetition(server, url, list_url, key, tool, main_kind, other_kind, peer, f
                 sizes) -> dict:  # fmt: skip
     """One run of the three measurements (see the module's docstring)."""
     direct, main, other = Lean(peer.url), main_kind(url, key), other_kind(url, key)
-    health, floor = Getter(server.url + "/health"), Getter(bare.url)
+    health, floor = Getter(server.url + "/health"), Getter(bare + "/healthz")
     sides = {
         "direct": direct.weather,
         "main": lambda: main.weather(tool),

@@ -33,6 +33,7 @@ BENCHMARKS = {
     "storm": "5. Refresh storm",
     "gateway": "6. Agent gateway",
     "records": "7. Calls and Audit pages, usage charts",
+    "streams": "8. Held agent streams",
 }
 PEERS = "6b. Agent gateway beside a peer: ContextForge (--peers)"
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
