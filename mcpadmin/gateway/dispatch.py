@@ -10,6 +10,7 @@ whose ``MCP-Protocol-Version`` header names a modern version, or whose body carr
 ``_meta`` envelope, is modern; anything else belongs to a legacy session.
 """
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -222,7 +223,8 @@ def _call(caller, request, now, modern: bool):
                 "agent's page before it can be called again.")  # fmt: skip
         result = error_result(requestlog.tagged(text), modern)
         body = server.response(message.id, result)
-        record(caller, entry, call, (Outcome.DEFINITION_CHANGED, text, None, 0), request, now)
+        ending = (Outcome.DEFINITION_CHANGED, text, None, len(encode(body)))
+        record(caller, entry, call, ending, request, now)
         return Answer(200, body)
     connector, connection, input_schema = service.call_target(entry)
     if connector.log_arguments:
@@ -232,7 +234,7 @@ def _call(caller, request, now, modern: bool):
                            input_schema)  # fmt: skip
     if isinstance(target, calls.Outcome):  # refused before sending: no credential, dead grant
         body = server.response(message.id, result_for(target, modern))
-        ending = (target.kind, target.error, target.upstream_ms, 0)
+        ending = (target.kind, target.error, target.upstream_ms, len(encode(body)))
         record(caller, entry, call, ending, request, now)
         return Answer(200, body)
     db.session.commit()  # a refresh committed its own; nothing else is held during the call
@@ -244,8 +246,9 @@ def _call(caller, request, now, modern: bool):
 def _refused(request, call, outcome, failure):
     """The JSON-RPC error for a call refused before dispatch; its row queued."""
     db.session.rollback()
-    calllog.record(call, outcome, failure.message, elapsed_ms(request), None, 0)
-    return Answer(failure.status, failure.body())
+    body = failure.body()
+    calllog.record(call, outcome, failure.message, elapsed_ms(request), None, len(encode(body)))
+    return Answer(failure.status, body)
 
 
 def _log_level(caller, message) -> str | None:
@@ -283,6 +286,21 @@ def result_for(outcome, modern) -> dict:
                    for c in result.get("content") or ()]  # fmt: skip
         result = {**result, "content": content}
     return server.modern_result(result) if modern else result
+
+
+def encode(body) -> bytes:
+    """A JSON-RPC body as sent: compact UTF-8, request ids named in error messages."""
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(tagged(body), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def tagged(body: dict) -> dict:
+    """A JSON-RPC error naming the request id in its message; other messages as they are."""
+    error = body.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return body
+    return {**body, "error": {**error, "message": requestlog.tagged(error["message"])}}
 
 
 def error_result(text: str, modern: bool) -> dict:

@@ -17,7 +17,6 @@ runs once through the synchronous client in a pool thread, which probes (the sam
 takes).
 """
 
-import json
 import logging
 import threading
 import time
@@ -146,7 +145,7 @@ class CallResponse:
     async def _json(self, send, outcome: calls.Outcome):
         prepared = self.prepared
         result = dispatch.result_for(outcome, prepared.modern)
-        body = encode(server.response(prepared.message.id, result))
+        body = dispatch.encode(server.response(prepared.message.id, result))
         await self._finish(outcome.kind, outcome.error, outcome.upstream_ms, len(body))
         await send_whole(send, 200, body, JSON)
 
@@ -307,21 +306,6 @@ async def _in_thread(plane, prepared, forward, stop: threading.Event) -> calls.O
         await anyio.lowlevel.checkpoint()
         raise anyio.get_cancelled_exc_class()()  # (not reached)
     return outcome
-
-
-def encode(body) -> bytes:
-    """A JSON-RPC body as sent: compact UTF-8, request ids named in error messages."""
-    if isinstance(body, str):
-        return body.encode()
-    return json.dumps(tagged(body), separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def tagged(body: dict) -> dict:
-    """A JSON-RPC error naming the request id in its message; other messages as they are."""
-    error = body.get("error")
-    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
-        return body
-    return {**body, "error": {**error, "message": requestlog.tagged(error["message"])}}
 
 
 def stream_headers() -> list:

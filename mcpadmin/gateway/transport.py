@@ -180,7 +180,7 @@ class Logged:
 
 def _json(status: int, body=None, headers: dict | None = None):
     """A JSON answer (a ``str`` body is already encoded JSON); none for ``body`` None."""
-    content = relay.encode(body) if body is not None else b""
+    content = dispatch.encode(body) if body is not None else b""
     raw = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in
            (headers or {}).items()]  # fmt: skip
     return _Whole(status, content, raw)
