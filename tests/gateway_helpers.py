@@ -30,17 +30,20 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(app):
+def serving(app, stream_seconds: int = 2):
     """``app`` on a free port of 127.0.0.1 until the block ends, in the ASGI application on
-    uvicorn (lifespan on: the data plane's watcher and clients start and stop with it)."""
+    uvicorn (lifespan on: the data plane's watcher and clients start and stop with it).
+
+    Held streams last at most ``stream_seconds`` (a legacy SDK client leaves its GET open; a
+    test that watches a stream end for another reason gives it longer). The stream caps and
+    intervals are read when the application is built: set them on ``app`` before."""
     from mcpadmin.gateway.app import create_asgi_app
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     app.config["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
-    # Streams a client leaves open (a legacy SDK client's GET) end soon.
-    app.config["GATEWAY_STREAM_SECONDS"] = min(app.config["GATEWAY_STREAM_SECONDS"], 2)
+    app.config["GATEWAY_STREAM_SECONDS"] = min(app.config["GATEWAY_STREAM_SECONDS"], stream_seconds)
     app.config["GATEWAY_WATCH_SECONDS"] = min(app.config["GATEWAY_WATCH_SECONDS"], 0.2)
     config = uvicorn.Config(create_asgi_app(app), log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=3)  # fmt: skip

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 from anyio.abc import ObjectSendStream
 
 from .. import requestlog
@@ -75,16 +76,21 @@ class CallResponse:
             if self.key is not None:
                 self.plane.running[self.key] = self
                 group.start_soon(self._cancel_checks)
+            if prepared.modern:  # any disconnect, before an answer is streamed or not
+                group.start_soon(self._disconnects, receive)
             try:
                 first = await updates.receive()
                 if not isinstance(first, calls.Outcome) and not prepared.takes_stream:
                     async for first in updates:  # the client cannot take a stream: only the end
                         if isinstance(first, calls.Outcome):
                             break
+                    else:
+                        raise anyio.EndOfStream  # cancelled before its outcome
                 if isinstance(first, calls.Outcome):
                     await self._json(send, first)
                 else:
-                    group.start_soon(self._disconnects, receive)
+                    if not prepared.modern:
+                        group.start_soon(self._disconnects, receive)
                     await self._stream(send, first, updates)
             except anyio.EndOfStream:  # the upstream task was cancelled before its outcome
                 await self._ended_without_outcome(send)
@@ -125,7 +131,9 @@ class CallResponse:
                 return
 
     async def _disconnects(self, receive):
-        """A client that closes a streamed call's connection cancels it [26/http §Cancellation]."""
+        """A client that closes the call's connection cancels it: a modern one at any time
+        [26/http §Cancellation: the server MUST treat a client disconnect as cancellation], a
+        legacy one once its answer is streamed."""
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -294,8 +302,9 @@ async def _in_thread(plane, prepared, forward, stop: threading.Event) -> calls.O
         return None
 
     outcome = await plane.run(work)
-    if outcome is None:
-        raise anyio.get_cancelled_exc_class()()
+    if outcome is None:  # stopped by ``CallResponse.cancel``, whose cancelled scope raises here
+        await anyio.lowlevel.checkpoint()
+        raise anyio.get_cancelled_exc_class()()  # (not reached)
     return outcome
 
 
