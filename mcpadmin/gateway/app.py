@@ -19,13 +19,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from .. import create_app, security
-from . import blocking, streams, transport
+from . import blocking, outbound, streams, transport
 from .guard import AGENT_ENDPOINT, Guard
-
-try:  # the async outbound client; without it every call takes the synchronous one
-    from . import outbound
-except ImportError:  # pragma: no cover
-    outbound = None
 
 
 class Plane:
@@ -51,14 +46,12 @@ class Plane:
         if self._loop is loop:
             return
         self._loop = loop
-        if hasattr(outbound, "client"):
-            self.http = outbound.client(self.app)
+        self.http = outbound.client(self.app)
         self.hub.start()
 
     async def stop(self):
         await self.hub.stop()
-        if hasattr(outbound, "close_clients"):
-            await outbound.close_clients()
+        await outbound.close_clients()
         self.http, self._loop = None, None
 
     @contextlib.asynccontextmanager

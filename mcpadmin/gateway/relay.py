@@ -34,12 +34,7 @@ from ..protocol import mcp, server
 from ..services import calllog, calls
 from ..services import gateway as service
 from ..services.calllog import Outcome
-from . import dispatch
-
-try:  # the async upstream client; until it is present every call takes the pool thread
-    from . import upstream
-except ImportError:  # pragma: no cover
-    upstream = None
+from . import dispatch, upstream
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +205,7 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
     meta = target.meta(progress_token)
     client = None
     try:
-        if upstream is None or plane.http is None:
+        if plane.http is None:  # no outbound client on this loop (yet): the synchronous one
             raise _Probe()
         client = upstream.AsyncClient(plane.http, target.url, target.headers, era=target.era,
                                       version=target.version, pool=calls.POOL,
@@ -236,7 +231,7 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
                 raise
             client.auth = await plane.run(target.refreshed)
             result = await attempt()
-    except (_Probe, *_era_unknown()):
+    except (_Probe, upstream.EraUnknown):
         outcome = await _in_thread(plane, prepared, forward, stop)
     except calls.Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
@@ -257,10 +252,6 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
 
 class _Probe(Exception):
     """The call must go through the synchronous client (it probes the upstream's era)."""
-
-
-def _era_unknown() -> tuple:
-    return (upstream.EraUnknown,) if upstream is not None else ()
 
 
 class _closing:
