@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 
 from a2wsgi import WSGIMiddleware
-from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
 from .. import create_app, security
 from . import blocking, outbound, streams, transport
@@ -69,10 +68,15 @@ class Application:
     def __init__(self, flask_app):
         self.flask_app = flask_app
         self.plane = Plane(flask_app)
-        route = Route("/agents/{agent_id:int}/mcp", transport.endpoint,
-                      methods=["GET", "POST", "DELETE"])  # fmt: skip
-        self.data_plane = Starlette(routes=[route], lifespan=self.plane.lifespan)
-        self.data_plane.state.plane = self.plane
+        plane = self.plane
+
+        async def endpoint(request):
+            return await transport.endpoint(plane, request)
+
+        route = Route("/agents/{agent_id:int}/mcp", endpoint, methods=["GET", "POST", "DELETE"])
+        # Starlette's router alone: the endpoint answers its own errors, so the application's
+        # error and exception middleware would only add two layers to every request.
+        self.data_plane = Router(routes=[route], lifespan=plane.lifespan)
         self.admin = WSGIMiddleware(flask_app, workers=flask_app.config["ADMIN_THREADS"])
 
     async def __call__(self, scope, receive, send):

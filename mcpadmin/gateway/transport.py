@@ -30,9 +30,8 @@ JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 
 
-async def endpoint(request: Request):
+async def endpoint(plane, request: Request):
     """One MCP message (POST), a legacy session's server stream (GET), or its end (DELETE)."""
-    plane = request.app.state.plane
     plane.started()
     requestlog.begin()
     started = time.monotonic()
