@@ -124,3 +124,32 @@ def _while_held(server, admin, agent_id, key) -> dict:
                           timeout=10)  # fmt: skip
     answered["call"] = reply.json()["result"].get("isError", False)
     return answered
+
+
+def test_a_graceful_stop_ends_held_streams_at_once(app, database_uri, tmp_path):
+    """SIGTERM to gunicorn ends every held stream at once (their clients reconnect to a worker
+    that stays) instead of holding the worker until ``graceful_timeout`` (30 s)."""
+    with app.app_context():
+        agent, key = agent_with_tools([], name="held")
+        path = f"/agents/{agent.id}/mcp"
+    env = {"MCPADMIN_SECRET_KEY": app.config["SECRET_KEY"]}  # agent keys are HMACed with it
+    server = start_live_server(database_uri, str(tmp_path / "live"), workers=1, env=env)
+    try:
+        reply = requests.post(server.url + path, json=INITIALIZE, headers=legacy_headers(key),
+                              timeout=30)  # fmt: skip
+        headers = legacy_headers(key, reply.headers["Mcp-Session-Id"])
+        with requests.get(server.url + path, headers=headers, stream=True, timeout=30) as held:
+            assert held.status_code == 200
+            lines = held.iter_lines()
+            assert next(lines).startswith(b": stream open")
+            began = time.monotonic()
+            server.process.terminate()
+            for _ in lines:  # the stream ends; a read timeout (30 s) would fail the test
+                pass
+            ended = time.monotonic() - began
+        server.process.wait(30)
+        stopped = time.monotonic() - began
+    finally:
+        server.stop()
+    assert ended < 10, f"the held stream lasted {ended:.1f} s after SIGTERM"
+    assert stopped < 20, f"gunicorn took {stopped:.1f} s to stop"
