@@ -49,6 +49,9 @@ _CHUNK = 16 * 1024
 # (uvicorn, gunicorn) close theirs, so a reused connection is rarely one being closed.
 _KEEPALIVE_SECONDS = 4.0
 _LOOKUPS = 8  # name lookups at once, each in a worker thread of its own
+# The longest status line or header line taken (aiohttp's default is 8 KiB; the client
+# before it, on h11, took 16 KiB of head, and the synchronous client takes 64 KiB a line).
+_LINE_BYTES = 16 * 1024
 # The content codings inflated here (RFC 9110 §8.4.1), with zlib's window bits for each.
 _CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 # Sent unless the caller says otherwise, as requests sends them for the synchronous client;
@@ -57,9 +60,11 @@ _DEFAULT_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 # aiohttp's own defaults are not sent: the User-Agent is the policy's (``Route``), Accept
 # and Accept-Encoding are the ones above, and a body goes without a made-up Content-Type.
 _NOT_ADDED = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-# The exchange failed before an answer: the connection broke, or the answer was not HTTP.
+# The connection broke (closed or reset) before the answer came.
 _CLOSED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)
-_BROKEN = (aiohttp.ClientError, ValueError)  # e.g. a status line that is not HTTP
+# The exchange could not be made: an answer that is not HTTP, a URL aiohttp cannot send,
+# or a call on a closed client (at shutdown, to the caller a failed request like any other).
+_BROKEN = (aiohttp.ClientError, ValueError, RuntimeError)
 
 
 class AsyncHttp:
@@ -110,6 +115,8 @@ class AsyncHttp:
             trust_env=False,
             auto_decompress=False,
             skip_auto_headers=_NOT_ADDED,
+            max_line_size=_LINE_BYTES,
+            max_field_size=_LINE_BYTES,
             timeout=aiohttp.ClientTimeout(),  # each call sets its own
         )
         return self._session
@@ -158,7 +165,7 @@ class AsyncHttp:
             return Response(opened.status, opened.headers, await opened.read(), opened.url)
 
     async def aclose(self):
-        """Close every kept connection; the client takes no call after this."""
+        """Close every kept connection; a call after this fails (``HttpError``)."""
         self._closed = True
         session, self._session = self._session, None
         if session is not None:
