@@ -52,6 +52,12 @@ class _Answer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
 
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(202)  # accepted, no body: nothing to read before reuse
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args):
         pass
 
@@ -95,6 +101,22 @@ def calls(urls, **settings) -> list:
 def test_calls_to_one_origin_share_one_kept_connection(keep_alive):
     url = f"http://127.0.0.1:{keep_alive.port}/"
     assert [a.status for a in calls([url, url, url], allow_private=True)] == [200, 200, 200]
+    assert keep_alive.connections == 1
+
+
+def test_an_answer_closed_unread_keeps_its_connection_when_it_has_no_body(keep_alive):
+    url = f"http://127.0.0.1:{keep_alive.port}/"
+
+    async def run():
+        http = AsyncHttp(timeout=2, allow_private=True)
+        try:
+            async with await http.open("POST", url, data=b"{}") as accepted:
+                status = accepted.status  # its (empty) body never read
+            return status, (await http.request("GET", url)).status
+        finally:
+            await http.aclose()
+
+    assert run_async(run) == (202, 200)
     assert keep_alive.connections == 1
 
 

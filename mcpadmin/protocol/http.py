@@ -59,7 +59,7 @@ _CHUNK = 16 * 1024
 @dataclass
 class Response:
     """A whole answer, from either client (``headers``: case-insensitive; requests' or
-    httpx's)."""
+    aiohttp's)."""
 
     status: int
     headers: Mapping[str, str]

@@ -1,5 +1,5 @@
 """The outbound policy, as rules both HTTP clients apply: ``http.Http`` (requests, the admin
-side) and the data plane's ``AsyncHttp`` (httpx). Pure: the clients do the I/O and ask these
+side) and the data plane's ``AsyncHttp`` (aiohttp). Pure: the clients do the I/O and ask these
 rules what they may do next.
 
 - Which URL may be asked for (``Policy.check_url``), and which addresses a name may resolve
