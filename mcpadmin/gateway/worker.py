@@ -12,6 +12,7 @@ gunicorn's process manager, as ``uvicorn-worker`` runs it, with three changes fo
   would kill the worker, so the lifespan shutdown (watcher, outbound pools) still runs.
 """
 
+import gc
 import logging
 import sys
 import time
@@ -36,6 +37,10 @@ class Worker(UvicornWorker):
 
     async def _serve(self):
         application = self.wsgi  # gunicorn's name for the loaded app (ASGI here)
+        # What the app built to start (modules, models, templates) lives as long as the
+        # worker: out of the collector's way, so its full collections stay short.
+        gc.collect()
+        gc.freeze()
         logged = self.cfg.accesslog and self.access.handlers
         self.config.app = AccessLog(application, self.access) if logged else application
         server = _Server(config=self.config)
