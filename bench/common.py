@@ -101,18 +101,26 @@ def median_time(fn: Callable[[], object], runs: int, warmup: int = 1) -> float:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 1) -> dict:
-    """Median wall time of each function, the runs interleaved (a, b, c, a, b, c…) so that
-    load from other processes on a shared machine falls on every side alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
+    """Median wall time of each function (seconds), the runs interleaved."""
+    times = interleaved_times(fns, runs, warmup)
+    return {name: statistics.median(values) / 1000 for name, values in times.items()}
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], runs: int,
+                      warmup: int = 1) -> dict[str, list[float]]:  # fmt: skip
+    """Every run's wall time of each function, in milliseconds, the runs interleaved (a, b,
+    c, a, b, c…) so that load from other processes on a shared machine falls on every side
+    alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
             fn()
     times = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
             began = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - began)
-    return {name: statistics.median(values) for name, values in times.items()}
+            times[name].append((time.perf_counter() - began) * 1000)
+    return times
 
 
 def repeat_for(seconds: float, fn: Callable[[], object]):

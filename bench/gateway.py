@@ -49,6 +49,7 @@ from bench.common import (
     bare_starlette,
     concurrent_calls,
     cpu_seconds,
+    interleaved_times,
     make_app,
     percentile,
     repeat_for,
@@ -125,15 +126,7 @@ def _latency(peer_url, gateway_url, key, bare_url, calls, server) -> list[Figure
     healthz, bare = _Get(server.url + "/healthz"), _Get(bare_url + "/healthz")
     sides = {"direct": direct.weather, "gateway": _gateway_call(gateway), "healthz": healthz.get,
              "bare": bare.get}  # fmt: skip
-    for _ in range(20):
-        for call in sides.values():
-            call()
-    times = {side: [] for side in sides}
-    for _ in range(calls):  # interleaved, so load from elsewhere falls on all alike
-        for side, call in sides.items():
-            began = time.perf_counter()
-            call()
-            times[side].append((time.perf_counter() - began) * 1000)
+    times = interleaved_times(sides, calls, warmup=20)
     p50 = {side: statistics.median(values) for side, values in times.items()}
     p99 = {side: percentile(values, 99) for side, values in times.items()}
     added = p50["gateway"] - p50["direct"]

@@ -99,6 +99,7 @@ from bench.common import (
     bare_starlette,
     concurrent_calls,
     cpu_seconds,
+    interleaved_times,
     percentile,
     workdir,
 )
@@ -589,15 +590,7 @@ def _repetition(server, url, list_url, key, tool, main_kind, other_kind, peer, f
         "health": health.get,
         "bare": floor.get,
     }
-    for _ in range(10):
-        for call in sides.values():
-            call()
-    times = {side: [] for side in sides}
-    for _ in range(sizes["calls"]):
-        for side, call in sides.items():
-            began = time.perf_counter()
-            call()
-            times[side].append((time.perf_counter() - began) * 1000)
+    times = interleaved_times(sides, sizes["calls"], warmup=10)
     p50 = {side: statistics.median(values) for side, values in times.items()}
     p99 = {side: percentile(values, 99) for side, values in times.items()}
 
