@@ -17,6 +17,7 @@ runs once through the synchronous client in a pool thread, which probes (the sam
 takes).
 """
 
+import contextlib
 import logging
 import threading
 import time
@@ -27,7 +28,6 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.abc import ObjectSendStream
 
-from .. import requestlog
 from ..extensions import db
 from ..models import utcnow
 from ..protocol import mcp, server
@@ -215,7 +215,7 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
             updates = client.call_tool(target.tool, target.arguments, meta=meta,
                                        input_schema=target.input_schema,
                                        log_level=prepared.log_level)  # fmt: skip
-            async with _closing(updates):
+            async with contextlib.aclosing(updates):
                 async for item in updates:
                     if isinstance(item, mcp.CallDone):
                         return item.result
@@ -252,19 +252,6 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
 
 class _Probe(Exception):
     """The call must go through the synchronous client (it probes the upstream's era)."""
-
-
-class _closing:
-    """``async with``: close an async generator however the block ends."""
-
-    def __init__(self, generator):
-        self.generator = generator
-
-    async def __aenter__(self):
-        return self.generator
-
-    async def __aexit__(self, *exc):
-        await self.generator.aclose()
 
 
 async def _in_thread(plane, prepared, forward, stop: threading.Event) -> calls.Outcome:
@@ -304,12 +291,11 @@ def stream_headers() -> list:
         (b"content-type", b"text/event-stream"),
         (b"cache-control", b"no-store"),
         (b"x-accel-buffering", b"no"),
-        (b"x-request-id", (requestlog.current() or "").encode()),
     ]
 
 
 async def send_whole(send, status: int, body: bytes, content_type: str, headers=()):
     raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
-           (b"x-request-id", (requestlog.current() or "").encode()), *headers]  # fmt: skip
+           *headers]  # fmt: skip
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})

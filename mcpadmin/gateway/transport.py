@@ -64,7 +64,7 @@ async def _handle(plane, request: Request, agent_id: int, started: float):
     incoming = dispatch.Request(
         method=request.method,
         agent_id=agent_id,
-        key=_bearer(headers.get("authorization")),
+        key=security.bearer_of(headers.get("authorization")),
         session_id=None if modern_header else headers.get("mcp-session-id"),
         modern_header=modern_header,
         accept=accept,
@@ -158,8 +158,8 @@ class Logged:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [h for h in message.get("headers", ()) if h[0] != b"x-request-id"]
-                message = {**message, "headers": [*headers, (b"x-request-id", request_id)]}
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -192,9 +192,3 @@ class _Whole:
     async def __call__(self, scope, receive, send):
         kind = JSON if self.body else "text/plain"
         await relay.send_whole(send, self.status, self.body, kind, self.headers)
-
-
-def _bearer(value: str | None) -> str | None:
-    """The token of ``Authorization: Bearer <token>`` (the scheme in any case, RFC 7235
-    §2.1); None for another scheme, an empty token or none."""
-    return security.bearer_of(value)

@@ -254,15 +254,15 @@ class Catalog:
 
 
 # Each enabled tool's naming, checks and definition, with its connection and connector.
-_CATALOG = (
+_CATALOG_ROWS = (
     select(AgentConnection.id, AgentConnection.connector_id, AgentConnection.enabled_tools,
            AgentConnection.changed_tools, Connector.slug, Connector.name.label("connector_name"),
            Tool.name, Tool.definition_hash, Tool.title, Tool.description, Tool.input_schema,
            Tool.output_schema, Tool.annotations)
     .join(Connector, Connector.id == AgentConnection.connector_id)
     .join(Tool, Tool.connector_id == Connector.id)
-    .where(AgentConnection.agent_id == bindparam("agent_id"))
 )  # fmt: skip
+_CATALOG = _CATALOG_ROWS.where(AgentConnection.agent_id == bindparam("agent_id"))
 _TARGET = (
     select(AgentConnection, Tool.input_schema)
     .join(AgentConnection.connector)
@@ -331,11 +331,9 @@ _KEYS = select(AgentKey.id, AgentKey.expires_at, AgentKey.revoked_at).where(
 _SESSIONS = select(GatewaySession.id_sha256).where(
     GatewaySession.id_sha256.in_(bindparam("ids", expanding=True))
 )
-_CATALOGS = (
-    select(*_CATALOG.selected_columns, AgentConnection.agent_id.label("for_agent"))
-    .join(Connector, Connector.id == AgentConnection.connector_id)
-    .join(Tool, Tool.connector_id == Connector.id)
-    .where(AgentConnection.agent_id.in_(bindparam("agent_ids", expanding=True)))
+# The same rows for several agents at once (the stream watcher), each with its agent.
+_CATALOGS = _CATALOG_ROWS.add_columns(AgentConnection.agent_id.label("for_agent")).where(
+    AgentConnection.agent_id.in_(bindparam("agent_ids", expanding=True))
 )
 _AGENTS = select(Agent.id, Agent.name, Agent.keep_tool_names).where(
     Agent.id.in_(bindparam("ids", expanding=True))
