@@ -171,16 +171,20 @@ def touch(caller: Caller, now: datetime):
             update(AgentKey).where(AgentKey.id == caller.key_id).values(last_used_at=now)
         )
         caller.last_used_at = now
-    session = caller.session
-    if session is not None and (
-        session.last_seen_at is None
-        or (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_INTERVAL
-    ):
+    if _session_due(caller.session, now):
         db.session.execute(
             update(GatewaySession)
-            .where(GatewaySession.id_sha256 == session.id_sha256)
+            .where(GatewaySession.id_sha256 == caller.session.id_sha256)
             .values(last_seen_at=now)
         )
+
+
+def _session_due(session: SessionView | None, now: datetime) -> bool:
+    """Whether the legacy session's last use is to be written now."""
+    return session is not None and (
+        session.last_seen_at is None
+        or (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_INTERVAL
+    )
 
 
 @dataclass
@@ -408,15 +412,10 @@ def pending_writes(caller: Caller, entry: "Entry", error: str | None, now: datet
                    app) -> bool:  # fmt: skip
     """Whether ending a call writes anything (``record_call`` or ``touch`` would): most calls
     write nothing, and then need no trip to a pool thread. Needs no app context."""
-    last, last_error = _cache(app).last_calls.get(entry.connection.id, (None, None))
-    if last is None or error != last_error or (now - last).total_seconds() >= LAST_CALL_INTERVAL:
-        return True
-    if agent_keys.needs_touch(caller, now):
-        return True
-    session = caller.session
-    return session is not None and (
-        session.last_seen_at is None
-        or (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_INTERVAL
+    return (
+        _call_due(_cache(app).last_calls, entry.connection.id, error, now)
+        or agent_keys.needs_touch(caller, now)
+        or _session_due(caller.session, now)
     )
 
 
@@ -443,15 +442,21 @@ def record_call(entry: Entry, error: str | None, now: datetime):
     this process last read or wrote it; always, when it knows nothing)."""
     connection_id = entry.connection.id
     last_calls = _cache().last_calls
-    last, last_error = last_calls.get(connection_id, (None, None))
-    stale = last is None or (now - last).total_seconds() >= LAST_CALL_INTERVAL
-    if stale or error != last_error:
+    if _call_due(last_calls, connection_id, error, now):
         db.session.execute(
             update(AgentConnection)
             .where(AgentConnection.id == connection_id)
             .values(last_called_at=now, last_call_error=error)
         )
         last_calls[connection_id] = (now, error)
+
+
+def _call_due(last_calls: dict, connection_id: int, error: str | None, now: datetime) -> bool:
+    """Whether the connection's last call is to be written: its outcome changed, a minute
+    went by, or this process knows nothing of it."""
+    last, last_error = last_calls.get(connection_id, (None, None))
+    stale = last is None or (now - last).total_seconds() >= LAST_CALL_INTERVAL
+    return stale or error != last_error
 
 
 def _cursor(name: str) -> str:
