@@ -501,9 +501,10 @@ def _give_slugs(session, flush_context, instances):
 
 
 class CallRecord(db.Model):
-    """One agent request that reached tool dispatch (``services.calllog``). Names are copied,
-    not referenced: a record outlives its agent, key and connector. Never holds a key, a
-    credential or a result; arguments only where the connector says so, redacted."""
+    """One agent request that reached tool dispatch, or an operator's call made as the agent
+    (``services.calllog``). Names are copied, not referenced: a record outlives its agent,
+    key and connector. Never holds a key, a credential or a result; arguments only where the
+    connector says so, redacted."""
 
     __tablename__ = "call_log"
     __table_args__ = (
@@ -521,6 +522,8 @@ class CallRecord(db.Model):
     agent_name: Mapped[str] = mapped_column(String(100))
     key_id: Mapped[int | None] = mapped_column(Integer)
     key_label: Mapped[str | None] = mapped_column(String(100))
+    # The admin who made the call as the agent from the console (no key then); None: the agent.
+    operator_name: Mapped[str | None] = mapped_column(String(80))
     connector_id: Mapped[int | None] = mapped_column(Integer)
     connector_name: Mapped[str | None] = mapped_column(String(100))
     # The name the agent called, and the upstream's own name (None when none was found).
