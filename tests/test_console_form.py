@@ -85,7 +85,8 @@ def test_a_number_that_is_not_one_and_values_out_of_range_get_sentences():
     assert errors["arg-6"] == "Too many: at most 3 items."
     assert errors["arg-7"] == "Line 2: “x” is not a whole number."
     _, errors = console.arguments(console.form_for(SCHEMA), filled(city="x" * 21, days="15"))
-    assert errors == {"arg-0": "Too long: at most 20 characters.", "arg-1": "Too large: at most 14."}
+    assert errors == {"arg-0": "Too long: at most 20 characters.",
+                      "arg-1": "Too large: at most 14."}  # fmt: skip
 
 
 def test_not_a_number_and_infinity_are_refused():

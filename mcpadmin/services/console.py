@@ -283,7 +283,8 @@ def _object(fields, values, errors) -> dict:
             found[f.key] = bool(text)
         elif not text.strip() and f.kind != Kind.LINES:
             if f.required:
-                errors[f.name] = "Required: " + ("choose one." if f.kind == Kind.CHOICE else "fill this in.")
+                wanted = "choose one" if f.kind == Kind.CHOICE else "fill this in"
+                errors[f.name] = f"Required: {wanted}."
         else:
             value = _read(f, text, f.name, errors)
             if f.name not in errors and (value != [] or f.required):

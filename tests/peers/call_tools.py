@@ -81,6 +81,31 @@ TOOLS = [
     },
 ]
 NAMES = {tool["name"] for tool in TOOLS}
+# The console's tools (listed with ``--tools-file``): a form of every kind, and a picture.
+CONSOLE_TOOLS = [
+    {
+        "name": "echo",
+        "description": "Sends its arguments back as structured content.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "title": "City"},
+                "days": {"type": "integer", "minimum": 1, "maximum": 14},
+                "metric": {"type": "boolean"},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "place": {"type": "object", "properties": {"region": {"type": "string"}}},
+            },
+            "required": ["city"],
+        },
+    },
+    {
+        "name": "picture",
+        "description": "A small picture.",
+        "inputSchema": {"type": "object", "properties": {}},
+        "annotations": {"readOnlyHint": True},
+    },
+]
 
 
 def served(args) -> list[dict]:
@@ -144,8 +169,8 @@ async def run(name: str, arguments: dict, progress, log, headers: dict) -> dict:
             "structuredContent": {key: "sent" for value in sent for key in (value, value[:-3])},
         }
     if name == "picture":
-        return {"content": [{"type": "text", "text": "a test card"},
-                            {"type": "image", "mimeType": "image/png", "data": _png()}]}  # fmt: skip
+        image = {"type": "image", "mimeType": "image/png", "data": _png()}
+        return {"content": [*_text("a test card"), image]}
     if name == "echo":
         return {"content": _text("echoed"), "structuredContent": {"received": arguments}}
     if name == "locate":
