@@ -253,3 +253,22 @@ def test_an_agent_without_tools_is_pointed_to_its_page(app, logged_in):
         agent_id = agent.id
     page = logged_in.get(try_url(agent_id)).get_data(as_text=True)
     assert "Empty has no tools yet." in page
+
+
+def test_hostile_schemas_render_as_text(app, logged_in):
+    name = '"><script>alert(1)</script>'
+    schema = {"type": "object", "properties": {
+        name: {"type": "string", "title": "Zoë \u202elive", "description": "<b>bold</b>"},
+        "deep": {"$ref": "#/$defs/x"},
+        "choice": {"enum": [f"v{i}" for i in range(5000)]}}}  # fmt: skip
+    with app.app_context():
+        connector = Connector(name="Odd", url="http://127.0.0.1:9/mcp")
+        connector.tools = [Tool(name="odd", definition_hash="o", input_schema=schema)]
+        db.session.add(connector)
+        agent, _ = agent_with_tools([connector], name="Eve")
+        agent_id = agent.id
+    page = logged_in.get(try_url(agent_id) + "?tool=odd__odd").get_data(as_text=True)
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>bold" not in page and "‹U+202E›" in page  # the override shown, not obeyed
+    assert 'id="arg-1" name="arg-1"' in page and "a reference or a combination" in page
+    assert "One of 5000 allowed values." in page and "<option" not in page.split('id="arg-2"')[1]
