@@ -202,8 +202,10 @@ def test_the_list_costs_four_statements_however_much_there_is(app):
     # 20 shared credentials + 250 per-agent ones + 40 error rates + 500 reviews + 50 keys
     assert len(found) == 20 + 250 + 40 + 500 + 50
     assert len(statements) == 8, statements  # four each time
-    print(f"attention.items: {len(found)} items, 4 statements, {seconds * 1000:.0f} ms "
-          f"(then {warm * 1000:.0f} ms)")
+    print(
+        f"attention.items: {len(found)} items, 4 statements, {seconds * 1000:.0f} ms "
+        f"(then {warm * 1000:.0f} ms)"
+    )
     assert seconds < 5  # a shared machine's slowest; see the README for the figures
 
 
