@@ -5,6 +5,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import SQLAlchemyError
 from wtforms import RadioField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from .extensions import db
@@ -23,7 +24,7 @@ class WebhookForm(FlaskForm):
     )
     format = RadioField(
         "Format",
-        choices=list(webhooks.FORMATS.items()),
+        choices=[SelectChoice(value, label) for value, label in webhooks.FORMATS.items()],
         default=webhooks.Format.GENERIC,
         validators=[DataRequired()],
     )

@@ -208,10 +208,9 @@ def enqueue(now: datetime) -> int:
     added = 0
     if rows:
         dialect = {"sqlite": sqlite, "postgresql": postgresql}[db.engine.dialect.name]
-        statement = dialect.insert(WebhookDelivery).on_conflict_do_nothing(
-            index_elements=["endpoint_id", "open_key"]
-        )
-        added = sum(db.session.execute(statement, [row]).rowcount for row in rows)
+        statement = dialect.insert(WebhookDelivery.__table__).values(rows)
+        ignored = statement.on_conflict_do_nothing(index_elements=["endpoint_id", "open_key"])
+        added = db.session.execute(ignored).rowcount
     db.session.commit()
     return added
 
