@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 import threading
+import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -312,3 +313,35 @@ def test_flask_notify_sends_and_reports(app, runner, receiver):
     assert result.exit_code == 0, result.output
     assert result.output == "1 new, 1 delivered, 0 failed (to be retried or given up).\n"
     assert len(receiver.requests) == 1
+
+
+def test_the_notifier_thread_sends_on_its_own_and_is_off_at_zero(app, make_app, receiver):
+    add_endpoint(app, receiver.url)
+    expiring_key(app)
+    assert webhooks.start(app) is None  # NOTIFY_INTERVAL = 0 in tests
+    ticking = make_app({"ALLOW_PRIVATE_NETWORKS": True, "NOTIFY_INTERVAL": 1})
+    notifier = webhooks.start(ticking)
+    try:
+        assert notifier.thread.name == "webhooks" and notifier.thread.daemon
+        deadline = time.monotonic() + 30
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        webhooks.stop(ticking)
+    notifier.thread.join(10)
+    assert not notifier.thread.is_alive()
+    assert len(receiver.requests) == 1
+
+
+def test_an_address_refused_at_send_time_is_a_sentence(app, make_app, receiver):
+    """Checked again when sent: the policy may have changed, or the name now resolves to a
+    private address."""
+    endpoint_id, _ = add_endpoint(app, receiver.url)
+    expiring_key(app)
+    strict = make_app({"ALLOW_PRIVATE_NETWORKS": False})
+    notify(strict)
+    (row,) = deliveries(app)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "127.0.0.1 is a loopback address" in row.last_error
+    assert "secret-path" not in row.last_error
+    assert receiver.requests == []

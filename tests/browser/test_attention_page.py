@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
-
 from sqlalchemy import select
 
 from mcpadmin.extensions import db
