@@ -137,7 +137,8 @@ def _credentials(connectors, connections):
 def _credential_item(connector, connection, shown: lifecycle.Presentation) -> Item:
     message = f" {shown.message}" if shown.message else ""
     if connection is None:
-        whose = f"{connector.name} (shared credential)"
+        shared = " (shared credential)" if connector.auth_type != "none" else ""
+        whose = f"{connector.name}{shared}"
         key = f"credential/{connector.id}/{shown.shown}"
         endpoint, values, anchor = "connectors.show", {"id": connector.id}, None
         if shown.can(Action.ENTER_SECRET):

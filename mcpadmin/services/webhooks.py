@@ -55,6 +55,7 @@ EVENT_HEADER = "X-Mcpadmin-Event"
 # A claimed delivery not settled by then is claimed again (its worker died while sending).
 CLAIM = timedelta(minutes=5)
 BATCH = 50  # deliveries sent per pass at most
+INSERT_ROWS = 500  # deliveries per INSERT (SQLite allows 32,766 bound values per statement)
 LOG_SIZE = 50  # deliveries the page shows
 MAX_ERROR = 300
 # Settled deliveries of events that are over are deleted after this long.
@@ -206,11 +207,13 @@ def enqueue(now: datetime) -> int:
              "created_at": now}
             for endpoint_id in endpoints for key, event in events.items()]  # fmt: skip
     added = 0
-    if rows:
-        dialect = {"sqlite": sqlite, "postgresql": postgresql}[db.engine.dialect.name]
-        statement = dialect.insert(WebhookDelivery.__table__).values(rows)
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}[db.engine.dialect.name]
+    for start in range(0, len(rows), INSERT_ROWS):
+        statement = dialect.insert(WebhookDelivery.__table__).values(
+            rows[start : start + INSERT_ROWS]
+        )
         ignored = statement.on_conflict_do_nothing(index_elements=["endpoint_id", "open_key"])
-        added = db.session.execute(ignored).rowcount
+        added += db.session.execute(ignored).rowcount
     db.session.commit()
     return added
 
