@@ -562,3 +562,58 @@ class AuditEvent(db.Model):
     target_name: Mapped[str | None] = mapped_column(String(200))
     # What changed: field → [before, after], or other plain facts; never a secret's value.
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class WebhookEndpoint(db.Model):
+    """A destination for Needs attention events (``services.webhooks``). The URL is sealed: a
+    Slack-style webhook URL is itself the credential; pages show ``label`` (its origin)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url_enc: Mapped[Sealed] = mapped_column(EncryptedText)
+    label: Mapped[str] = mapped_column(String(300))
+    # "generic" (signed JSON) or "slack" (``{"text": …}``): ``webhooks.Format``.
+    format: Mapped[str] = mapped_column(String(20), default="generic")
+    # The key every request is signed with (HMAC-SHA256), shown to the operator once.
+    secret_enc: Mapped[Sealed] = mapped_column(EncryptedText)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    deliveries: Mapped[list["WebhookDelivery"]] = relationship(
+        back_populates="endpoint", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WebhookDelivery(db.Model):
+    """One event for one endpoint, and how sending it went. ``open_key`` holds the event's
+    key while the event lasts (unique per endpoint, so each event is sent once however many
+    workers notice it) and is cleared when the event is over, so a recurrence is sent again."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "open_key"),
+        Index("ix_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(LogId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE"), index=True
+    )
+    event_key: Mapped[str] = mapped_column(String(200))
+    open_key: Mapped[str | None] = mapped_column(String(200))
+    # What is sent: ``attention.Item.event`` (kind, severity, text, link…).
+    event: Mapped[dict] = mapped_column(JSON)
+    # "pending", "sending" (claimed by ``claimed_by`` until ``claimed_until``), "delivered"
+    # or "failed" (given up): ``webhooks.Status``.
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    endpoint: Mapped[WebhookEndpoint] = relationship(back_populates="deliveries")

@@ -1,7 +1,7 @@
 """call log: the admin who made a call as the agent from the console
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2027-01-10
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
