@@ -2,7 +2,7 @@
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2027-01-10
+Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
