@@ -213,7 +213,9 @@ def enqueue(now: datetime) -> int:
             rows[start : start + INSERT_ROWS]
         )
         ignored = statement.on_conflict_do_nothing(index_elements=["endpoint_id", "open_key"])
-        added += db.session.execute(ignored).rowcount
+        # Rows counted from RETURNING: a multi-row INSERT's rowcount is -1 on psycopg.
+        returned = ignored.returning(WebhookDelivery.__table__.c.id)
+        added += len(db.session.execute(returned).all())
     db.session.commit()
     return added
 
