@@ -41,7 +41,7 @@ def create_app(test_config=None, instance_path=None):
     csrf.init_app(app)
     filters.init_app(app)
 
-    from . import agents, auth, cli, connectors, health, metrics, oauth, records
+    from . import agents, auth, cli, connectors, health, metrics, oauth, records, tools
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
@@ -50,6 +50,7 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(oauth.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(records.bp)
+    app.register_blueprint(tools.bp)
     cli.init_app(app)
 
     @app.get("/")
