@@ -582,9 +582,6 @@ class ToolDefinition(db.Model):
     annotations: Mapped[dict | None] = mapped_column(JSON)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    tool: Mapped[Tool] = relationship()
-    connector: Mapped[Connector] = relationship()
-
 
 class ToolReview(db.Model):
     """Which definition of a tool (by hash) an agent accepted, and how: reviewed by an admin,
@@ -605,5 +602,3 @@ class ToolReview(db.Model):
     # None when the tool row has no hash (one not stored by a sync).
     definition_hash: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    tool: Mapped[Tool] = relationship()

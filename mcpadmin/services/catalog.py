@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from ..extensions import db
 from ..models import AgentConnection, Tool, ToolDefinition, ToolReview
@@ -113,7 +113,7 @@ def baseline(tool: Tool, kept: list[ToolDefinition], agent_id=None, chosen=None)
 
 def _accept(connection, tool, kind: ReviewKind, digest: str, admin_name=None):
     db.session.add(ToolReview(
-        tool=tool, agent_id=connection.agent_id, agent_name=connection.agent.name, kind=kind,
+        tool_id=tool.id, agent_id=connection.agent_id, agent_name=connection.agent.name, kind=kind,
         admin_name=admin_name, definition_hash=digest,
     ))  # fmt: skip
 
@@ -176,7 +176,7 @@ def _apply(connector, connection, definitions, warnings):
         if connection is not None and lifecycle.stored_value(connector, connection) is not None:
             connection.offered_tools = sorted(listed)
 
-    added, removed = [], []
+    added, removed, stored = [], [], []
     changed = {}  # name → (tool, the hash it had)
     for name, definition in listed.items():
         digest = definition_hash(definition)
@@ -192,13 +192,14 @@ def _apply(connector, connection, definitions, warnings):
         for warning in _copy(tool, definition, digest):
             log.warning("%s: %s", connector.url, warning)
             warnings.append(warning)
-        _record_version(connector, tool)
+        stored.append(tool)
     for name, tool in existing.items():
         if name not in keep:
             connector.tools.remove(tool)
             removed.append(name)
 
     catalog = (set(existing) - set(removed)) | set(listed)
+    _record_versions(connector, stored)
     _settle_choices(connector, catalog, changed)
     _prune_versions([tool.id for tool, _ in changed.values()])
     return sorted(added), sorted(changed), sorted(removed)
@@ -252,13 +253,17 @@ def _copy(tool: Tool, definition: dict, digest: str) -> list[str]:
     return warnings
 
 
-def _record_version(connector, tool: Tool):
-    """Add the tool's definition, as just stored, to its history."""
-    db.session.add(ToolDefinition(
-        tool=tool, connector=connector, definition_hash=tool.definition_hash, title=tool.title,
-        description=tool.description, input_schema=tool.input_schema,
-        output_schema=tool.output_schema, annotations=tool.annotations,
-    ))  # fmt: skip
+def _record_versions(connector, tools: list[Tool]):
+    """Add each tool's definition, as just stored, to its history: in one statement (a sync
+    may store thousands), after a flush gives new tools their ids."""
+    if not tools:
+        return
+    db.session.flush()
+    db.session.execute(insert(ToolDefinition), [{
+        "tool_id": t.id, "connector_id": connector.id, "definition_hash": t.definition_hash,
+        "title": t.title, "description": t.description, "input_schema": t.input_schema,
+        "output_schema": t.output_schema, "annotations": t.annotations,
+    } for t in tools])  # fmt: skip
 
 
 def _prune_versions(tool_ids: list[int]):
