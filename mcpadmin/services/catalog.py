@@ -41,6 +41,8 @@ MAX_ANNOTATIONS_BYTES = 4 * 1024
 DUPLICATE = "is listed twice"
 # Definitions kept per tool, the newest; the older ones are deleted.
 MAX_VERSIONS = 20
+# Reviews listed on a tool's page at most, the newest.
+MAX_REVIEWS_SHOWN = 100
 
 
 class ReviewKind(StrEnum):
@@ -73,10 +75,6 @@ class Baseline:
     # kept (if not, ``version`` is the oldest kept).
     review: ToolReview | None = None
     kept: bool = True
-
-
-# Reviews listed on a tool's page at most, the newest.
-MAX_REVIEWS_SHOWN = 100
 
 
 def versions(tool: Tool) -> list[ToolDefinition]:
