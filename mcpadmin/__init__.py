@@ -41,7 +41,19 @@ def create_app(test_config=None, instance_path=None):
     csrf.init_app(app)
     filters.init_app(app)
 
-    from . import agents, attention, auth, cli, connectors, console, health, metrics, oauth, records
+    from . import (
+        agents,
+        attention,
+        auth,
+        cli,
+        connectors,
+        console,
+        health,
+        metrics,
+        oauth,
+        records,
+        tools,
+    )
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
@@ -53,6 +65,7 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(records.bp)
     app.register_blueprint(attention.bp)
     app.context_processor(attention.nav_badge)
+    app.register_blueprint(tools.bp)
     cli.init_app(app)
 
     @app.get("/")

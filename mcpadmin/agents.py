@@ -6,7 +6,7 @@ band, and a plain form post with a redirect — except creating a key, whose ans
 place the key is ever shown (a page, not a redirect: it is stored nowhere to show later).
 """
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -199,7 +199,8 @@ def sync(id, connector_id):
 @bp.post("/<int:id>/connectors/<int:connector_id>/reviewed")
 def reviewed(id, connector_id):
     """Stop flagging the changed definition of the tool whose id is the ``tool`` form field
-    for this agent.
+    for this agent, and record who reviewed which definition. A plain post from the tool's
+    page (``back=tool``) returns there.
 
     :raise 404: no such agent, connector, or connection between them. A tool the connector
         no longer has gets the current card and a message.
@@ -209,15 +210,18 @@ def reviewed(id, connector_id):
     if connection is None:
         abort(404)
     wanted = request.form.get("tool", "")
-    tool = next((t.name for t in connector.tools if str(t.id) == wanted), None)
+    tool = next((t for t in connector.tools if str(t.id) == wanted), None)
     if tool is None:  # a sync removed it since the page was loaded: show the current card
         flash(f"That tool is no longer offered by {connector.name}; the list is up to date now.",
               "info")  # fmt: skip
         return _card_response(agent, connector)
-    catalog.mark_reviewed(connection, tool)
-    audit.record(Action.TOOL_REVIEWED, agent, {"connector": connector.name, "tool": tool})
+    catalog.mark_reviewed(connection, tool, g.admin.username)
+    audit.record(Action.TOOL_REVIEWED, agent, {"connector": connector.name, "tool": tool.name})
     db.session.commit()
-    flash(f"{tool} marked reviewed for {agent.name}.", "success")
+    flash(f"{tool.name} marked reviewed for {agent.name}.", "success")
+    if request.form.get("back") == "tool" and not request.headers.get("HX-Request"):
+        return redirect(url_for("tools.show", connector_id=connector.id, tool_id=tool.id,
+                                agent=agent.id))  # fmt: skip
     return _card_response(agent, connector)
 
 

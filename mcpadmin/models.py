@@ -617,3 +617,44 @@ class WebhookDelivery(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     endpoint: Mapped[WebhookEndpoint] = relationship(back_populates="deliveries")
+class ToolDefinition(db.Model):
+    """One definition a tool has had, as the catalog stored it (within its storage caps):
+    recorded when a sync first stores the tool and whenever its definition hash changes
+    (``services.catalog``, which keeps the newest ``MAX_VERSIONS``)."""
+
+    __tablename__ = "tool_definition"
+    __table_args__ = (Index("ix_tool_definition_tool_id_id", "tool_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tool_id: Mapped[int] = mapped_column(ForeignKey("tool.id", ondelete="CASCADE"))
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connector.id", ondelete="CASCADE"), index=True
+    )
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    description: Mapped[str | None] = mapped_column(Text)
+    input_schema: Mapped[dict | None] = mapped_column(JSON)
+    output_schema: Mapped[dict | None] = mapped_column(JSON)
+    annotations: Mapped[dict | None] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ToolReview(db.Model):
+    """Which definition of a tool (by hash) an agent accepted, and how: reviewed by an admin,
+    or enabled when a sync flagged a change (``catalog.ReviewKind``). The agent's name is
+    copied so the history outlives the agent."""
+
+    __tablename__ = "tool_review"
+    __table_args__ = (Index("ix_tool_review_tool_id_id", "tool_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tool_id: Mapped[int] = mapped_column(ForeignKey("tool.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agent.id", ondelete="SET NULL"), index=True
+    )
+    agent_name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    admin_name: Mapped[str | None] = mapped_column(String(80))
+    # None when the tool row has no hash (one not stored by a sync).
+    definition_hash: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,7 +1,7 @@
 """webhooks: the endpoints Needs attention events are sent to, and each event's delivery
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-14
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
