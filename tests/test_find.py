@@ -22,7 +22,8 @@ from mcpadmin.services import records
 from mcpadmin.services.records import FilterError
 from tests import test_gateway_calls as shared
 from tests.gateway_helpers import agent_with_tools
-from tests.test_call_log import call, rows, weather  # noqa: F401 (weather: a fixture)
+from tests.test_call_log import call, rows
+from tests.test_call_log import weather as weather  # a fixture
 from tests.test_gateway_calls import TOKEN
 
 bearer_tools, fresh_pool = shared.bearer_tools, shared.fresh_pool
@@ -152,11 +153,13 @@ def test_the_csv_export_holds_only_the_searched_calls(logged_in, made):
 
 def test_the_jsonl_export_follows_the_request_id_and_tool_filters(logged_in, made):
     body = logged_in.get("/calls/export.jsonl", query_string={"request": made["message"]})
-    assert [json.loads(line)["request_id"] for line in body.get_data(as_text=True).splitlines()] == [
-        made["refused"]
-    ]
+    assert ids_in(body.get_data(as_text=True)) == [made["refused"]]
     body = logged_in.get("/calls/export.jsonl?tool=weather").get_data(as_text=True)
-    assert [json.loads(line)["request_id"] for line in body.splitlines()] == [made["worked"]]
+    assert ids_in(body) == [made["worked"]]
+
+
+def ids_in(jsonl: str) -> list[str]:
+    return [json.loads(line)["request_id"] for line in jsonl.splitlines()]
 
 
 def test_the_export_links_carry_the_search(logged_in, made):
@@ -178,7 +181,8 @@ def fleet(app, bearer_tools):
         tides = Connector(name="Tides", url=bearer_tools.url, auth_type="bearer",
                           secret_enc=seal(TOKEN))  # fmt: skip
         ledger = Connector(name="Ledger", url=bearer_tools.url, auth_type="api_key_header",
-                           api_key_header_name="X-Api-Key", credential_mode="per_agent")  # fmt: skip
+                           api_key_header_name="X-Api-Key",
+                           credential_mode="per_agent")  # fmt: skip
         db.session.add_all([weather, tides, ledger])
         db.session.commit()
         agent_with_tools([weather], name="Ada", enabled={"Weather": ["weather"]})
