@@ -55,9 +55,7 @@ def connection(app, connector_id, agent_id=None, **values):
 
 def events(app, action):
     with app.app_context():
-        return [
-            e.details for e in db.session.scalars(select(AuditEvent).filter_by(action=action))
-        ]
+        return [e.details for e in db.session.scalars(select(AuditEvent).filter_by(action=action))]
 
 
 def tool_ids(app, connector_id):
@@ -215,7 +213,9 @@ def test_per_agent_connector_page_lists_each_agents_credential(app, logged_in):
     assert "See each agent" not in page
     assert f'href="/agents/{agent_id}#connector-{connector_id}">Support bot</a>' in agents
     assert "badge-error" in agents and "The server refused the token" in agents
-    assert re.search(r"Ops bot</a></th>\s*<td>\s*<span class=\"badge badge-no_credential\">", agents)
+    assert re.search(
+        r"Ops bot</a></th>\s*<td>\s*<span class=\"badge badge-no_credential\">", agents
+    )
     assert "1 error, 1 not connected" in page
 
 
