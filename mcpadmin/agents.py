@@ -14,9 +14,9 @@ from sqlalchemy.orm import joinedload
 from . import flashes, records
 from .extensions import db
 from .filters import plural
-from .forms import AgentForm, AgentKeyForm, AgentSecretForm
+from .forms import AgentForm, AgentKeyForm, SecretForm
 from .models import Agent, AgentConnection, AgentKey, Connector, utcnow
-from .services import agent_keys, audit, catalog, fanout, find, gateway, name_taken
+from .services import agent_keys, audit, catalog, fanout, find, gateway, lifecycle, name_taken
 from .services import agents as service
 from .services.audit import Action
 
@@ -92,18 +92,26 @@ def update(id):
                 flash(f"Agent {agent.name} saved.", "success")
                 return redirect(url_for("agents.update", id=agent.id))
         status = 422
-    return _agent_page(agent, form), status
+    return _agent_page(agent, form, flashed=request.args.get("card", type=int)), status
 
 
-def _agent_page(agent, form=None, key_form=None, new_key=None):
+def card_url(agent_id, connector_id) -> str:
+    """The agent page scrolled to one connector's card, the messages flashed for it shown
+    in the card (the page's own message area is then out of view)."""
+    url = url_for("agents.update", id=agent_id, card=connector_id)
+    return f"{url}#connector-{connector_id}"
+
+
+def _agent_page(agent, form=None, key_form=None, new_key=None, flashed=None):
     """The whole agent page; ``new_key`` (the key just created) only in the answer that
-    creates it."""
+    creates it; ``flashed``: the id of the connector whose card also shows the messages."""
     return render_template(
         "agents/edit.html",
         agent=agent,
         form=form or AgentForm(obj=agent, formdata=None),
         cards=service.cards(agent),
-        secret_form=AgentSecretForm(formdata=None),
+        secret_form=SecretForm(formdata=None),
+        flashed=flashed,
         **_keys_context(agent, key_form, new_key),
         **records.usage_slot(agent=agent),
     )
@@ -128,8 +136,13 @@ def delete(id):
     its OAuth tokens at the provider where the grant offers revocation."""
     agent = get_agent(id)
     if request.method == "GET":
-        grants = len(service.revocations(agent))
-        return render_template("agents/delete.html", agent=agent, grants=grants)
+        return render_template(
+            "agents/delete.html",
+            agent=agent,
+            holdings=service.holdings(agent),
+            keys=[k.label for k in agent_keys.active(agent)],
+            revoked=[r.what for r in service.revocations(agent)],
+        )
     name = agent.name
     revocations = service.revocations(agent)
     audit.record(Action.AGENT_DELETED, agent, {
@@ -148,46 +161,54 @@ def delete(id):
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/secret")
 def save_secret(id, connector_id):
-    """Store the agent's own token or key for a per-agent bearer/API-key connector."""
+    """Store the agent's own token or key for a per-agent bearer/API-key connector, or
+    replace the stored one (a blank field changes nothing), then check it with a sync."""
     agent, connector = get_pair(id, connector_id)
-    form = AgentSecretForm()
+    form = SecretForm()
     if not form.validate_on_submit():
         missing = "Enter the token or key before saving."
         flash(form.secret.errors[0] if form.secret.data else missing, "error")
         return _card_response(agent, connector, form)
-    reconnect = audit.needed_reconnect(connector, service.connection_for(agent, connector))
+    connection = service.connection_for(agent, connector)
+    replaced = lifecycle.credential_state(connector, connection) != "missing"
+    reconnect = audit.needed_reconnect(connector, connection)
     try:
         service.save_secret(agent, connector, form.secret.data.strip())
     except service.AgentConnectionError as exc:
         flash(str(exc), "error")
         return _card_response(agent, connector, form)
-    audit.connected(connector, agent, reconnect, {"how": "token pasted"})
+    how = "token replaced" if replaced else "token pasted"
+    audit.connected(connector, agent, reconnect or replaced, {"how": how})
     db.session.commit()
     # Check the new credential at once, and list what this account may use.
     outcome = fanout.sync_outcome(connector, agent)
     db.session.commit()
+    saved = f"Token {'replaced' if replaced else 'saved'} for {agent.name} on {connector.name}"
     if outcome.ok:
-        flash(f"Token saved for {agent.name} on {connector.name}: {outcome.message}.", "success")
+        flash(f"{saved}: {outcome.message}.", "success")
     else:
-        flash(f"Token saved for {agent.name} on {connector.name}, but: {outcome.message}", "error")
+        flash(f"{saved}, but: {outcome.message}", "error")
     return _card_response(agent, connector)
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/tools")
 def choose_tools(id, connector_id):
-    """Enable the ticked tools (the ``tools`` field: tool ids) for the agent; the others
-    are disabled."""
+    """Enable the ticked tools (the ``tools`` field: tool ids) for the agent, the others
+    disabled; or, with ``select`` set to ``all`` or ``none`` (the card's Enable all and
+    Disable all buttons), every tool the agent is offered or none."""
     agent, connector = get_pair(id, connector_id)
     connection = service.connection_for(agent, connector)
     before = set(connection.enabled_tools or []) if connection else set()
-    chosen = service.choose_tools(agent, connector, request.form.getlist("tools"))
+    select = request.form.get("select")
+    chosen = service.choose_tools(agent, connector, request.form.getlist("tools"), select)
     after = set(chosen)
     if after != before:
         changed = {"enabled": after - before, "disabled": before - after}
-        audit.record(Action.TOOLS_CHOSEN, agent, {"connector": connector.name, **changed})
+        how = {"selected": select} if select in (service.ALL, service.NONE) else {}
+        audit.record(Action.TOOLS_CHOSEN, agent, {"connector": connector.name, **changed, **how})
     db.session.commit()
-    enabled = f"{len(chosen)} of {plural(len(connector.tools), 'tool')} enabled"
-    flash(f"{enabled} on {connector.name}.", "success")
+    offered = len(service.offered(connector, service.connection_for(agent, connector)))
+    flash(f"{len(chosen)} of {plural(offered, 'tool')} enabled on {connector.name}.", "success")
     return _card_response(agent, connector)
 
 
@@ -272,7 +293,10 @@ def revoke_key(id, key_id):
     agent, key = get_key(id, key_id)
     if request.method == "GET":
         shown = agent_keys.display(key)
-        return render_template("agents/revoke_key.html", agent=agent, key=key, shown=shown)
+        others = [k.label for k in agent_keys.active(agent) if k.id != key.id]
+        return render_template(
+            "agents/revoke_key.html", agent=agent, key=key, shown=shown, others=others
+        )
     if key.revoked_at is None:
         audit.record(Action.KEY_REVOKED, agent, agent_keys.described(key))
     agent_keys.revoke(key)
@@ -296,13 +320,13 @@ def _card_response(agent, connector, secret_form=None):
     Errors are answered 200 too: htmx swaps only 2xx by default, and the card shows them.
     """
     if not request.headers.get("HX-Request"):
-        return redirect(url_for("agents.update", id=agent.id) + f"#connector-{connector.id}")
+        return redirect(card_url(agent.id, connector.id))
     connection = service.connection_for(agent, connector)
     body = render_template(
         "agents/_card_response.html",
         agent=agent,
         card=service.card(connector, connection),
-        secret_form=secret_form or AgentSecretForm(formdata=None),
+        secret_form=secret_form or SecretForm(formdata=None),
     )
     return body, 200, {"Vary": "HX-Request"}
 

@@ -7,9 +7,9 @@ from sqlalchemy.exc import IntegrityError
 from . import flashes, records
 from .crypto import secret_state
 from .extensions import db
-from .forms import ConnectorForm
+from .forms import ConnectorForm, SecretForm
 from .models import AgentConnection, Connector, Tool
-from .services import audit, fanout, find, lifecycle, name_taken
+from .services import audit, clients, fanout, find, lifecycle, name_taken
 from .services import connectors as service
 from .services.audit import Action
 from .services.lifecycle import Status
@@ -70,13 +70,56 @@ def create():
 
 @bp.get("/<int:id>")
 def show(id):
+    """The connector's details, its credential (the shared one with a form to enter or
+    replace a token or key; per agent, each agent's), its tools and usage."""
     connector = get_connector(id)
+    return _show(connector)
+
+
+def _show(connector, secret_form=None, status=200):
     return render_template(
         "connectors/show.html",
         connector=connector,
         credential=lifecycle.for_connector(connector),
+        access=service.agent_access(connector),
+        secret_form=secret_form or SecretForm(formdata=None),
+        redirect_uri=clients.redirect_uri(),
         **records.usage_slot(connector=connector),
-    )
+    ), status
+
+
+@bp.post("/<int:id>/secret")
+def save_secret(id):
+    """Store the shared token or key, or replace the stored one (a blank field changes
+    nothing), then check it with a sync; back to the connector's page with the outcome.
+
+    :raise 404: no such connector.
+    """
+    connector = get_connector(id)
+    form = SecretForm()
+    if not form.validate_on_submit():
+        if not form.secret.data:
+            form.secret.errors = ["Enter the token or key before saving."]
+        return _show(connector, form, 422)
+    replaced = lifecycle.credential_state(connector) != "missing"
+    reconnect = audit.needed_reconnect(connector)
+    try:
+        service.save_secret(connector, form.secret.data)
+    except service.ConnectorSecretError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("connectors.show", id=connector.id))
+    how = "token replaced" if replaced else "token pasted"
+    audit.connected(connector, None, reconnect or replaced, {"how": how})
+    db.session.commit()
+    outcome = fanout.sync_outcome(connector)  # check the new credential at once
+    audit.synced(connector, [outcome])
+    db.session.commit()
+    saved = f"Token {'replaced' if replaced else 'saved'} for {connector.name}"
+    if outcome.ok:
+        flash(f"{saved}: {outcome.message}.", "success")
+    else:
+        flash(f"{saved}, but: {outcome.message}", "error")
+    return redirect(url_for("connectors.show", id=connector.id))
 
 
 @bp.route("/<int:id>/edit", methods=["GET", "POST"])
@@ -100,8 +143,12 @@ def delete(id):
     revokes its OAuth tokens at the provider where the grant offers revocation."""
     connector = get_connector(id)
     if request.method == "GET":
-        grants = len(service.revocations(connector))
-        return render_template("connectors/delete.html", connector=connector, grants=grants)
+        return render_template(
+            "connectors/delete.html",
+            connector=connector,
+            access=service.agent_access(connector),
+            revoked=[r.what for r in service.revocations(connector)],
+        )
     name = connector.name
     revocations = service.revocations(connector)
     audit.record(Action.CONNECTOR_DELETED, connector, {
@@ -201,10 +248,12 @@ def _invalid(template, form, connector, flags):
 
 
 def _secret_flags(connector):
-    """What the form may say about stored secrets: never the secrets themselves."""
+    """What the form may say about stored secrets (never the secrets themselves), and the
+    redirect URI to register at a provider for a pre-registered client."""
     return {
         "secret_state": secret_state(connector.secret_enc),
         "client_state": secret_state(connector.oauth_client_id_enc),
+        "redirect_uri": clients.redirect_uri(),
     }
 
 

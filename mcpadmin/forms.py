@@ -186,7 +186,8 @@ class AgentKeyForm(FlaskForm):
     )  # fmt: skip
 
     def validate(self, extra_validators=None):
-        """Field checks, then the date, which matters only with "Until a date…"."""
+        """Field checks, then the date: required with "Until a date…", refused with any
+        other choice (which would ignore it: the operator must say which one they meant)."""
         valid = super().validate(extra_validators)
         if valid and self.lifetime.data == "date":
             if self.until.data is None:
@@ -194,6 +195,13 @@ class AgentKeyForm(FlaskForm):
             elif self.until.data <= datetime.now(UTC).date():
                 self.until.errors = ["Choose a day after today."]
             valid = not self.until.errors
+        elif valid and self.until.data is not None:
+            chosen = KEY_LIFETIMES.get(self.lifetime.data, self.lifetime.data)
+            self.until.errors = [
+                f"“Expires” says {chosen}, which ignores this date: choose “Until a date…” "
+                "to use it, or clear the date."
+            ]
+            valid = False
         return valid
 
     def expires_at(self, now: datetime) -> datetime | None:
@@ -207,7 +215,10 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
 
 
-class AgentSecretForm(FlaskForm):
+class SecretForm(FlaskForm):
+    """A bearer token or API key entered alone: an agent's own (its card) or the shared one
+    (the connector's page). Required: a blank field never erases the stored one."""
+
     secret = PasswordField(
         "Token or key",
         validators=[DataRequired(), Length(max=8192), _header_secret],

@@ -4,6 +4,7 @@ page), the provider's callback, disconnect, and mcpadmin's client ID metadata do
 from flask import Blueprint, abort, flash, g, jsonify, redirect, request, url_for
 
 from . import flashes
+from .agents import card_url
 from .extensions import db
 from .filters import plural
 from .models import Agent, Connector
@@ -26,7 +27,7 @@ def start(connector_id):
     except connect.ConnectError as exc:
         db.session.commit()  # keep the discovery log, so the connector page shows the attempts
         flash(f"Could not connect {connector.name}: {exc}", "error")
-        return _leave(_back(exc.agent_id))
+        return _leave(_back(exc.agent_id, connector.id))
     db.session.commit()
     return _leave(url)
 
@@ -48,7 +49,7 @@ def callback():
         except connect.ConnectError as exc:
             db.session.commit()
             flash(f"Could not connect {finished.connector.name}: {exc}", "error")
-            return redirect(_back(exc.agent_id))
+            return redirect(_back(exc.agent_id, finished.connector.id))
         db.session.commit()
         return redirect(url)
     db.session.commit()
@@ -94,10 +95,12 @@ def client_metadata():
 
 
 def _back(agent_id, connector_id=None) -> str:
-    """The page the flow started from: the agent's (if it still exists), else the index."""
+    """The page the flow started from: the agent's (if it still exists; at the connector's
+    card, which shows the message, when known), else the index."""
     if agent_id and db.session.get(Agent, agent_id):
-        anchor = f"#connector-{connector_id}" if connector_id else ""
-        return url_for("agents.update", id=agent_id) + anchor
+        if connector_id:
+            return card_url(agent_id, connector_id)
+        return url_for("agents.update", id=agent_id)
     return url_for("connectors.index")
 
 

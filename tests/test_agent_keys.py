@@ -200,7 +200,7 @@ def test_revoke_over_htmx_keeps_the_key_listed_as_revoked(app, logged_in, agent)
 def test_revoke_button_asks_first(app, logged_in, agent):
     key_id, _ = make_key(app, agent)
     keys = section(logged_in.get(f"/agents/{agent}").get_data(True), "keys")
-    assert 'hx-confirm="Revoke the key “laptop”?' in keys
+    assert 'hx-confirm="Revoke the key “laptop” of Support bot?' in keys
     assert f'method="get" action="/agents/{agent}/keys/{key_id}/revoke"' in keys
 
 

@@ -97,9 +97,9 @@ def test_inline_token_without_javascript_redirects_back(logged_in, world):
     url = f"/agents/{world['agent']}/connectors/{world['bearer_pa']}/secret"
     response = logged_in.post(url, data={"secret": TOKEN})
     assert response.status_code == 302
-    assert (
-        response.headers["Location"] == f"/agents/{world['agent']}#connector-{world['bearer_pa']}"
-    )
+    agent, connector = world["agent"], world["bearer_pa"]
+    # The card shows the message: the page opens scrolled to it.
+    assert response.headers["Location"] == f"/agents/{agent}?card={connector}#connector-{connector}"
 
 
 def test_empty_inline_token_is_refused_in_the_card(logged_in, world):

@@ -66,7 +66,8 @@ def test_per_agent_connect_stores_tokens_on_the_agent_and_returns_there(
     connector_id = add_connector(app, fresh_oauth_peer.mcp_url, mode="per_agent")
     agent_id = add_agent(app)
     done = connect(logged_in, connector_id, agent_id)
-    assert done.headers["Location"] == f"/agents/{agent_id}#connector-{connector_id}"
+    card = f"/agents/{agent_id}?card={connector_id}#connector-{connector_id}"
+    assert done.headers["Location"] == card
     page = logged_in.get(f"/agents/{agent_id}").get_data(as_text=True)
     assert "Connected Ada on Peer: 3 tools available." in page
     assert '<span class="badge badge-connected">Connected</span>' in page

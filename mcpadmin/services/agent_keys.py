@@ -112,6 +112,12 @@ def status(row: AgentKey, now: datetime | None = None) -> KeyStatus:
     return KeyStatus.ACTIVE if row.usable(now or utcnow()) else KeyStatus.EXPIRED
 
 
+def active(agent: Agent, now: datetime | None = None) -> list[AgentKey]:
+    """The agent's keys that work now, the newest first."""
+    now = now or utcnow()
+    return [k for k in newest_first(agent) if status(k, now) == KeyStatus.ACTIVE]
+
+
 def newest_first(agent: Agent) -> list[AgentKey]:
     """The agent's keys, revoked and expired ones included, the newest first."""
     return sorted(agent.keys, key=lambda k: (k.created_at, k.id), reverse=True)

@@ -23,8 +23,30 @@ class Card:
     connection: AgentConnection | None
     # The credential this agent uses here: its own (per agent) or the connector's (shared).
     credential: lifecycle.Presentation
-    tools: list[Tool] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)  # what this agent is offered
     enabled: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Holdings:
+    """What an agent holds on its connectors, by connector name (for the confirmation of its
+    deletion). Holds no secret."""
+
+    tools: list[tuple[str, int]]  # (connector, how many tools it may call there)
+    credentials: list[str]  # connectors where it holds its own credential
+
+
+def holdings(agent: Agent) -> Holdings:
+    connections = sorted(agent.connections, key=lambda c: c.connector.name.lower())
+    return Holdings(
+        tools=[(c.connector.name, len(c.enabled_tools)) for c in connections if c.enabled_tools],
+        credentials=[
+            c.connector.name
+            for c in connections
+            if c.connector.per_agent
+            and lifecycle.credential_state(c.connector, c) in ("set", "unreadable")
+        ],
+    )
 
 
 def connection_for(agent: Agent, connector: Connector, create=False) -> AgentConnection | None:
@@ -38,12 +60,21 @@ def connection_for(agent: Agent, connector: Connector, create=False) -> AgentCon
     return connection
 
 
+def offered(connector: Connector, connection: AgentConnection | None) -> list[Tool]:
+    """The connector's tools this agent may be given: for a per-agent connector those its own
+    account was offered when last synced with it (the whole catalog before that)."""
+    names = connection.offered_tools if connector.per_agent and connection else None
+    if names is None:
+        return list(connector.tools)
+    return [t for t in connector.tools if t.name in set(names)]
+
+
 def card(connector: Connector, connection: AgentConnection | None) -> Card:
     return Card(
         connector=connector,
         connection=connection,
         credential=lifecycle.present(connector, connection),
-        tools=list(connector.tools),
+        tools=offered(connector, connection),
         enabled=set(connection.enabled_tools or []) if connection else set(),
     )
 
@@ -92,15 +123,28 @@ def revocations(agent: Agent) -> list[tokens.Revocation]:
     return [r for r in found if r is not None]
 
 
-def choose_tools(agent: Agent, connector: Connector, tool_ids: list[str]) -> list[str]:
-    """Enable exactly the connector's tools whose row ids are in ``tool_ids`` (form values;
-    other ids, and values that are not ids, are ignored) for the agent; return their names.
+# ``choose_tools``' ``select``: every tool the agent is offered, or none.
+ALL, NONE = "all", "none"
+
+
+def choose_tools(
+    agent: Agent, connector: Connector, tool_ids: list[str], select: str | None = None
+) -> list[str]:
+    """Enable exactly the offered tools (see ``offered``) whose row ids are in ``tool_ids``
+    (form values; other ids, and values that are not ids, are ignored) for the agent, or with
+    ``select`` all of them (``ALL``) or none (``NONE``); return their names.
 
     Ids, not names, identify the ticked tools: a browser rewrites line breaks in form
-    values, so two tools named ``a\r\nb`` and ``a\nb`` would share one value.
+    values, so two tools named ``a\r\nb`` and ``a\nb`` would share one value. A tool whose
+    definition changed stays flagged when enabled this way too: calls to it are refused
+    until the operator reviews it.
     """
-    wanted = set(tool_ids)
-    chosen = [t.name for t in connector.tools if str(t.id) in wanted]
     connection = connection_for(agent, connector, create=True)
+    tools = offered(connector, connection)
+    if select in (ALL, NONE):
+        chosen = [t.name for t in tools] if select == ALL else []
+    else:
+        wanted = set(tool_ids)
+        chosen = [t.name for t in tools if str(t.id) in wanted]
     connection.enabled_tools = chosen
     return chosen

@@ -10,8 +10,11 @@ a pasted secret follows a URL to another origin only when the operator chose so.
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from sqlalchemy import func, select
+
 from ..crypto import seal
-from ..models import Connector
+from ..extensions import db
+from ..models import Agent, AgentConnection, Connector
 from . import lifecycle, tokens
 
 SETTINGS = (
@@ -29,6 +32,27 @@ SETTINGS = (
 OAUTH_SETTINGS = tuple(s for s in SETTINGS if s.startswith("oauth_"))
 # The form field asked when the origin moves while pasted secrets are stored, and its answers.
 MOVED, KEEP, FORGET = "moved_secrets", "keep", "forget"
+
+
+class ConnectorSecretError(ValueError):
+    """The connector takes no shared token or key; the message says why."""
+
+
+@dataclass
+class AgentAccess:
+    """One agent's use of a connector, as the connector page and the confirmations name it.
+    Holds no secret."""
+
+    agent: Agent
+    connection: AgentConnection | None
+    # The credential the agent uses here: its own (per agent) or the connector's (shared).
+    credential: lifecycle.Presentation
+    enabled: list[str]  # the tools it may call here, in catalog order
+
+    @property
+    def own_credential(self) -> bool:
+        """Whether the agent holds its own credential here (deleted with the connector)."""
+        return self.connection is not None and self.credential.credential in ("set", "unreadable")
 
 
 @dataclass
@@ -131,8 +155,7 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
             lifecycle.apply(connector, lifecycle.Event.FORGOTTEN)
         connector.secret_enc = None
     elif data.get("secret"):
-        connector.secret_enc = seal(data["secret"])
-        lifecycle.apply(connector, lifecycle.Event.STORED)
+        save_secret(connector, data["secret"])
 
     if connector.auth_type == "oauth":
         if data.get("clear_oauth_client"):
@@ -143,6 +166,31 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
             connector.oauth_client_secret_enc = seal(data["oauth_client_secret"])
 
     return saved
+
+
+def save_secret(connector: Connector, plaintext: str):
+    """Store the shared bearer token or API key, replacing the stored one.
+
+    :raise ConnectorSecretError: the connector is per agent, or its credential is not pasted.
+    """
+    if connector.per_agent or not connector.uses_pasted_secret:
+        raise ConnectorSecretError(f"{connector.name} does not take a shared token or key.")
+    connector.secret_enc = seal(plaintext)
+    lifecycle.apply(connector, lifecycle.Event.STORED)
+
+
+def agent_access(connector: Connector) -> list[AgentAccess]:
+    """Every agent, in name order, with its credential state here and its enabled tools."""
+    agents = db.session.scalars(select(Agent).order_by(func.lower(Agent.name), Agent.id)).all()
+    connections = {c.agent_id: c for c in connector.connections}
+    catalog = [t.name for t in connector.tools]
+    found = []
+    for agent in agents:
+        connection = connections.get(agent.id)
+        enabled = set(connection.enabled_tools or []) if connection else set()
+        found.append(AgentAccess(agent, connection, lifecycle.present(connector, connection),
+                                 [n for n in catalog if n in enabled]))  # fmt: skip
+    return found
 
 
 def revocations(connector: Connector) -> list[tokens.Revocation]:

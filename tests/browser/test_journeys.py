@@ -150,8 +150,9 @@ def test_per_agent_oauth_connect_returns_to_the_agent_page(signed_in, live_serve
     card(page, "Peer").get_by_role("button", name="Connect").click()
     page.get_by_role("button", name="Approve").click()
 
-    expect(page).to_have_url(re.compile(re.escape(agent_url) + r"#connector-\d+$"))
-    expect(page.get_by_text("Connected Triage bot on Peer: 3 tools available.")).to_be_visible()
+    expect(page).to_have_url(re.compile(re.escape(agent_url) + r"\?card=\d+#connector-\d+$"))
+    connected = card(page, "Peer").get_by_text("Connected Triage bot on Peer: 3 tools available.")
+    expect(connected).to_be_visible()
     expect(card(page, "Peer").get_by_text("Tools Triage bot may use")).to_be_visible()
     shoot(page, "agent-connected")
 
