@@ -7,6 +7,7 @@ error."""
 
 import contextlib
 import html
+import json
 import re
 
 import pytest
@@ -369,3 +370,51 @@ def test_syncing_a_per_agent_connector_before_any_agent_connected_is_not_an_erro
     index = text_of(logged_in.get("/connectors/"))
     assert "flash-info" in index and "No agent has connected yet" in index
     assert "flash-error" not in index and 'class="error' not in index
+
+
+# -- two worker processes ----------------------------------------------------------------------
+
+
+def test_each_worker_sees_the_state_another_one_wrote(app, database_uri, tmp_path, bearer_peer):
+    """The state lives in the database, read with each call: a worker that did not see the
+    failure still turns it green, and one that did not see the recovery does not undo it."""
+    from tests.browser.conftest import start_live_server
+    from tests.test_data_plane import connections_per_worker
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    with app.app_context():
+        connector = synced_connector(bearer_peer.url, "Weather", auth_type="bearer",
+                                     secret_enc=seal(TOKEN))  # fmt: skip
+        agent, key = agent_with_tools([connector], name="Ada")
+        connector_id, path = connector.id, f"/agents/{agent.id}/mcp"
+    env = {"MCPADMIN_SECRET_KEY": app.config["SECRET_KEY"],  # agent keys are HMACed with it
+           "MCPADMIN_ENCRYPTION_KEYS": ",".join(app.config["ENCRYPTION_KEYS"])}  # fmt: skip
+    server = start_live_server(database_uri, str(tmp_path / "live"), timeout=120, workers=2,
+                               env=env)  # fmt: skip
+    held = []
+    try:
+        first, second = (group[0] for group in connections_per_worker(server, 2, 1).values())
+        held = [first, second]
+
+        def works(connection) -> bool:
+            body = modern_body("tools/call", name="weather__weather", arguments={"city": "Oslo"})
+            headers = modern_headers(key, "tools/call", **{"Mcp-Name": "weather__weather"})
+            headers.update({"Accept": "application/json", "Content-Type": "application/json"})
+            connection.request("POST", path, body=json.dumps(body), headers=headers)
+            answer = json.loads(connection.getresponse().read())
+            return not answer["result"].get("isError")
+
+        for refused_on, recovered_on in ((first, second), (second, first)):
+            assert works(refused_on) and works(recovered_on)
+            accept(bearer_peer, bearer="rotated")
+            assert not works(refused_on)
+            assert holder_of(app, connector_id)[0][0] == "error"
+            accept(bearer_peer, bearer=TOKEN)
+            assert works(recovered_on)
+            assert holder_of(app, connector_id)[0] == ("connected", None)
+            assert works(refused_on)  # saw Error last, reads Connected: nothing to undo
+            assert holder_of(app, connector_id)[0] == ("connected", None)
+    finally:
+        for connection in held:
+            connection.close()
+        server.stop()

@@ -236,7 +236,7 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
     except calls.Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
     except mcp.McpError as exc:
-        if isinstance(exc, mcp.Unauthorized | mcp.Forbidden):
+        if target.needs_thread(exc):
             outcome = await plane.run(target.explained, exc)
         else:
             outcome = target.explained(exc)

@@ -75,8 +75,8 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
 
     Closing the iterator early cancels the upstream call. Works on the session's objects and
     never commits: the outcome's move of the holder's state (``Outcome.moves``), a dead grant
-    or a step-up is recorded on the holder (through ``lifecycle``/``tokens``; a refresh
-    commits on its own, as always) and the era cache on the connector when it changed; the
+    and a step-up are recorded on the holder (through ``lifecycle``/``tokens``; a refresh
+    commits on its own, as always), and the era cache on the connector when it changed; the
     caller commits after the ``Outcome``, as after a sync.
     """
     started = time.monotonic()
@@ -177,14 +177,19 @@ class Target:
 
     def explained(self, exc: mcp.McpError) -> Outcome:
         """The outcome of a failed call. An OAuth 401 or 403 may move its holder's state
-        (committed), so call it in a pool thread for 401 and 403; other failures need none
-        (their move waits in ``Outcome.moves``)."""
-        if isinstance(exc, mcp.Unauthorized | mcp.Forbidden):
+        (committed), so call it in a pool thread for those (``needs_thread``); other failures
+        change nothing here (their move waits in ``Outcome.moves``)."""
+        if self.needs_thread(exc):
             self.bind()
             outcome = self.pair.explained(exc)
             db.session.commit()
             return outcome
         return self.pair.explained(exc)
+
+    def needs_thread(self, exc: mcp.McpError) -> bool:
+        """Whether ``explained`` may write: an OAuth credential refused (a dead grant, a
+        step-up)."""
+        return self.auth_type == "oauth" and isinstance(exc, mcp.Unauthorized | mcp.Forbidden)
 
     def changes(self, outcome: Outcome, era: str | None, version: str | None) -> bool:
         """Whether ending the call writes anything (``finished``): the upstream answered in
@@ -251,7 +256,7 @@ class _Pair:
     def __init__(self, connector, connection, agent_name: str, tool_name: str):
         self.connector, self.connection, self.agent_name = connector, connection, agent_name
         self.tool = tool_name[:80]
-        self.name = connector.name
+        self.name, self.auth_type = connector.name, connector.auth_type
         self.where = f"on agent {agent_name}'s page" if connector.per_agent else (
             "on the connectors page")  # fmt: skip
         self.secrets: set[str] = set()
@@ -325,16 +330,17 @@ class _Pair:
         return self.failed(*down, Event.CALL_FAILED)
 
     def _unauthorized(self) -> tuple:
-        """(kind, sentence, event) for a 401 after the last try."""
-        connector = self.connector
-        place = lifecycle.holder(connector, self.connection)
-        if connector.auth_type == "oauth" and self.secrets and place is not None:
+        """(kind, sentence, event) for a 401 after the last try; an OAuth holder's dead grant
+        is recorded here (the holder must be bound: ``Target.needs_thread``)."""
+        oauth = self.auth_type == "oauth"
+        place = lifecycle.holder(self.connector, self.connection) if oauth else None
+        if oauth and self.secrets and place is not None:
             lifecycle.apply(place, Event.GRANT_DEAD,
                             "The server refused the access token even after a refresh: "
                             "Reconnect.")  # fmt: skip
             return Kind.NEEDS_RECONNECT, self.expired(), None
         if self.secrets:
-            what = "token" if connector.auth_type in ("bearer", "oauth") else "API key"
+            what = "token" if self.auth_type in ("bearer", "oauth") else "API key"
             return Kind.NEEDS_RECONNECT, (f"{self.name} refused the stored {what} (401 "
                                           f"Unauthorized): an operator must replace it "
                                           f"{self.where}."), Event.CALL_FAILED  # fmt: skip
@@ -343,8 +349,9 @@ class _Pair:
                                     "page."), Event.CALL_FAILED  # fmt: skip
 
     def _forbidden(self, exc: mcp.Forbidden) -> tuple[Kind, str]:
-        place = lifecycle.holder(self.connector, self.connection)
-        if self.connector.auth_type == "oauth" and exc.insufficient_scope and place is not None:
+        oauth = self.auth_type == "oauth"
+        place = lifecycle.holder(self.connector, self.connection) if oauth else None
+        if oauth and exc.insufficient_scope and place is not None:
             if tokens.step_up(place, exc.www_authenticate) == Event.SCOPE_NEEDED:
                 return Kind.NEEDS_RECONNECT, (f"{self.name} needs more permissions for "
                                               f"{self.tool}: an operator must Reconnect "
