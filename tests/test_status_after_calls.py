@@ -299,6 +299,19 @@ def test_a_server_down_turns_the_pages_red_and_back_up_green_without_a_sync(app,
         assert_green(logged_in, connector_id, agent_id)
 
 
+def test_a_server_too_slow_is_an_error_until_a_call_is_answered(
+    app, served, logged_in, bearer_peer
+):
+    connector_id, agent_id, url, key = weather(app, served, bearer_peer)
+    app.config["CALL_TIMEOUT"] = 1.0
+    result = call(url, key, "weather__count", {"steps": 3, "delay": 1.0})
+    sentence = "Weather did not answer the call to count in time."
+    assert result.is_error and result.content[0].text.startswith(sentence)
+    assert_red(logged_in, connector_id, agent_id, sentence)
+    assert not call(url, key, "weather__count", {"steps": 1, "delay": 0}).is_error
+    assert_green(logged_in, connector_id, agent_id)
+
+
 def test_a_tool_error_or_a_refused_call_is_not_the_connectors_error(app, served, bearer_peer):
     """The server answered: its tool's own error, or a JSON-RPC refusal, says nothing about
     the credential or the server being up."""
