@@ -9,6 +9,7 @@ import contextlib
 import html
 import json
 import re
+import threading
 
 import pytest
 import requests
@@ -17,7 +18,7 @@ from sqlalchemy import event as sa_event
 from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, AgentConnection, Connector
-from mcpadmin.services import agent_keys, calls, fanout
+from mcpadmin.services import agent_keys, calllog, calls, fanout
 from mcpadmin.services.calllog import Outcome
 from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 from tests.oauth_helpers import add_connector as add_oauth_connector
@@ -325,13 +326,14 @@ def test_a_tool_error_or_a_refused_call_is_not_the_connectors_error(app, served,
 
 
 @contextlib.contextmanager
-def updates(app):
-    """The UPDATE statements the app's engine runs meanwhile (a list, filled as they run)."""
+def statements(app):
+    """The statements the app's engine runs meanwhile on the calls' path (a list filled as
+    they run; the call log writer's batched inserts, off that path, left out)."""
     seen = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("UPDATE"):
-            seen.append(statement.split()[1].strip('"').lower())
+        if threading.current_thread().name != calllog.Writer.THREAD_NAME:
+            seen.append(statement.strip())
 
     with app.app_context():
         engine = db.engine
@@ -342,19 +344,60 @@ def updates(app):
         sa_event.remove(engine, "before_cursor_execute", record)
 
 
+def updated(seen) -> list[str]:
+    """The tables the UPDATE statements among ``seen`` name."""
+    return [s.split()[1].strip('"').lower() for s in seen if s.upper().startswith("UPDATE")]
+
+
 def test_calls_that_keep_working_write_nothing_and_a_recovery_writes_once(app, served, bearer_peer):
     connector_id, _, url, key = weather(app, served, bearer_peer)
     call(url, key, "weather__weather")  # the connection's first call and the key's first use
-    with updates(app) as seen:
+    with statements(app) as seen:
         assert not call(url, key, "weather__weather", times=20).is_error
-    assert "connector" not in seen and "agent_connection" not in seen, seen
+    assert "connector" not in updated(seen) and "agent_connection" not in updated(seen), seen
 
     accept(bearer_peer, bearer="rotated")
     call(url, key, "weather__weather", times=3)
     accept(bearer_peer, bearer=TOKEN)
-    with updates(app) as seen:
+    with statements(app) as seen:
         assert not call(url, key, "weather__weather", times=10).is_error
-    assert seen.count("connector") == 1, seen  # Error → Connected, once
+    assert updated(seen).count("connector") == 1, seen  # Error → Connected, once
+    assert holder_of(app, connector_id)[0] == ("connected", None)
+
+
+def test_a_call_costs_two_statements_whatever_state_it_found(app, bearer_peer):
+    """In process, as ``bench/gateway.py`` counts them: the key (with the catalog version)
+    and the call's connection and connector, which carry the state a call may change."""
+    from tests.gateway_helpers import AgentClient
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    with app.app_context():
+        connector = synced_connector(bearer_peer.url, "Weather", auth_type="bearer",
+                                     secret_enc=seal(TOKEN))  # fmt: skip
+        agent, key = agent_with_tools([connector], name="Ada")
+        connector_id, path = connector.id, f"/agents/{agent.id}/mcp"
+    body = modern_body("tools/call", name="weather__weather", arguments={"city": "Oslo"})
+    headers = modern_headers(key, "tools/call", **{"Mcp-Name": "weather__weather"})
+
+    with AgentClient(app) as client:
+
+        def calls_made(times) -> list:
+            with statements(app) as seen:
+                for _ in range(times):
+                    answer = client.post(path, json=body, headers=headers).json["result"]
+            return answer, seen
+
+        assert not calls_made(1)[0]["isError"]  # the first call and use are written
+        answer, seen = calls_made(20)
+        assert not answer["isError"] and len(seen) == 2 * 20, seen
+        accept(bearer_peer, bearer="rotated")
+        assert calls_made(1)[0]["isError"]
+        accept(bearer_peer, bearer=TOKEN)
+        answer, seen = calls_made(1)
+        # The state (Error → Connected), and the connection's last call (its error cleared).
+        assert not answer["isError"] and updated(seen) == ["connector", "agent_connection"], seen
+        answer, seen = calls_made(20)
+        assert not answer["isError"] and len(seen) == 2 * 20, seen
     assert holder_of(app, connector_id)[0] == ("connected", None)
 
 
