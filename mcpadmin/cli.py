@@ -99,11 +99,14 @@ def sync_tools_command(name, agent_name, stale, workers):
     outcomes = fanout.sync_many(pairs, workers=workers, stale_only=stale)
     for outcome in sorted(outcomes, key=_by_name):
         mark = "skip" if outcome.skipped else ("ok" if outcome.ok else "FAILED")
+        mark = "wait" if outcome.waiting else mark
         click.echo(f"{mark:>6}  {outcome.label}: {outcome.message}")
     failed = sum(not o.ok for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
-    synced = len(outcomes) - failed - skipped
-    click.echo(f"{synced} synced, {skipped} skipped (fresh), {failed} failed.")
+    waiting = sum(o.waiting for o in outcomes)
+    synced = len(outcomes) - failed - skipped - waiting
+    waits = f"{waiting} waiting for an agent, " if waiting else ""
+    click.echo(f"{synced} synced, {skipped} skipped (fresh), {waits}{failed} failed.")
     _prune()
     if failed:
         sys.exit(1)

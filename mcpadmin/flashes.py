@@ -16,8 +16,10 @@ def revoke(revocations: list[tokens.Revocation]) -> bool:
 
 
 def synced(outcome: Outcome):
-    """``Synced Linear: 12 tools.``, or why the sync failed."""
-    if outcome.ok:
+    """``Synced Linear: 12 tools.``, why the sync failed, or that it waits for an agent."""
+    if outcome.waiting:
+        flash(f"{outcome.label}: {outcome.message}", "info")
+    elif outcome.ok:
         flash(f"Synced {outcome.label}: {outcome.message}.", "success")
     else:
         flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")

@@ -83,7 +83,8 @@ def test_inline_token_saves_over_htmx_and_shows_token_configured(app, logged_in,
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert page.lstrip().startswith(f'<article id="connector-{world["bearer_pa"]}"')
-    assert "Token configured" in page and 'type="checkbox"' in page
+    # Saved, but the check failed: the card says Error (not a green "Token configured").
+    assert 'class="badge badge-error"' in page and 'type="checkbox"' in page
     assert 'hx-swap-oob="true"' in page and "Token saved for Support bot on Render, but" in page
     assert TOKEN not in page
     with app.app_context():

@@ -15,18 +15,20 @@ from mcpadmin.services.lifecycle import (
     Status,
     apply,
     for_connector,
+    moved,
     present,
 )
 
 NC, OK, NR, ER = (Status.NOT_CONNECTED, Status.CONNECTED, Status.NEEDS_RECONNECT, Status.ERROR)
 EVENTS = [Event.STORED, Event.SYNCED, Event.FAILED, Event.UNAVAILABLE, Event.GRANT_DEAD,
-          Event.SCOPE_NEEDED, Event.REFUSED, Event.ISSUER_CHANGED, Event.FORGOTTEN]  # fmt: skip
+          Event.SCOPE_NEEDED, Event.REFUSED, Event.ISSUER_CHANGED, Event.FORGOTTEN,
+          Event.CALL_ANSWERED, Event.CALL_FAILED, Event.NO_AGENT_YET]  # fmt: skip
 # Rows: the state before; columns: EVENTS in that order.
 EXPECTED = {
-    NC: [OK, OK, ER, NC, NR, NR, ER, NC, NC],
-    OK: [OK, OK, ER, OK, NR, NR, ER, NR, NC],
-    NR: [OK, NR, NR, NR, NR, NR, ER, NR, NC],
-    ER: [OK, OK, ER, ER, NR, NR, ER, NR, NC],
+    NC: [OK, OK, ER, NC, NR, NR, ER, NC, NC, OK, ER, NC],
+    OK: [OK, OK, ER, OK, NR, NR, ER, NR, NC, OK, ER, NC],
+    NR: [OK, NR, NR, NR, NR, NR, ER, NR, NC, NR, NR, NC],
+    ER: [OK, OK, ER, ER, NR, NR, ER, NR, NC, OK, ER, NC],
 }
 
 
@@ -39,6 +41,22 @@ def test_the_table_covers_every_state_and_event():
 @pytest.mark.parametrize("event", EVENTS)
 def test_transition(state, event):
     assert TRANSITIONS[state, event] == EXPECTED[state][EVENTS.index(event)]
+
+
+@pytest.mark.parametrize("state", list(Status))
+@pytest.mark.parametrize("event", EVENTS)
+def test_moved_is_what_apply_leaves(state, event):
+    place = Connector(status=state, last_error="Before.")
+    after = moved((state, "Before."), event, "After.")
+    apply(place, event, "After.")
+    assert after == (place.status, place.last_error) == (EXPECTED[state][EVENTS.index(event)],
+                                                         "After.")  # fmt: skip
+
+
+def test_an_answered_call_clears_an_error_but_not_a_needs_reconnect():
+    assert moved((ER, "Down."), Event.CALL_ANSWERED) == (OK, None)
+    assert moved((OK, None), Event.CALL_ANSWERED) == (OK, None)  # unchanged: nothing to write
+    assert moved((NR, "Revoked."), Event.CALL_ANSWERED) == (NR, "Revoked.")
 
 
 def test_a_needs_reconnect_keeps_its_reason_through_a_working_sync():

@@ -136,7 +136,7 @@ def test_no_credential_still_tries_an_unauthenticated_listing(app, bearer_peer, 
     assert run_sync(app, cid).tool_count >= 1
     locked = add_connector(app, "Locked", bearer_peer.url, auth_type="bearer",
                            credential_mode="per_agent")  # fmt: skip
-    assert "an agent must connect first" in str(run_sync(app, locked))
+    assert "No agent has connected yet" in str(run_sync(app, locked))
 
 
 def test_per_agent_api_key_syncs_with_the_agents_own_key(app, api_key_peer):

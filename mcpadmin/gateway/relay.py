@@ -231,21 +231,20 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
                 raise
             client.auth = await plane.run(target.refreshed)
             result = await attempt()
-    except (_Probe, upstream.EraUnknown):
-        outcome = await _in_thread(plane, prepared, forward, stop)
+    except (_Probe, upstream.EraUnknown):  # the era and the holder's state recorded there
+        return await _in_thread(plane, prepared, forward, stop)
     except calls.Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
     except mcp.McpError as exc:
-        if isinstance(exc, mcp.Unauthorized | mcp.Forbidden):
+        if target.needs_thread(exc):
             outcome = await plane.run(target.explained, exc)
         else:
             outcome = target.explained(exc)
     else:
         outcome = pair.succeeded(result)
-    if client is not None and client.era and (client.era, client.version) != (
-        target.era, target.version
-    ):  # fmt: skip
-        await plane.run(target.finished, outcome, client.era, client.version)
+    era = (client.era, client.version) if client is not None else (None, None)
+    if target.changes(outcome, *era):  # a pool trip only then
+        await plane.run(target.finished, outcome, *era)
     outcome.upstream_ms = (time.monotonic() - target.started) * 1000
     return outcome
 
@@ -256,8 +255,9 @@ class _Probe(Exception):
 
 async def _in_thread(plane, prepared, forward, stop: threading.Event) -> calls.Outcome:
     """The call through ``calls.call_tool`` (the synchronous client) in a pool thread: each
-    notification is forwarded from the thread as it arrives. A cancelled call (``stop``) is
-    closed at the thread's next notification (the synchronous client then cancels upstream)."""
+    notification is forwarded from the thread as it arrives, and what the call changed (the
+    era, the holder's state) committed. A cancelled call (``stop``) is closed at the thread's
+    next notification (the synchronous client then cancels upstream)."""
     target = prepared.target
 
     def work():
@@ -270,7 +270,7 @@ async def _in_thread(plane, prepared, forward, stop: threading.Event) -> calls.O
         try:
             for item in updates:
                 if isinstance(item, calls.Outcome):
-                    db.session.commit()  # the era, a dead grant: as after a sync
+                    db.session.commit()  # the era, the holder's state: as after a sync
                     return item
                 if stop.is_set():
                     return None

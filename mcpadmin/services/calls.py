@@ -30,6 +30,8 @@ from .scrub import Scrubber
 POOL = mcp.SessionPool()
 MAX_MESSAGE = 300  # characters of an upstream's words quoted in a sentence
 MIN_SCRUBBED = 8  # shorter credential values are scrubbed from our sentences only
+# The upstream answered the call (a tool's own error included): the credential works.
+ANSWERED = (Event.CALL_ANSWERED, None)
 
 
 @dataclass
@@ -37,12 +39,14 @@ class Outcome:
     """The end of a call: ``result`` is the ``CallToolResult`` for the agent (the upstream's,
     or an ``isError`` one built here); ``error`` is None when the call worked, else one
     sentence (credential-free) fit for ``last_call_error``; ``upstream_ms`` is the time spent
-    on it, a token refresh included."""
+    on it, a token refresh included; ``moves`` how it moves the credential's holder
+    (``lifecycle``: the event and the sentence to record), None when it moves nothing."""
 
     result: dict
     error: str | None
     kind: str
     upstream_ms: float
+    moves: tuple[Event, str | None] | None = None
 
 
 class Refused(Exception):
@@ -70,9 +74,10 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
     for them too (it sends none otherwise).
 
     Closing the iterator early cancels the upstream call. Works on the session's objects and
-    never commits: a dead grant or a step-up is recorded on the holder (through
-    ``lifecycle``/``tokens``; a refresh commits on its own, as always) and the era cache on
-    the connector when it changed; the caller commits after the ``Outcome``, as after a sync.
+    never commits: the outcome's move of the holder's state (``Outcome.moves``), a dead grant
+    and a step-up are recorded on the holder (through ``lifecycle``/``tokens``; a refresh
+    commits on its own, as always), and the era cache on the connector when it changed; the
+    caller commits after the ``Outcome``, as after a sync.
     """
     started = time.monotonic()
     pair = _Pair(connector, connection, agent.name, tool_name)
@@ -103,9 +108,10 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
     except Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
     except mcp.McpError as exc:
-        outcome = pair.failed(*pair.explained(exc))
+        outcome = pair.explained(exc)
     else:
         outcome = pair.succeeded(result)
+    pair.settle(outcome)
     if client is not None and client.era and (client.era, client.version) != (
         connector.protocol_era, connector.protocol_version
     ):  # fmt: skip
@@ -118,8 +124,9 @@ def call_tool(connector: Connector, connection: AgentConnection | None, agent: A
 class Target:
     """A call ready to go upstream from the data plane's event loop: where, in which era,
     with which credential headers (``pair`` remembers their values for scrubbing and words
-    every sentence), and the ids to load the connector and connection again by
-    (``Target.bind``) when the outcome must change their state."""
+    every sentence), the ids to load the connector and connection again by
+    (``Target.bind``) when the outcome must change their state, and that state as the call
+    found it (``holder``: whether the outcome changes it needs no database)."""
 
     url: str
     era: str | None
@@ -131,6 +138,7 @@ class Target:
     input_schema: dict | None
     connector_id: int
     connection_id: int | None  # the agent's connection, for a per-agent connector
+    holder: tuple[str, str | None] | None  # the credential holder's (status, last_error)
     pair: "_Pair"
     timeout: float
     upstream_token: str | None = None  # the progress token the upstream gets
@@ -138,7 +146,10 @@ class Target:
 
     def bind(self):
         """Load the connector (and connection) into this thread's session for ``pair``'s
-        state changes (a refresh, a dead grant, a step-up, the era). Call in a pool thread."""
+        state changes (a refresh, a dead grant, a step-up, the era, the outcome's move). Call
+        in a pool thread.
+
+        :raise Refused: the connector was deleted meanwhile."""
         connector = db.session.get(Connector, self.connector_id)
         connection = db.session.get(AgentConnection, self.connection_id) if (
             self.connection_id is not None) else None  # fmt: skip
@@ -165,23 +176,42 @@ class Target:
         return self.headers
 
     def explained(self, exc: mcp.McpError) -> Outcome:
-        """The outcome of a failed call. A refused credential may move its holder's state
-        (committed), so call it in a pool thread for 401 and 403; other failures need none."""
-        if isinstance(exc, mcp.Unauthorized | mcp.Forbidden):
+        """The outcome of a failed call. An OAuth 401 or 403 may move its holder's state
+        (committed), so call it in a pool thread for those (``needs_thread``); other failures
+        change nothing here (their move waits in ``Outcome.moves``)."""
+        if self.needs_thread(exc):
             self.bind()
-            outcome = self.pair.failed(*self.pair.explained(exc))
+            outcome = self.pair.explained(exc)
             db.session.commit()
             return outcome
-        return self.pair.failed(*self.pair.explained(exc))
+        return self.pair.explained(exc)
 
-    def finished(self, outcome: Outcome, era: str | None, version: str | None) -> Outcome:
-        """Record the era the upstream answered in when it changed (committed). Pool thread."""
+    def needs_thread(self, exc: mcp.McpError) -> bool:
+        """Whether ``explained`` may write: an OAuth credential refused (a dead grant, a
+        step-up)."""
+        return self.auth_type == "oauth" and isinstance(exc, mcp.Unauthorized | mcp.Forbidden)
+
+    def changes(self, outcome: Outcome, era: str | None, version: str | None) -> bool:
+        """Whether ending the call writes anything (``finished``): the upstream answered in
+        another era, or the outcome moves the holder's state from what the call found. Most
+        calls write nothing (a working credential stays Connected)."""
         if era and (era, version) != (self.era, self.version):
-            connector = db.session.get(Connector, self.connector_id)
-            if connector is not None:
-                connector.protocol_era, connector.protocol_version = era, version
-                db.session.commit()
-        return outcome
+            return True
+        moves = outcome.moves
+        return moves is not None and self.holder is not None and (
+            lifecycle.moved(self.holder, *moves) != self.holder)  # fmt: skip
+
+    def finished(self, outcome: Outcome, era: str | None, version: str | None):
+        """Record the era the upstream answered in when it changed, and the outcome's move of
+        the holder's state, from what they are now (committed). Pool thread."""
+        try:
+            connector = self.bind()
+        except Refused:
+            return  # deleted meanwhile: nothing to record
+        if era and (era, version) != (connector.protocol_era, connector.protocol_version):
+            connector.protocol_era, connector.protocol_version = era, version
+        self.pair.settle(outcome)
+        db.session.commit()
 
 
 def prepare(connector: Connector, connection: AgentConnection | None, agent_name: str,
@@ -196,9 +226,11 @@ def prepare(connector: Connector, connection: AgentConnection | None, agent_name
         headers = pair.headers()
     except Refused as exc:
         return pair.failed(exc.kind, str(exc))
+    place = lifecycle.holder(connector, pair.connection)
     return Target(connector.url, connector.protocol_era, connector.protocol_version,
                   connector.auth_type, headers, tool_name, arguments, input_schema, connector.id,
-                  pair.connection.id if pair.connection is not None else None, pair,
+                  pair.connection.id if pair.connection is not None else None,
+                  (place.status, place.last_error) if place is not None else None, pair,
                   current_app.config["CALL_TIMEOUT"])  # fmt: skip
 
 
@@ -224,7 +256,7 @@ class _Pair:
     def __init__(self, connector, connection, agent_name: str, tool_name: str):
         self.connector, self.connection, self.agent_name = connector, connection, agent_name
         self.tool = tool_name[:80]
-        self.name = connector.name
+        self.name, self.auth_type = connector.name, connector.auth_type
         self.where = f"on agent {agent_name}'s page" if connector.per_agent else (
             "on the connectors page")  # fmt: skip
         self.secrets: set[str] = set()
@@ -273,45 +305,53 @@ class _Pair:
         return (f"{self.name}'s authorization has expired: an operator must Reconnect "
                 f"{self.name} {self.where}.")  # fmt: skip
 
-    def explained(self, exc: mcp.McpError) -> tuple[Kind, str]:
-        """What an upstream failure means for the agent, and what the holder records."""
+    def explained(self, exc: mcp.McpError) -> Outcome:
+        """What an upstream failure means for the agent, and how it moves the holder: a
+        refused credential (a dead grant is recorded here), or a server down or too slow, is
+        an error until a call or a sync works again."""
         name, tool = self.name, self.tool
         if isinstance(exc, mcp.Unauthorized):
-            return self._unauthorized()
+            return self.failed(*self._unauthorized())
         if isinstance(exc, mcp.Forbidden):
-            return self._forbidden(exc)
+            return self.failed(*self._forbidden(exc))
         if isinstance(exc, mcp.RpcError):
-            return Kind.PROTOCOL, f"{name} refused the call: {self._quoted(exc.rpc_message)}"
+            return self.failed(Kind.PROTOCOL, f"{name} refused the call: "
+                               f"{self._quoted(exc.rpc_message)}")  # fmt: skip
         if isinstance(exc, mcp.TimedOut):
-            return Kind.TIMEOUT, f"{name} did not answer the call to {tool} in time."
-        if isinstance(exc, mcp.ServerUnreachable):
-            return Kind.DOWN, f"{name} could not be reached: {self._quoted(exc)}"
-        if isinstance(exc, mcp.ConnectionLost):
-            return Kind.DOWN, f"{name} closed the connection before answering the call to {tool}."
-        if isinstance(exc, mcp.HttpStatusError) and exc.status >= 500:
-            return Kind.DOWN, f"{name} failed to answer the call to {tool}: {self._quoted(exc)}"
-        return Kind.PROTOCOL, f"The call to {name} failed: {self._quoted(exc)}"
+            down = Kind.TIMEOUT, f"{name} did not answer the call to {tool} in time."
+        elif isinstance(exc, mcp.ServerUnreachable):
+            down = Kind.DOWN, f"{name} could not be reached: {self._quoted(exc)}"
+        elif isinstance(exc, mcp.ConnectionLost):
+            down = Kind.DOWN, f"{name} closed the connection before answering the call to {tool}."
+        elif isinstance(exc, mcp.HttpStatusError) and exc.status >= 500:
+            down = Kind.DOWN, f"{name} failed to answer the call to {tool}: {self._quoted(exc)}"
+        else:
+            return self.failed(Kind.PROTOCOL, f"The call to {name} failed: {self._quoted(exc)}")
+        return self.failed(*down, Event.CALL_FAILED)
 
-    def _unauthorized(self) -> tuple[Kind, str]:
-        connector = self.connector
-        place = lifecycle.holder(connector, self.connection)
-        if connector.auth_type == "oauth" and self.secrets and place is not None:
+    def _unauthorized(self) -> tuple:
+        """(kind, sentence, event) for a 401 after the last try; an OAuth holder's dead grant
+        is recorded here (the holder must be bound: ``Target.needs_thread``)."""
+        oauth = self.auth_type == "oauth"
+        place = lifecycle.holder(self.connector, self.connection) if oauth else None
+        if oauth and self.secrets and place is not None:
             lifecycle.apply(place, Event.GRANT_DEAD,
                             "The server refused the access token even after a refresh: "
                             "Reconnect.")  # fmt: skip
-            return Kind.NEEDS_RECONNECT, self.expired()
+            return Kind.NEEDS_RECONNECT, self.expired(), None
         if self.secrets:
-            what = "token" if connector.auth_type in ("bearer", "oauth") else "API key"
+            what = "token" if self.auth_type in ("bearer", "oauth") else "API key"
             return Kind.NEEDS_RECONNECT, (f"{self.name} refused the stored {what} (401 "
                                           f"Unauthorized): an operator must replace it "
-                                          f"{self.where}.")  # fmt: skip
+                                          f"{self.where}."), Event.CALL_FAILED  # fmt: skip
         return Kind.NO_CREDENTIAL, (f"{self.name} requires authentication (401 Unauthorized): "
                                     "an operator must set up its credential on the connectors "
-                                    "page.")  # fmt: skip
+                                    "page."), Event.CALL_FAILED  # fmt: skip
 
     def _forbidden(self, exc: mcp.Forbidden) -> tuple[Kind, str]:
-        place = lifecycle.holder(self.connector, self.connection)
-        if self.connector.auth_type == "oauth" and exc.insufficient_scope and place is not None:
+        oauth = self.auth_type == "oauth"
+        place = lifecycle.holder(self.connector, self.connection) if oauth else None
+        if oauth and exc.insufficient_scope and place is not None:
             if tokens.step_up(place, exc.www_authenticate) == Event.SCOPE_NEEDED:
                 return Kind.NEEDS_RECONNECT, (f"{self.name} needs more permissions for "
                                               f"{self.tool}: an operator must Reconnect "
@@ -351,13 +391,22 @@ class _Pair:
             said = next((t for t in texts if isinstance(t, str) and t.strip()), None)
             error = f"{self.name}'s tool {self.tool} reported an error"
             error += f": {self._quoted(said)}" if said else "."
-            return Outcome(result, self._ours.text(error), Kind.TOOL_ERROR, 0.0)
-        return Outcome(result, None, Kind.OK, 0.0)
+            return Outcome(result, self._ours.text(error), Kind.TOOL_ERROR, 0.0, ANSWERED)
+        return Outcome(result, None, Kind.OK, 0.0, ANSWERED)
 
-    def failed(self, kind: Kind, message: str) -> Outcome:
+    def failed(self, kind: Kind, message: str, event: Event | None = None) -> Outcome:
+        """The ``isError`` result of a call that failed; ``event``: how it moves the holder,
+        recording ``message`` (scrubbed, as the agent reads it)."""
         message = self._ours.text(message)
         result = {"content": [{"type": "text", "text": message}], "isError": True}
-        return Outcome(result, message, kind, 0.0)
+        return Outcome(result, message, kind, 0.0, (event, message) if event else None)
+
+    def settle(self, outcome: Outcome):
+        """Move the holder's state as the outcome says (nothing is written when it stays as
+        it is); the caller commits."""
+        place = lifecycle.holder(self.connector, self.connection)
+        if outcome.moves is not None and place is not None:
+            lifecycle.apply(place, *outcome.moves)
 
     def _quoted(self, words) -> str:
         """Upstream words fit for one of our sentences: scrubbed of every credential value,

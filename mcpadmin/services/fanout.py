@@ -32,6 +32,8 @@ class Outcome:
     message: str  # the summary, or the error sentence
     skipped: bool = False
     requests: int = 0
+    # Not a failure: a per-agent server lists tools only once an agent has connected.
+    waiting: bool = False
 
     @property
     def label(self) -> str:
@@ -116,7 +118,7 @@ def sync_outcome(connector: Connector, agent: Agent | None = None, now=None) -> 
     try:
         result = sync_tools(connector, agent, now)
     except SyncError as exc:
-        return Outcome(connector.name, name, False, str(exc))
+        return Outcome(connector.name, name, exc.expected, str(exc), waiting=exc.expected)
     return Outcome(connector.name, name, True, result.summary(), requests=result.requests)
 
 

@@ -32,6 +32,13 @@ class Event(StrEnum):
     REFUSED = "refused"  # 403 for a scope already held: reconnecting would not help
     ISSUER_CHANGED = "issuer_changed"  # the connector now uses another authorization server
     FORGOTTEN = "forgotten"  # disconnect, auth change, origin change
+    # An agent's tool call: the server answered it (the credential works), or it was down, did
+    # not answer in time, or refused the stored token or key (401).
+    CALL_ANSWERED = "call_answered"
+    CALL_FAILED = "call_failed"
+    # A per-agent server lists tools only with an agent's credential, and no agent has one yet:
+    # expected, nothing is wrong.
+    NO_AGENT_YET = "no_agent_yet"
 
 
 S, E = Status, Event
@@ -52,6 +59,11 @@ for _state in Status:
     TRANSITIONS[_state, E.ISSUER_CHANGED] = (
         S.NOT_CONNECTED if _state == S.NOT_CONNECTED else S.NEEDS_RECONNECT
     )
+    # A call tells as much as a sync: an answer is a working credential (an error recovers; a
+    # dead grant stays), a failure an error.
+    TRANSITIONS[_state, E.CALL_ANSWERED] = TRANSITIONS[_state, E.SYNCED]
+    TRANSITIONS[_state, E.CALL_FAILED] = TRANSITIONS[_state, E.FAILED]
+    TRANSITIONS[_state, E.NO_AGENT_YET] = S.NOT_CONNECTED
 del _state
 
 
@@ -65,10 +77,16 @@ def apply(place, event: Event, message: str | None = None):
     """Move ``place`` (a connector or an agent connection) by ``event``; ``message`` is the
     sentence stored as ``last_error`` (cleared by the events that mean success or a reset).
     The caller commits."""
-    before = Status(place.status or S.NOT_CONNECTED)
-    place.status = TRANSITIONS[before, event]
-    if message is not None or place.status != S.NEEDS_RECONNECT:
-        place.last_error = message  # a Needs reconnect keeps its reason until replaced
+    place.status, place.last_error = moved((place.status, place.last_error), event, message)
+
+
+def moved(state: tuple, event: Event, message: str | None = None) -> tuple[Status, str | None]:
+    """The ``(status, last_error)`` that ``apply`` leaves from ``state`` (the same pair)."""
+    status, last_error = state
+    after = TRANSITIONS[Status(status or S.NOT_CONNECTED), event]
+    if message is not None or after != S.NEEDS_RECONNECT:
+        last_error = message  # a Needs reconnect keeps its reason until replaced
+    return after, last_error
 
 
 def forget(place, message: str | None = None):

@@ -19,6 +19,15 @@ class SyncError(Exception):
         super().__init__(message)
         self.event = event
 
+    @property
+    def expected(self) -> bool:
+        """Nothing is wrong: a per-agent server waits for an agent's credential."""
+        return self.event == Event.NO_AGENT_YET
+
+
+NO_AGENT_YET = ("No agent has connected yet: the server lists its tools only with an agent's "
+                "credential, so they are listed once an agent connects.")  # fmt: skip
+
 
 def list_tools(connector: Connector, connection: AgentConnection | None) -> mcp.Listing:
     """The server's listing, with the pair's credential (none when nothing is stored).
@@ -46,6 +55,8 @@ def list_tools(connector: Connector, connection: AgentConnection | None) -> mcp.
         if connector.auth_type == "oauth" and headers:
             reason = "The server refused the access token even after a refresh: Reconnect."
             raise SyncError(reason, Event.GRANT_DEAD) from exc
+        if connector.per_agent and connection is None and not headers:
+            raise SyncError(NO_AGENT_YET, Event.NO_AGENT_YET) from exc
         raise SyncError(_unauthorized(connector, connection, bool(headers))) from exc
     except mcp.Forbidden as exc:
         place = lifecycle.holder(connector, connection)
@@ -74,7 +85,7 @@ def _unauthorized(connector, connection, had_credential) -> str:
         what = "token" if connector.auth_type in ("bearer", "oauth") else "API key"
         return f"The server refused the {what} (401 Unauthorized): check or replace it."
     if connector.per_agent:
-        return ("The server lists tools only with a credential (401 Unauthorized): an agent "
+        return ("The server lists tools only with a credential (401 Unauthorized): this agent "
                 "must connect first.")  # fmt: skip
     return ("The server requires authentication (401 Unauthorized): choose how the connector "
             "authenticates and enter the credential.")  # fmt: skip

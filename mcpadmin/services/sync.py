@@ -102,4 +102,4 @@ def _record_success(connector, connection, listing, now):
 
 def _record_failure(connector, connection, error: SyncError):
     place = connection if connector.per_agent and connection is not None else connector
-    lifecycle.apply(place, error.event, str(error))
+    lifecycle.apply(place, error.event, None if error.expected else str(error))

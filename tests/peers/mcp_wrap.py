@@ -3,7 +3,9 @@ definitions, and an ASGI wrapper that counts requests, checks a credential, and 
 on ``tools/list`` (drop the connection mid-stream, or answer slowly).
 
 ``GET /_stats`` answers ``{"requests": [[http_method, jsonrpc_method_or_null], ...]}`` for
-every request the MCP endpoint received, so tests assert on what the peer saw.
+every request the MCP endpoint received, so tests assert on what the peer saw. ``POST
+/_accept`` with ``{"bearer": ..., "api_key": "NAME=VALUE"}`` changes the credential the peer
+accepts from then on (a token revoked, or replaced, under the client's feet).
 """
 
 import asyncio
@@ -45,6 +47,7 @@ def add_arguments(parser):
     parser.add_argument("--stateless", action="store_true")
     parser.add_argument("--bearer", help="require Authorization: Bearer <this>")
     parser.add_argument("--api-key", help="require NAME=VALUE as a request header")
+    parser.add_argument("--key-refusal", type=int, default=403, help="status for a wrong key")
     parser.add_argument("--drop", action="store_true", help="cut tools/list answers short")
     parser.add_argument("--slow", type=float, default=0.0, help="seconds before tools/list")
 
@@ -61,6 +64,12 @@ class Wrapped:
             return await self.app(scope, receive, send)
         if scope["path"] == "/_stats":
             return await _answer(send, 200, {"requests": self.requests})
+        if scope["path"] == "/_accept":
+            accepted = json.loads((await receive()).get("body") or b"{}")
+            for name in ("bearer", "api_key"):
+                if name in accepted:
+                    setattr(self.args, name, accepted[name])
+            return await _answer(send, 200, accepted)
         if scope["path"] != self.path:
             return await self.app(scope, receive, send)
 
@@ -101,7 +110,7 @@ class Wrapped:
         if self.args.api_key:
             name, _, value = self.args.api_key.partition("=")
             if headers.get(name.lower()) != value:
-                return 403, {"error": "forbidden"}, []
+                return self.args.key_refusal, {"error": "forbidden"}, []
         return None
 
 
