@@ -35,6 +35,11 @@ INSTANCE_FILE = "instance/config.py"
 POSITIVE = ("CALL_LOG_DAYS", "AUDIT_LOG_DAYS", "GATEWAY_MAX_STREAMS_PER_KEY",
             "GATEWAY_MAX_STREAMS", "GATEWAY_THREADS", "ADMIN_THREADS",
             "MAX_PENDING_REQUESTS_PER_ADDRESS")  # fmt: skip
+# Settings that are on or off, and how the environment may spell each (any case).
+BOOLEANS = ("ALLOW_PRIVATE_NETWORKS", "ALLOW_LOOPBACK", "ALLOW_HTTP_LOOPBACK", "AUTO_MIGRATE",
+            "CALL_LOG")  # fmt: skip
+SWITCH_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                "0": False, "false": False, "no": False, "off": False}  # fmt: skip
 # The exit status of a process whose app cannot load: gunicorn's "App failed to load", so its
 # master stops instead of restarting workers that would fail the same way forever.
 APP_LOAD_ERROR = 4
@@ -186,6 +191,8 @@ def load(app, test_config=None):
                 "ADMIN_MAX_REQUEST_BYTES")  # fmt: skip
     for name in integers:
         app.config[name] = integer_setting(name, app.config[name])
+    for name in BOOLEANS:
+        app.config[name] = boolean_setting(name, app.config[name])
     for name in POSITIVE:
         if app.config[name] < 1:
             unit = " of days" if name.endswith("_DAYS") else ""
@@ -221,6 +228,19 @@ def integer_setting(name: str, value) -> int:
         return int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
         raise ConfigError(f"{setting(name)} must be a whole number, not {value!r}.") from None
+
+
+def boolean_setting(name: str, value) -> bool:
+    """``value`` (a bool, 0 or 1, or a word of ``SWITCH_WORDS`` from the environment) as a bool.
+
+    :raise ConfigError: anything else (``"of"`` must not quietly mean on).
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word not in SWITCH_WORDS:
+        raise ConfigError(f"{setting(name)} must be 1 or 0 (true or false), not {value!r}.")
+    return SWITCH_WORDS[word]
 
 
 def metrics_token(token):
