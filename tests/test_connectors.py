@@ -271,8 +271,10 @@ def test_switching_to_per_agent_keeps_no_shared_secret(app, logged_in):
 
 
 def test_credential_in_place_but_never_synced_is_not_called_connected(app, logged_in):
+    with app.app_context():
+        secret = seal(SECRET)
     connector_id = add(app, name="Render", auth_type="bearer", credential_mode="shared",
-                       secret_enc=seal(SECRET), status="connected")  # fmt: skip
+                       secret_enc=secret, status="connected")  # fmt: skip
     for url in ("/connectors/", f"/connectors/{connector_id}"):
         page = logged_in.get(url).get_data(as_text=True)
         assert "Not synced yet" in page and ">Connected</span>" not in page

@@ -268,6 +268,7 @@ def test_serve_script_prints_the_setup_link_on_the_port_it_serves(tmp_path):
     (checkout / "scripts").mkdir(parents=True)
     (checkout / "scripts" / "serve").write_text((ROOT / "scripts" / "serve").read_text())
     (checkout / "asgi.py").symlink_to(ROOT / "asgi.py")
+    (checkout / "pyproject.toml").symlink_to(ROOT / "pyproject.toml")
     fake_bin = tmp_path / "bin"
     for tool, body in {
         fake_bin / "python3": "exit 0",  # python3 -m venv .venv
