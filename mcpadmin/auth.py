@@ -50,7 +50,8 @@ def announce_setup_link(app):
         return
     token = config.instance_secret(app, SETUP_TOKEN_FILE, secrets.token_urlsafe(32))
     app.logger.warning(
-        "No admin account yet. Create one at %s/setup/%s (or run: flask create-admin NAME)",
+        "No admin account yet. Create one at %s/setup/%s (or run, from the mcpadmin folder: "
+        ".venv/bin/flask --app wsgi create-admin NAME)",
         app.config["PUBLIC_BASE_URL"],
         token,
     )

@@ -60,7 +60,7 @@ def set_password_command(username, password_stdin):
 @click.command("rotate-keys")
 @with_appcontext
 def rotate_keys_command():
-    """Re-encrypt every stored secret under the first key of ENCRYPTION_KEYS."""
+    """Re-encrypt every stored secret under the first key of MCPADMIN_ENCRYPTION_KEYS."""
     result = keys.rotate_all()
     audit.record(Action.KEYS_ROTATED, None,
                  {"rotated": result.rotated, "unreadable": result.unreadable})  # fmt: skip
@@ -115,8 +115,8 @@ def sync_tools_command(name, agent_name, stale, workers):
 @click.command("prune-logs")
 @with_appcontext
 def prune_logs_command():
-    """Delete call log rows older than CALL_LOG_DAYS and audit events older than
-    AUDIT_LOG_DAYS, in small batches; print how many went."""
+    """Delete call log rows older than MCPADMIN_CALL_LOG_DAYS and audit events older than
+    MCPADMIN_AUDIT_LOG_DAYS, in small batches; print how many went."""
     _prune()
 
 

@@ -25,12 +25,21 @@ MIN_METRICS_TOKEN_LENGTH = 16
 LOG_FORMATS = ("text", "json")
 # Key files: anything more open than owner read/write (0600) is refused at start.
 OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+# How settings are given besides their defaults: the environment, with this prefix, and the
+# instance folder's file, without it.
+ENV_PREFIX = "MCPADMIN_"
+INSTANCE_FILE = "instance/config.py"
 
 
 # Settings that must be 1 or more (the days the logs are kept: 0 would delete them all).
 POSITIVE = ("CALL_LOG_DAYS", "AUDIT_LOG_DAYS", "GATEWAY_MAX_STREAMS_PER_KEY",
             "GATEWAY_MAX_STREAMS", "GATEWAY_THREADS", "ADMIN_THREADS",
             "MAX_PENDING_REQUESTS_PER_ADDRESS")  # fmt: skip
+# Settings that are on or off, and how the environment may spell each (any case).
+BOOLEANS = ("ALLOW_PRIVATE_NETWORKS", "ALLOW_LOOPBACK", "ALLOW_HTTP_LOOPBACK", "AUTO_MIGRATE",
+            "CALL_LOG")  # fmt: skip
+SWITCH_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                "0": False, "false": False, "no": False, "off": False}  # fmt: skip
 # The exit status of a process whose app cannot load: gunicorn's "App failed to load", so its
 # master stops instead of restarting workers that would fail the same way forever.
 APP_LOAD_ERROR = 4
@@ -39,6 +48,18 @@ APP_LOAD_ERROR = 4
 class ConfigError(ValueError):
     """The app cannot start with this configuration; the message names the setting or file and
     how to fix it, and never contains a secret."""
+
+
+def setting_name(key: str) -> str:
+    """Setting ``key`` as an operator types it in the environment: ``MCPADMIN_<key>``."""
+    return ENV_PREFIX + key
+
+
+def setting(key: str, value: str | None = None) -> str:
+    """Setting ``key`` for a sentence: both places an operator can set it, with ``value`` when
+    the sentence says what to set it to (``MCPADMIN_KEY=1 (or KEY in instance/config.py)``)."""
+    typed = setting_name(key) + ("" if value is None else f"={value}")
+    return f"{typed} (or {key} in {INSTANCE_FILE})"
 
 
 class Defaults:
@@ -52,8 +73,12 @@ class Defaults:
     # Seconds one tool call may take upstream, handshake and streamed progress included; also
     # the longest wait for the next byte of its answer (connects keep HTTP_TIMEOUT).
     CALL_TIMEOUT = 300.0
-    # Outbound calls to loopback/private/link-local addresses: off unless the operator allows it.
+    # Outbound calls to loopback and private addresses: off unless the operator allows it
+    # (link-local and cloud metadata addresses stay refused either way).
     ALLOW_PRIVATE_NETWORKS = False
+    # Outbound calls to loopback addresses only (127.0.0.0/8, ::1, localhost): MCP servers
+    # on this machine. ``scripts/serve`` turns it on for a laptop; off in production.
+    ALLOW_LOOPBACK = False
     # Development mode: accept http:// OAuth endpoints on loopback hosts (never other hosts).
     ALLOW_HTTP_LOOPBACK = False
     # Seconds one worker may hold the right to refresh a token; the refresh request's timeout
@@ -160,8 +185,9 @@ def load(app, test_config=None):
     secret_key = app.config["SECRET_KEY"]
     if not isinstance(secret_key, str | bytes) or len(secret_key) < MIN_SECRET_KEY_LENGTH:
         raise ConfigError(
-            f"SECRET_KEY is too short: it needs at least {MIN_SECRET_KEY_LENGTH} characters. "
-            "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            f"{setting('SECRET_KEY')} is too short: it needs at least {MIN_SECRET_KEY_LENGTH} "
+            "characters. Generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
     app.config["METRICS_TOKEN"] = metrics_token(app.config.get("METRICS_TOKEN"))
     keys = app.config.get("ENCRYPTION_KEYS")
@@ -180,25 +206,29 @@ def load(app, test_config=None):
                 "ADMIN_MAX_REQUEST_BYTES")  # fmt: skip
     for name in integers:
         app.config[name] = integer_setting(name, app.config[name])
+    for name in BOOLEANS:
+        app.config[name] = boolean_setting(name, app.config[name])
     for name in POSITIVE:
         if app.config[name] < 1:
             unit = " of days" if name.endswith("_DAYS") else ""
-            raise ConfigError(f"{name} must be a whole number{unit}, 1 or more; "
+            raise ConfigError(f"{setting(name)} must be a whole number{unit}, 1 or more; "
                               f"it is {app.config[name]}.")  # fmt: skip
     attention(app.config)
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
     for host in app.config["EXTRA_HOSTS"]:
         if host_and_port(host, None) is None:
-            raise ConfigError(f"EXTRA_HOSTS entry {host[:100]!r} is not a host or host:port "
-                              "(an IPv6 address goes in brackets: [::1]:8000).")  # fmt: skip
+            raise ConfigError(f"{setting('EXTRA_HOSTS')}: the entry {host[:100]!r} is not a "
+                              "host or host:port (an IPv6 address goes in brackets: "
+                              "[::1]:8000).")  # fmt: skip
     if app.config["LOG_FORMAT"] not in LOG_FORMATS:
-        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not "
-                          f"{str(app.config['LOG_FORMAT'])[:40]!r}.")  # fmt: skip
+        raise ConfigError(f"{setting('LOG_FORMAT')} must be one of {', '.join(LOG_FORMATS)}, "
+                          f"not {str(app.config['LOG_FORMAT'])[:40]!r}.")  # fmt: skip
     # Any other Host (or port) is answered 400 (security.allowed_host): a DNS-rebinding page
     # cannot reach the app.
     public = urlsplit(app.config["PUBLIC_BASE_URL"])
     if not public.hostname or host_and_port(public.netloc.rpartition("@")[2], None) is None:
-        raise ConfigError(f"PUBLIC_BASE_URL {app.config['PUBLIC_BASE_URL']!r} names no host.")
+        raise ConfigError(f"{setting('PUBLIC_BASE_URL')}: {app.config['PUBLIC_BASE_URL']!r} "
+                          "names no host.")  # fmt: skip
     if app.config["PUBLIC_BASE_URL"].startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
 
@@ -209,11 +239,24 @@ def integer_setting(name: str, value) -> int:
     :raise ConfigError: it is not a whole number (the message names the setting).
     """
     if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a whole number, not {value!r}.")
+        raise ConfigError(f"{setting(name)} must be a whole number, not {value!r}.")
     try:
         return int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {value!r}.") from None
+        raise ConfigError(f"{setting(name)} must be a whole number, not {value!r}.") from None
+
+
+def boolean_setting(name: str, value) -> bool:
+    """``value`` (a bool, 0 or 1, or a word of ``SWITCH_WORDS`` from the environment) as a bool.
+
+    :raise ConfigError: anything else (``"of"`` must not quietly mean on).
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word not in SWITCH_WORDS:
+        raise ConfigError(f"{setting(name)} must be 1 or 0 (true or false), not {value!r}.")
+    return SWITCH_WORDS[word]
 
 
 def metrics_token(token):
@@ -225,9 +268,9 @@ def metrics_token(token):
         return None
     if not isinstance(token, str) or len(token.strip()) < MIN_METRICS_TOKEN_LENGTH:
         raise ConfigError(
-            f"METRICS_TOKEN is too short: it needs at least {MIN_METRICS_TOKEN_LENGTH} "
-            "characters. Generate one with: python3 -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'"
+            f"{setting('METRICS_TOKEN')} is too short: it needs at least "
+            f"{MIN_METRICS_TOKEN_LENGTH} characters. Generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     return token.strip()
 

@@ -221,7 +221,29 @@ def _save(connector, template):
     for notice in saved.notices:
         flash(notice, "info")
     flashes.revoke(saved.revocations)
+    if created:
+        _first_sync(connector)
     return redirect(url_for("connectors.index"))
+
+
+def _first_sync(connector):
+    """List a new connector's tools at once when its credential allows (no authentication, or
+    a shared token or key pasted in the form), and flash the outcome; otherwise flash what
+    comes first. The connector is committed already: a failed sync is recorded on it, never
+    undoes it."""
+    if connector.per_agent:
+        flash("Nothing to sync yet: its tools are listed when an agent connects, on the "
+              "agent's page, with that agent's own credential.", "info")  # fmt: skip
+        return
+    if not lifecycle.for_connector(connector).can(lifecycle.Action.SYNC):
+        what = "Connect it" if connector.auth_type == "oauth" else "Enter its token or key"
+        flash(f"{what} to list its tools.", "info")
+        return
+    outcomes = fanout.sync_connector(connector)
+    audit.synced(connector, outcomes)
+    db.session.commit()
+    for outcome in outcomes:
+        flashes.synced(outcome)
 
 
 def _record_saved(connector, created, before, saved, reconnect):

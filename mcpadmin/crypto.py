@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 from sqlalchemy.types import Text, TypeDecorator
 
-from .config import ConfigError
+from .config import ConfigError, setting
 
 EXTENSION = "mcpadmin.keyring"
 
@@ -25,13 +25,14 @@ def init_app(app):
     """
     keys = app.config["ENCRYPTION_KEYS"]
     if not keys:
-        raise ConfigError("ENCRYPTION_KEYS is empty: at least one Fernet key is needed")
+        raise ConfigError(f"{setting('ENCRYPTION_KEYS')} is empty: at least one Fernet key "
+                          "is needed.")  # fmt: skip
     try:
         fernets = [Fernet(k) for k in keys]
     except (ValueError, TypeError) as exc:
         raise ConfigError(
-            "ENCRYPTION_KEYS holds a value that is not a Fernet key "
-            "(generate one with: python -c 'from cryptography.fernet import Fernet; "
+            f"{setting('ENCRYPTION_KEYS')} holds a value that is not a Fernet key (generate "
+            "one with: .venv/bin/python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())')"
         ) from exc
     app.extensions[EXTENSION] = MultiFernet(fernets)

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import security
+from .config import setting_name
 from .extensions import db
 from .services import metrics
 
@@ -45,7 +46,7 @@ def scrape():
 
 def _refused(challenge: str) -> Response:
     return Response(
-        "A bearer token (METRICS_TOKEN) is needed.\n",
+        f"A bearer token ({setting_name('METRICS_TOKEN')}) is needed.\n",
         401,
         mimetype="text/plain",
         headers={"WWW-Authenticate": challenge},

@@ -15,8 +15,12 @@ Headers (set unless the view set them itself):
 - ``Cache-Control: no-store`` on everything but static files: pages show credential state.
 
 Requests whose ``Host`` is not the host and port of ``PUBLIC_BASE_URL`` (or one of
-``EXTRA_HOSTS``: ``allowed_host``) are answered 400 before any view runs: a DNS-rebinding page
-names its own host, and another service on this machine its own port. Behind
+``EXTRA_HOSTS``: ``allowed_host``) are answered 400 before any view runs, with a page naming
+the address to use: a DNS-rebinding page names its own host, and another service on this
+machine its own port. A server whose public URL is on loopback takes its other loopback names
+(``localhost`` for ``127.0.0.1``) as its own: the admin pages redirect there, so its session
+cookie and OAuth callbacks stay on one origin. Static files answer any Host (the refusal page
+is styled with them; they hold nothing a rebinding page could use). Behind
 ``TRUSTED_PROXY_HOPS`` reverse proxies, the client address and scheme come from the
 ``X-Forwarded-For`` / ``X-Forwarded-Proto`` entries those proxies added, and from nowhere else.
 """
@@ -24,9 +28,10 @@ names its own host, and another service on this machine its own port. Behind
 import functools
 from urllib.parse import urlsplit
 
-from flask import current_app, render_template, request
+from flask import current_app, redirect, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .config import setting
 from .errors import render_error
 from .protocol.urls import host_and_port
 
@@ -36,6 +41,9 @@ HEALTH_PATH = "/healthz"
 LOOPBACK_SOURCES = "http://127.0.0.1:* http://localhost:*"
 # The port a Host without one means, by PUBLIC_BASE_URL's scheme [RFC 9110 §4.2.1, §4.2.2].
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# The names of this machine: one host to a server whose public URL names one of them (browsers
+# resolve ``localhost`` themselves, so no rebinding page can send it).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 def content_security_policy(allow_http_loopback: bool = False) -> str:
@@ -87,20 +95,34 @@ def allowed_host(host_header: str | None, public_base_url: str, extra_hosts: lis
     scheme (80 for http, 443 for https), as an ``Origin`` is read (``allowed_origins``).
     Hosts compare without regard to case or a trailing dot; IPv6 literals in brackets. A
     missing or malformed header is refused."""
+    return host_kind(host_header, public_base_url, extra_hosts) is not None
+
+
+def host_kind(host_header: str | None, public_base_url: str, extra_hosts: list[str]):
+    """``"served"`` for a ``Host`` that is ``public_base_url``'s or an extra host's,
+    ``"loopback"`` for another loopback name of a loopback public URL on the same port
+    (``localhost:5000`` for ``http://127.0.0.1:5000``), else None."""
     if not host_header:
-        return False
-    default_port, allowed = _allowed_addresses(public_base_url, tuple(extra_hosts))
-    return host_and_port(host_header, default_port) in allowed
+        return None
+    default_port, served, aliases = _allowed_addresses(public_base_url, tuple(extra_hosts))
+    address = host_and_port(host_header, default_port)
+    if address in served:
+        return "served"
+    return "loopback" if address in aliases else None
 
 
 @functools.lru_cache(maxsize=16)
 def _allowed_addresses(public_base_url: str, extra_hosts: tuple[str, ...]) -> tuple:
-    """The default port of ``public_base_url``'s scheme, and the (host, port) pairs served."""
+    """The default port of ``public_base_url``'s scheme, the (host, port) pairs served, and
+    the loopback names of a loopback public URL (same port) that are not among them."""
     parts = urlsplit(public_base_url)
     default_port = DEFAULT_PORTS.get(parts.scheme.lower())
-    addresses = {host_and_port(parts.netloc.rpartition("@")[2], default_port)}
-    addresses |= {host_and_port(host, default_port) for host in extra_hosts}
-    return default_port, frozenset(addresses - {None})
+    public = host_and_port(parts.netloc.rpartition("@")[2], default_port)
+    addresses = {public} | {host_and_port(host, default_port) for host in extra_hosts}
+    aliases = set()
+    if public is not None and public[0] in LOOPBACK_HOSTS:
+        aliases = {(name, public[1]) for name in LOOPBACK_HOSTS} - addresses
+    return default_port, frozenset(addresses - {None}), frozenset(aliases)
 
 
 def bearer_token() -> str | None:
@@ -119,17 +141,30 @@ def bearer_of(authorization: str | None) -> str | None:
 
 
 def foreign_host_refusal():
-    """Refuse (400, a page of its own: no URL can be built for an unknown host) a request
-    whose ``Host`` is not ``allowed_host``. ``/healthz`` answers whatever the Host: load
-    balancers and orchestrators probe it by address, and it tells nothing."""
+    """Refuse (400, a page of its own naming the address to use and the settings that add
+    one) a request whose ``Host`` is not ``allowed_host``; send a GET for another loopback
+    name of a loopback server to the same path at ``PUBLIC_BASE_URL``. ``/healthz`` answers
+    whatever the Host (load balancers and orchestrators probe it by address, and it tells
+    nothing), and so do static files."""
     config = current_app.config
+    public = config["PUBLIC_BASE_URL"]
     host = request.headers.get("Host")
-    if request.path == HEALTH_PATH or allowed_host(
-        host, config["PUBLIC_BASE_URL"], config["EXTRA_HOSTS"]
-    ):
+    if request.path == HEALTH_PATH or request.endpoint == "static":
         return None
+    kind = host_kind(host, public, config["EXTRA_HOSTS"])
+    if kind == "served":
+        return None
+    if kind == "loopback" and request.method in ("GET", "HEAD"):
+        return redirect(public + request.full_path.removesuffix("?"))
     current_app.logger.warning("refused a request for host %r", host)
-    return render_template("errors/bad_host.html"), 400
+    page = render_template(
+        "errors/bad_host.html",
+        host=str(host or "")[:100],
+        public=public,
+        extra_hosts=setting("EXTRA_HOSTS"),
+        public_base_url=setting("PUBLIC_BASE_URL"),
+    )
+    return page, 400
 
 
 def cross_site_refusal():

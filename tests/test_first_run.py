@@ -184,7 +184,8 @@ def test_cli_with_a_one_character_secret_key_says_why_it_cannot_start(tmp_path):
                            MCPADMIN_SECRET_KEY="x")  # fmt: skip
     assert result.returncode != 0
     assert result.stderr.strip() == (
-        f"mcpadmin cannot start: SECRET_KEY is too short: it needs at least "
+        "mcpadmin cannot start: MCPADMIN_SECRET_KEY (or SECRET_KEY in instance/config.py) is "
+        "too short: it needs at least "
         f"{MIN_SECRET_KEY_LENGTH} characters. Generate one with: "
         "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
     )
@@ -194,7 +195,10 @@ def test_cli_with_an_encryption_key_that_is_not_a_fernet_key_says_why(tmp_path):
     result = flask_command(tmp_path, "create-admin", "alice", "--password-stdin",
                            MCPADMIN_ENCRYPTION_KEYS="not-a-key")  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("mcpadmin cannot start: ENCRYPTION_KEYS holds a value that")
+    assert result.stderr.startswith(
+        "mcpadmin cannot start: MCPADMIN_ENCRYPTION_KEYS (or ENCRYPTION_KEYS in "
+        "instance/config.py) holds a value that"
+    )
     assert "not-a-key" not in result.stderr
 
 
@@ -264,6 +268,7 @@ def test_serve_script_prints_the_setup_link_on_the_port_it_serves(tmp_path):
     (checkout / "scripts").mkdir(parents=True)
     (checkout / "scripts" / "serve").write_text((ROOT / "scripts" / "serve").read_text())
     (checkout / "asgi.py").symlink_to(ROOT / "asgi.py")
+    (checkout / "pyproject.toml").symlink_to(ROOT / "pyproject.toml")
     fake_bin = tmp_path / "bin"
     for tool, body in {
         fake_bin / "python3": "exit 0",  # python3 -m venv .venv

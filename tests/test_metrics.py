@@ -245,7 +245,11 @@ def test_the_reconnect_gauge_counts_connectors_and_agent_connections(app, scrape
 
 @pytest.mark.parametrize("token", ["short", "fifteen-chars-x", 1234567890123456789])
 def test_a_weak_metrics_token_is_refused_at_start(database_uri, tmp_path, token):
-    with pytest.raises(ConfigError, match="METRICS_TOKEN is too short: it needs at least 16"):
+    with pytest.raises(
+        ConfigError,
+        match=r"MCPADMIN_METRICS_TOKEN \(or METRICS_TOKEN in instance/config.py\) is too short: "
+        "it needs at least 16",
+    ):
         create_app({"SQLALCHEMY_DATABASE_URI": database_uri, "METRICS_TOKEN": token},
                    instance_path=str(tmp_path / "instance"))  # fmt: skip
 

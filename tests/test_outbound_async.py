@@ -177,7 +177,7 @@ def test_a_cancelled_call_closes_its_connection(hostile):
 
 def test_one_client_per_event_loop_and_settings_until_closed():
     settings = {"HTTP_TIMEOUT": 3.0, "HTTP_MAX_BYTES": 1000, "ALLOW_PRIVATE_NETWORKS": True,
-                "LOG_FORMAT": "json"}  # fmt: skip
+                "ALLOW_LOOPBACK": False, "LOG_FORMAT": "json"}  # fmt: skip
     app = SimpleNamespace(config=settings)
     other = SimpleNamespace(config={**settings, "LOG_FORMAT": "text"})
 

@@ -165,13 +165,16 @@ def test_sync_tools_prunes_even_with_nothing_to_sync(app, runner):
     ]
 
 
+CALL_DAYS = "MCPADMIN_CALL_LOG_DAYS (or CALL_LOG_DAYS in instance/config.py)"
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("0", "CALL_LOG_DAYS must be a whole number of days, 1 or more; it is 0."),
-        ("-3", "CALL_LOG_DAYS must be a whole number of days, 1 or more; it is -3."),
-        ("thirty", "CALL_LOG_DAYS must be a whole number, not 'thirty'."),
-        ("2.5", "CALL_LOG_DAYS must be a whole number, not 2.5."),
+        ("0", f"{CALL_DAYS} must be a whole number of days, 1 or more; it is 0."),
+        ("-3", f"{CALL_DAYS} must be a whole number of days, 1 or more; it is -3."),
+        ("thirty", f"{CALL_DAYS} must be a whole number, not 'thirty'."),
+        ("2.5", f"{CALL_DAYS} must be a whole number, not 2.5."),
     ],
 )
 def test_a_bad_retention_setting_stops_the_start_with_a_clear_message(
@@ -185,7 +188,11 @@ def test_a_bad_retention_setting_stops_the_start_with_a_clear_message(
 
 def test_the_audit_days_setting_is_checked_too(monkeypatch, tmp_path):
     monkeypatch.setenv("MCPADMIN_AUDIT_LOG_DAYS", "0")
-    with pytest.raises(ConfigError, match="AUDIT_LOG_DAYS must be a whole number of days"):
+    with pytest.raises(
+        ConfigError,
+        match=r"MCPADMIN_AUDIT_LOG_DAYS \(or AUDIT_LOG_DAYS in instance/config.py\) must be a "
+        "whole number of days",
+    ):
         create_app({"AUTO_MIGRATE": False}, instance_path=str(tmp_path / "instance"))
 
 

@@ -113,7 +113,11 @@ def test_text_stays_the_default(app):
 
 
 def test_an_unknown_log_format_is_refused_with_a_sentence(tmp_path):
-    with pytest.raises(ConfigError, match="LOG_FORMAT must be one of text, json"):
+    with pytest.raises(
+        ConfigError,
+        match=r"MCPADMIN_LOG_FORMAT \(or LOG_FORMAT in instance/config.py\) must be one of "
+        "text, json",
+    ):
         create_app({"LOG_FORMAT": "xml", "AUTO_MIGRATE": False}, instance_path=str(tmp_path))
 
 

@@ -72,9 +72,10 @@ class AsyncHttp:
 
     ``timeout`` bounds each connect (and each read unless a call says otherwise); each
     call's whole exchange must finish within its ``deadline`` (three timeouts by default).
-    ``allow_addresses`` holds ``(ip, port)`` pairs exempt from the private-address rule;
-    metadata addresses never are. ``observer`` is told of every finished exchange, never
-    of headers or bodies. ``ssl_context`` replaces the default trust store (certifi's).
+    ``allow_addresses`` holds ``(ip, port)`` pairs exempt from the private-address rule,
+    ``allow_loopback`` loopback addresses; metadata addresses never are. ``observer`` is
+    told of every finished exchange, never of headers or bodies. ``ssl_context`` replaces
+    the default trust store (certifi's).
     """
 
     def __init__(
@@ -84,12 +85,13 @@ class AsyncHttp:
         max_bytes: int = 5 * 1024 * 1024,
         allow_private: bool = False,
         allow_addresses: frozenset = frozenset(),
+        allow_loopback: bool = False,
         observer: Callable[[Exchange], None] | None = None,
         max_connections: int = 1000,
         ssl_context: ssl.SSLContext | None = None,
     ):
         self.timeout = timeout
-        self.policy = Policy(allow_private, frozenset(allow_addresses), max_bytes)
+        self.policy = Policy(allow_private, frozenset(allow_addresses), max_bytes, allow_loopback)
         self.observer = observer
         self._max_connections = max_connections
         self._ssl_context = ssl_context
@@ -431,7 +433,7 @@ _clients: dict[tuple, AsyncHttp] = {}
 
 def client(app) -> AsyncHttp:
     """The running event loop's client for ``app``'s settings (HTTP_TIMEOUT,
-    HTTP_MAX_BYTES, ALLOW_PRIVATE_NETWORKS; each exchange logged with ``LOG_FORMAT =
+    HTTP_MAX_BYTES, ALLOW_PRIVATE_NETWORKS, ALLOW_LOOPBACK; each exchange logged with ``LOG_FORMAT =
     "json"``), shared by every agent and connector. Call from the loop; close with
     ``close_clients``."""
     config = app.config
@@ -440,15 +442,17 @@ def client(app) -> AsyncHttp:
         config["HTTP_TIMEOUT"],
         config["HTTP_MAX_BYTES"],
         config["ALLOW_PRIVATE_NETWORKS"],
+        config["ALLOW_LOOPBACK"],
         logged,
     )
     key = (asyncio.get_running_loop(), settings)
     if key not in _clients:
-        timeout, max_bytes, allow_private, _ = settings
+        timeout, max_bytes, allow_private, allow_loopback, _ = settings
         _clients[key] = AsyncHttp(
             timeout=timeout,
             max_bytes=max_bytes,
             allow_private=allow_private,
+            allow_loopback=allow_loopback,
             observer=outbound._log_exchange if logged else None,
         )
     return _clients[key]

@@ -28,6 +28,8 @@ ALWAYS_REFUSED_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("169.254.0.0/1
 METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
 LOOPBACK_NAMES = ("localhost", "localhost.")
 METADATA_REFUSAL = "a link-local or cloud metadata address"
+LOOPBACK_REFUSAL = "a loopback address"
+PRIVATE_REFUSAL = "a private or reserved address"
 
 # IPv6 prefixes that carry an IPv4 address (RFC 6052 §2.2 NAT64): the well-known /96, and the
 # local-use /48 (RFC 8215), whose operator may embed the address at any RFC 6052 prefix length.
@@ -121,6 +123,11 @@ def is_loopback_name(host: str) -> bool:
     return name in LOOPBACK_NAMES or name.rstrip(".").endswith(".localhost")
 
 
+def is_loopback(ip: IP) -> bool:
+    """Whether ``ip`` is a loopback address, or an IPv6 address that stands for one."""
+    return (embedded_ipv4(ip) or ip).is_loopback
+
+
 def refusal(ip: IP) -> str | None:
     """Why a call to ``ip`` is refused when private networks are off, or None when it is a
     public address. Loopback, RFC 1918, link-local, unique-local (fc00::/7), CGNAT
@@ -128,10 +135,10 @@ def refusal(ip: IP) -> str | None:
     IPv6 address that embeds one of them."""
     if is_metadata(ip):
         return METADATA_REFUSAL
+    if is_loopback(ip):
+        return LOOPBACK_REFUSAL
     inner = embedded_ipv4(ip) or ip
-    if inner.is_loopback:
-        return "a loopback address"
     if (not inner.is_global or inner.is_multicast or inner.is_reserved
             or inner.is_unspecified):  # fmt: skip
-        return "a private or reserved address"
+        return PRIVATE_REFUSAL
     return None

@@ -3,6 +3,7 @@
 import ipaddress
 from urllib.parse import urlsplit
 
+from ..config import setting
 from .addresses import is_loopback_name
 from .urls import bad_character
 
@@ -61,5 +62,9 @@ def check_endpoint(url: str, allow_http_loopback: bool = False) -> str:
     if port == 0:
         raise InsecureEndpoint(f"The endpoint {shown} has an invalid port.")
     if scheme == "http" and not (allow_http_loopback and is_loopback(parts.hostname)):
-        raise InsecureEndpoint(f"The endpoint {url} is not https; OAuth endpoints must use https.")
+        hint = ""
+        if is_loopback(parts.hostname):
+            hint = f" For a server on this machine, set {setting('ALLOW_HTTP_LOOPBACK', '1')}."
+        raise InsecureEndpoint(f"The endpoint {url} is not https; OAuth endpoints must use "
+                               f"https.{hint}")  # fmt: skip
     return url

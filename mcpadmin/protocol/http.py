@@ -190,7 +190,8 @@ class Http:
     ``read_timeout``, when set, bounds each read instead (connects keep ``timeout``): for an
     answer that may legitimately take long, such as a tool call.
     ``allow_addresses`` holds ``(ip, port)`` pairs exempt from the private-address rule (one
-    internal server an operator trusts, or a test peer); metadata addresses never are.
+    internal server an operator trusts, or a test peer); ``allow_loopback`` exempts loopback
+    addresses; metadata addresses never are.
     The session is configured for this client (its own adapters, no proxies or .netrc from
     the environment, a cookie jar that keeps no cookie), a session passed in included.
     """
@@ -204,6 +205,7 @@ class Http:
     read_timeout: float | None = None
     # Told of every finished exchange (the structured log); never of headers or bodies.
     observer: Callable[[Exchange], None] | None = None
+    allow_loopback: bool = False
 
     def __post_init__(self):
         # A kept session serves every agent and connector of its thread: an upstream's
@@ -216,7 +218,8 @@ class Http:
 
     @property
     def policy(self) -> Policy:
-        return Policy(self.allow_private, frozenset(self.allow_addresses), self.max_bytes)
+        return Policy(self.allow_private, frozenset(self.allow_addresses), self.max_bytes,
+                      self.allow_loopback)  # fmt: skip
 
     def request(self, method, url, *, headers=None, data=None, json=None, redirects=0):
         """Send one request and read the whole body.

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urljoin, urlsplit
 
+from ..config import setting
 from . import addresses
 
 USER_AGENT = "mcpadmin/0.1"
@@ -68,11 +69,13 @@ class Interrupted(HttpError):
 class Policy:
     """What a client may reach and read. ``allow_addresses`` holds ``(ip, port)`` pairs
     exempt from the private-address rule (one internal server an operator trusts, or a test
-    peer); metadata addresses never are."""
+    peer); ``allow_loopback`` exempts loopback addresses only (``allow_private`` exempts
+    them with every other private one); metadata addresses never are."""
 
     allow_private: bool = False
     allow_addresses: frozenset = frozenset()
     max_bytes: int = 5 * 1024 * 1024
+    allow_loopback: bool = False
 
     def check_url(self, url: str):
         """Refuse, before anything is sent, a URL that is not http(s) with a host, carries
@@ -101,14 +104,16 @@ class Policy:
             reason = self.refusal(ip, port or (443 if scheme == "https" else 80))
             if reason:
                 raise Blocked(blocked(host, ip, reason))
-        elif addresses.is_loopback_name(host) and not self.allow_private:
-            raise Blocked(blocked(host, None, "a loopback address"))
+        elif addresses.is_loopback_name(host) and not (self.allow_private or self.allow_loopback):
+            raise Blocked(blocked(host, None, addresses.LOOPBACK_REFUSAL))
 
     def refusal(self, ip: addresses.IP, port: int) -> str | None:
         """Why ``ip:port`` may not be reached under this policy, or None."""
         if addresses.is_metadata(ip):
             return addresses.METADATA_REFUSAL
         if self.allow_private or (str(ip), port) in self.allow_addresses:
+            return None
+        if self.allow_loopback and addresses.is_loopback(ip):
             return None
         return addresses.refusal(ip)
 
@@ -150,13 +155,21 @@ class Policy:
         return read
 
 
+# The setting that allows what each refusal names, and what the sentence calls it.
+ALLOWED_BY = {
+    addresses.LOOPBACK_REFUSAL: ("loopback addresses", "ALLOW_LOOPBACK"),
+    addresses.PRIVATE_REFUSAL: ("private networks", "ALLOW_PRIVATE_NETWORKS"),
+}
+
+
 def blocked(host, ip, reason) -> str:
-    """The sentence for a refused host (``ip`` what it is or resolved to, if known)."""
+    """The sentence for a refused host (``ip`` what it is or resolved to, if known), naming
+    the setting that would allow it as the operator types it."""
     where = f"{host} is {reason}" if ip is None or str(ip) == host else f"{host} is {ip}, {reason}"
-    if reason == addresses.METADATA_REFUSAL:
+    if reason not in ALLOWED_BY:
         return f"{where}; outbound calls never go there."
-    return (f"{where}; outbound calls to private networks are off "
-            "(set ALLOW_PRIVATE_NETWORKS to allow).")  # fmt: skip
+    what, key = ALLOWED_BY[reason]
+    return f"{where}; outbound calls to {what} are off: set {setting(key, '1')} to allow them."
 
 
 # -- redirects -----------------------------------------------------------------------------

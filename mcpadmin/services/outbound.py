@@ -34,12 +34,13 @@ def http(
         against the address policy when it was opened, and is kept per policy.
     """
     config = current_app.config
-    allow_private = config["ALLOW_PRIVATE_NETWORKS"]
-    extra = {"session": _thread_session(allow_private)} if keep_alive else {}
+    allow_private, allow_loopback = config["ALLOW_PRIVATE_NETWORKS"], config["ALLOW_LOOPBACK"]
+    extra = {"session": _thread_session((allow_private, allow_loopback))} if keep_alive else {}
     return Http(
         timeout=min(timeout or config["HTTP_TIMEOUT"], config["HTTP_TIMEOUT"]),
         max_bytes=config["HTTP_MAX_BYTES"],
         allow_private=allow_private,
+        allow_loopback=allow_loopback,
         deadline=deadline,
         read_timeout=read_timeout,
         observer=_log_exchange if config["LOG_FORMAT"] == "json" else None,
@@ -63,12 +64,12 @@ def _log_exchange(exchange: Exchange):
              extra={"fields": fields})  # fmt: skip
 
 
-def _thread_session(allow_private: bool) -> requests.Session:
+def _thread_session(policy: tuple) -> requests.Session:
     """This thread's kept session for one address policy (``requests.Session`` is not
     shared between threads)."""
     sessions = getattr(_kept, "sessions", None)
     if sessions is None:
         sessions = _kept.sessions = {}
-    if allow_private not in sessions:
-        sessions[allow_private] = requests.Session()
-    return sessions[allow_private]
+    if policy not in sessions:
+        sessions[policy] = requests.Session()
+    return sessions[policy]

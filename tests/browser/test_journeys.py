@@ -115,7 +115,9 @@ def test_bearer_connector_syncs_and_lists_its_tools(signed_in, live_server, bear
     page, base = signed_in, live_server.url
     add_connector(page, base, "Tracker", bearer_peer.url, "bearer", secret="peer-token")
     tracker = row(page, "Tracker")
-    expect(tracker.get_by_text("Not synced yet")).to_be_visible()
+    # A new connector with its token is synced at once (issue 21, 11b).
+    expect(page.locator("#flashes").get_by_text("Synced Tracker: 2 tools")).to_be_visible()
+    expect(tracker.get_by_text("Connected")).to_be_visible()
     tracker.get_by_role("button", name="Sync").click()
     expect(tracker.get_by_text("Connected")).to_be_visible()
     expect(page.locator("#flashes").get_by_text("Synced Tracker")).to_be_visible()
