@@ -71,7 +71,7 @@ class LiveServer:
 def start_live_server(
     database_uri: str,
     instance: str,
-    timeout: float = 30,
+    timeout: float = 90,
     workers: int = 1,
     port: int = 0,
     env: dict | None = None,
