@@ -16,7 +16,9 @@ _BLANK_GRAPHICS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
 # Unicode's bidirectional formatting characters (UAX #9, section 2): embeddings and overrides
 # U+202A–U+202E, isolates U+2066–U+2069, and the marks U+200E, U+200F and U+061C. Each can make
 # text display in another order than it is stored.
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+BIDI_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+)
 _BIDI = re.compile(f"[{''.join(sorted(BIDI_CONTROLS))}]")
 
 

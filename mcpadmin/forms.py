@@ -26,7 +26,6 @@ from .protocol.urls import (
 )
 from .services.admins import MIN_PASSWORD_LENGTH
 
-
 # The longest name, label or header name an operator can type (the columns hold 100).
 MAX_NAME = 100
 

@@ -9,14 +9,24 @@ from sqlalchemy import select
 from mcpadmin.extensions import db
 from mcpadmin.filters import bidi_controls, bidi_safe
 from mcpadmin.models import Agent, AgentKey, Connector
+from tests.peers.mcp_fixtures import _start, _stop
+from tests.peers.mcp_wrap import generated_tools
 from tests.records_helpers import call, event
-from tests.test_hostile_tools import hostile_peer, tool  # noqa: F401  (a fixture)
+from tests.test_hostile_tools import tool
 from tests.test_sync import add_agent, add_connector, run_sync
 
 RLO = "\u202e"
 LONG = "n" * 500
 # Every bidirectional control the validator refuses (UAX #9).
 CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+@pytest.fixture(scope="module")
+def hostile_peer():
+    """A 2.x server serving the tool list the test writes with ``set_tools``."""
+    peer = _start("mcp_server.py", "--json", tools=generated_tools(1))
+    yield peer
+    _stop(peer)
 
 
 def connector_form(**overrides):

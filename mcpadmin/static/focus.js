@@ -1,6 +1,6 @@
 // Keeps keyboard focus where the person left it when part of a page is replaced: after an
-// htmx swap (tick a tool, Sync, save a token, create or revoke a key), and after a filter
-// form (method="get") loads the page again. Loaded as a file: the pages' CSP (script-src
+// htmx swap (tick a tool, Sync, save a token, create or revoke a key), and after a plain
+// form (a filter) loads the same page again. Loaded as a file: the pages' CSP (script-src
 // 'self') refuses inline script. Listens on the document, so content swapped in later is
 // covered too.
 //
@@ -8,7 +8,8 @@
 // data-focus-key; else its tag, name and value; else its tag and text, within its nearest
 // ancestor that has an id. Once the swap has settled, and only if focus was lost (it is on
 // the body, or on an element no longer in the page), the control so noted in the new content
-// takes focus back; failing that, the element that replaced the one holding it.
+// takes focus back; failing that, its nearest ancestor with an id, or the element that
+// replaced the one holding it.
 (function () {
   "use strict";
 
@@ -78,24 +79,28 @@
     if (!noted) return;
     pending.delete(event.detail.xhr);
     if (!focusLost()) return;
-    if (noted.control && focusOn(find(noted.control))) return;
+    const control = noted.control;
+    if (control && focusOn(find(control))) return;
+    // The control is gone (a revoked key's button): its row, else the swapped element.
+    if (control && control.scope && focusOn(document.getElementById(control.scope))) return;
     focusOn(noted.home && document.getElementById(noted.home));
   });
 
-  // A filter form reloads the page: note the control used, and take it back on arrival.
+  // A form htmx leaves alone loads a page. Back on the same page (a filter, the connector
+  // page's Sync), the control used takes focus again; a form answered with errors puts focus
+  // on its first invalid field instead.
   document.addEventListener("submit", function (event) {
-    const form = event.target;
-    if (event.defaultPrevented || form.method !== "get") return;  // htmx took it
+    if (event.defaultPrevented) return; // htmx took it
     const control = describe(document.activeElement) || describe(event.submitter);
-    const path = new URL(form.action, location.href).pathname;
-    sessionStorage.setItem(STORED, JSON.stringify({ path: path, control: control }));
+    sessionStorage.setItem(STORED, JSON.stringify({ path: location.pathname, control: control }));
   });
 
   const stored = sessionStorage.getItem(STORED);
-  if (stored) {
-    sessionStorage.removeItem(STORED);
+  sessionStorage.removeItem(STORED);
+  if (stored && focusLost()) {
     const noted = JSON.parse(stored);
-    if (noted.path === location.pathname && noted.control && focusLost()) {
+    const invalid = document.querySelector('main [aria-invalid="true"]');
+    if (!focusOn(invalid) && noted.path === location.pathname && noted.control) {
       focusOn(find(noted.control));
     }
   }
