@@ -41,15 +41,31 @@ def create_app(test_config=None, instance_path=None):
     csrf.init_app(app)
     filters.init_app(app)
 
-    from . import agents, auth, cli, connectors, health, metrics, oauth, records
+    from . import (
+        agents,
+        attention,
+        auth,
+        cli,
+        connectors,
+        console,
+        health,
+        metrics,
+        oauth,
+        records,
+        tools,
+    )
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(connectors.bp)
     app.register_blueprint(agents.bp)
+    app.register_blueprint(console.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(records.bp)
+    app.register_blueprint(attention.bp)
+    app.context_processor(attention.nav_badge)
+    app.register_blueprint(tools.bp)
     cli.init_app(app)
 
     @app.get("/")

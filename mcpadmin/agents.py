@@ -6,19 +6,19 @@ band, and a plain form post with a redirect — except creating a key, whose ans
 place the key is ever shown (a page, not a redirect: it is stored nowhere to show later).
 """
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from . import flashes, records
 from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, AgentSecretForm
 from .models import Agent, AgentConnection, AgentKey, Connector, utcnow
-from .services import agent_keys, audit, catalog, fanout, name_taken
+from .services import agent_keys, audit, catalog, fanout, find, gateway, name_taken
 from .services import agents as service
 from .services.audit import Action
-from .services.lifecycle import Status
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
 
@@ -46,15 +46,21 @@ def get_key(id, key_id) -> tuple[Agent, AgentKey]:
 
 @bp.get("/")
 def index():
+    """Every agent in name order with its connectors' credentials, or those the filters ask
+    for: ``q`` (part of the name), ``status`` (a badge one of its connectors shows), ``auth``
+    (an auth type one of its connectors uses). Two statements."""
+    chosen = find.IndexFilter.parse(request.args)
     agents = db.session.scalars(select(Agent).order_by(func.lower(Agent.name))).all()
-    connected = dict(
-        db.session.execute(
-            select(AgentConnection.agent_id, func.count())
-            .where(AgentConnection.status == Status.CONNECTED)
-            .group_by(AgentConnection.agent_id)
-        ).all()
+    connections = select(AgentConnection).options(joinedload(AgentConnection.connector))
+    used = find.agents_connectors(db.session.scalars(connections).all())
+    return render_template(
+        "agents/index.html",
+        agents=[a for a in agents if chosen.keeps(a.name, used[a.id])],
+        used=used,
+        chosen=chosen,
+        total=len(agents),
+        statuses=find.status_choices(per_agent=False),
     )
-    return render_template("agents/index.html", agents=agents, connected=connected)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -199,7 +205,8 @@ def sync(id, connector_id):
 @bp.post("/<int:id>/connectors/<int:connector_id>/reviewed")
 def reviewed(id, connector_id):
     """Stop flagging the changed definition of the tool whose id is the ``tool`` form field
-    for this agent.
+    for this agent, and record who reviewed which definition. A plain post from the tool's
+    page (``back=tool``) returns there.
 
     :raise 404: no such agent, connector, or connection between them. A tool the connector
         no longer has gets the current card and a message.
@@ -209,15 +216,18 @@ def reviewed(id, connector_id):
     if connection is None:
         abort(404)
     wanted = request.form.get("tool", "")
-    tool = next((t.name for t in connector.tools if str(t.id) == wanted), None)
+    tool = next((t for t in connector.tools if str(t.id) == wanted), None)
     if tool is None:  # a sync removed it since the page was loaded: show the current card
         flash(f"That tool is no longer offered by {connector.name}; the list is up to date now.",
               "info")  # fmt: skip
         return _card_response(agent, connector)
-    catalog.mark_reviewed(connection, tool)
-    audit.record(Action.TOOL_REVIEWED, agent, {"connector": connector.name, "tool": tool})
+    catalog.mark_reviewed(connection, tool, g.admin.username)
+    audit.record(Action.TOOL_REVIEWED, agent, {"connector": connector.name, "tool": tool.name})
     db.session.commit()
-    flash(f"{tool} marked reviewed for {agent.name}.", "success")
+    flash(f"{tool.name} marked reviewed for {agent.name}.", "success")
+    if request.form.get("back") == "tool" and not request.headers.get("HX-Request"):
+        return redirect(url_for("tools.show", connector_id=connector.id, tool_id=tool.id,
+                                agent=agent.id))  # fmt: skip
     return _card_response(agent, connector)
 
 
@@ -319,3 +329,71 @@ def _commit(form, action, agent, before):
         form.name.errors.append("Another agent already has this name.")
         return False
     return True
+
+
+@bp.route("/delete", methods=["GET", "POST"])
+def delete_selected():
+    """GET asks to confirm deleting the agents ticked on the index (``ids``), naming each;
+    POST deletes them as ``delete`` deletes one, then revokes their OAuth grants at the
+    provider where the grant offers revocation. No agent ticked: back to the index."""
+    ids = request.values.getlist("ids", type=int)
+    query = select(Agent).where(Agent.id.in_(ids)).order_by(func.lower(Agent.name))
+    agents = db.session.scalars(query).all() if ids else []
+    if not agents:
+        flash("Tick the agents to delete first.", "error")
+        return redirect(url_for("agents.index"))
+    if request.method == "GET":
+        grants = sum(len(service.revocations(agent)) for agent in agents)
+        return render_template("agents/delete_selected.html", agents=agents, grants=grants)
+    names, revocations = [agent.name for agent in agents], []
+    for agent in agents:
+        revocations += _deleted(agent)
+    db.session.commit()
+    all_revoked = flashes.revoke(revocations)
+    revoked = ""
+    if revocations and all_revoked:
+        revoked = " Their OAuth tokens were revoked at the provider."
+    flash(f"Deleted {plural(len(names), 'agent')}, with their credentials and tool choices: "
+          f"{', '.join(names)}.{revoked}", "success")  # fmt: skip
+    return redirect(url_for("agents.index"))
+
+
+def _deleted(agent) -> list:
+    """Record the agent's deletion and delete it (with its keys and connections); the
+    revocations of its OAuth grants, to run once committed."""
+    revocations = service.revocations(agent)
+    audit.record(Action.AGENT_DELETED, agent, {
+        "keys": len(agent.keys), "connections": len(agent.connections),
+        "grants_to_revoke": len(revocations),
+    })  # fmt: skip
+    db.session.delete(agent)
+    return revocations
+
+
+@bp.get("/<int:id>/seen")
+def seen(id):
+    """The section "What this agent's client sees" (the agent page refreshes it with htmx
+    after a card changes).
+
+    :raise 404: no such agent.
+    """
+    return render_template("agents/_seen.html", agent=get_agent(id))
+
+
+@bp.context_processor
+def _seen_context():
+    return {"seen_by": seen_by}
+
+
+def seen_by(agent) -> dict:
+    """What the agent's MCP client sees: ``listed``, the entries of its ``tools/list`` in
+    order, named and chosen by the code the gateway answers with (``gateway.catalog``);
+    ``held``, enabled tools held back until their changed definition is reviewed; ``renamed``,
+    (connector name, prefix) for each connector whose prefix is an earlier name's. One
+    statement."""
+    built = gateway.catalog(gateway.AgentView(agent.id, agent.name, agent.keep_tool_names))
+    entries = list(built.entries.values())
+    renamed = {(e.connector_name, e.tool.slug) for e in entries
+               if find.prefix_kept(e.connector_name, e.tool.slug)}  # fmt: skip
+    return {"listed": built.listed(), "held": [e for e in entries if e.changed],
+            "renamed": sorted(renamed)}  # fmt: skip

@@ -1,6 +1,6 @@
 """Shell commands: ``flask create-admin``, ``flask set-password``, ``flask rotate-keys``,
-``flask sync-tools``, ``flask prune-logs`` and ``flask agent-key``. Thin wrappers over
-services; what changes is recorded in the audit trail as the shell's doing."""
+``flask sync-tools``, ``flask prune-logs``, ``flask agent-key`` and ``flask notify``. Thin
+wrappers over services; what changes is recorded in the audit trail as the shell's doing."""
 
 import sys
 
@@ -13,7 +13,7 @@ from .auth import discard_setup_token
 from .extensions import db
 from .filters import isotime, plural
 from .models import Agent
-from .services import admins, agent_keys, audit, fanout, keys, retention
+from .services import admins, agent_keys, audit, fanout, keys, retention, webhooks
 from .services.audit import Action
 
 
@@ -127,6 +127,18 @@ def _prune():
     )
 
 
+@click.command("notify")
+@with_appcontext
+def notify_command():
+    """Send new Needs attention items to the webhooks, and the deliveries due for a retry
+    (for cron; each server process also does it every NOTIFY_INTERVAL seconds)."""
+    summary = webhooks.notify()
+    click.echo(f"{summary.enqueued} new, {summary.delivered} delivered, "
+               f"{summary.failed} failed (to be retried or given up).")  # fmt: skip
+    if summary.failed:
+        sys.exit(1)
+
+
 def _by_name(outcome):
     """Connector name, then agent name, ignoring case (exact spelling breaks ties)."""
     names = (outcome.connector, outcome.agent or "")
@@ -220,3 +232,4 @@ def init_app(app):
     app.cli.add_command(sync_tools_command)
     app.cli.add_command(prune_logs_command)
     app.cli.add_command(agent_key_group)
+    app.cli.add_command(notify_command)

@@ -107,6 +107,21 @@ class Defaults:
     # PUBLIC_BASE_URL's scheme (80 for http, 443 for https); ``security.allowed_host``.
     EXTRA_HOSTS: list[str] = []
 
+    # Needs attention: a connector is flagged when more than this share of its calls in the
+    # last hour failed (``services.attention``), counted only from this many calls on.
+    ATTENTION_ERROR_RATE = 0.2
+    ATTENTION_MIN_CALLS = 10
+    # Agent keys expiring within this many days are flagged.
+    ATTENTION_KEY_DAYS = 7
+    # Webhooks (``services.webhooks``): each process looks for new attention items and due
+    # deliveries every NOTIFY_INTERVAL seconds (0: never; ``flask notify`` from cron instead).
+    # A failed delivery is tried again after each of WEBHOOK_RETRY_SECONDS in turn (the last
+    # repeating), WEBHOOK_MAX_ATTEMPTS times in all; one attempt may take WEBHOOK_TIMEOUT.
+    NOTIFY_INTERVAL = 30
+    WEBHOOK_RETRY_SECONDS = [30, 120, 600, 3600]
+    WEBHOOK_MAX_ATTEMPTS = 6
+    WEBHOOK_TIMEOUT = 10.0
+
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_NAME = "mcpadmin_session"
@@ -170,6 +185,7 @@ def load(app, test_config=None):
             unit = " of days" if name.endswith("_DAYS") else ""
             raise ConfigError(f"{name} must be a whole number{unit}, 1 or more; "
                               f"it is {app.config[name]}.")  # fmt: skip
+    attention(app.config)
     app.config["EXTRA_HOSTS"] = key_list(app.config["EXTRA_HOSTS"])
     for host in app.config["EXTRA_HOSTS"]:
         if host_and_port(host, None) is None:
@@ -267,3 +283,34 @@ def _create_once(path, value):
             os.link(temporary, path)
     finally:
         os.unlink(temporary)
+
+
+def attention(config):
+    """Check and convert the Needs attention and webhook settings in place.
+
+    :raise ConfigError: a rate outside 0–1, a negative interval, or a retry delay or count
+        that is not a whole number of 1 or more (the message names the setting).
+    """
+    for name in ("ATTENTION_ERROR_RATE", "WEBHOOK_TIMEOUT"):
+        try:
+            config[name] = float(config[name])
+        except (TypeError, ValueError):
+            raise ConfigError(f"MCPADMIN_{name} must be a number, not {config[name]!r}.") from None
+    if not 0 < config["ATTENTION_ERROR_RATE"] <= 1:
+        raise ConfigError("MCPADMIN_ATTENTION_ERROR_RATE must be a share above 0 and at most 1 "
+                          f"(0.2 is 20 %); it is {config['ATTENTION_ERROR_RATE']}.")  # fmt: skip
+    for name in ("ATTENTION_MIN_CALLS", "ATTENTION_KEY_DAYS", "NOTIFY_INTERVAL",
+                 "WEBHOOK_MAX_ATTEMPTS"):  # fmt: skip
+        config[name] = integer_setting(f"MCPADMIN_{name}", config[name])
+    delays = config["WEBHOOK_RETRY_SECONDS"]
+    delays = key_list(delays) if isinstance(delays, str) else list(delays)
+    config["WEBHOOK_RETRY_SECONDS"] = [
+        integer_setting("MCPADMIN_WEBHOOK_RETRY_SECONDS", delay) for delay in delays
+    ]
+    if config["NOTIFY_INTERVAL"] < 0:
+        raise ConfigError("MCPADMIN_NOTIFY_INTERVAL must be 0 (off) or a number of seconds.")
+    if min(config["WEBHOOK_RETRY_SECONDS"], default=0) < 1 or config["WEBHOOK_MAX_ATTEMPTS"] < 1:
+        raise ConfigError(
+            "MCPADMIN_WEBHOOK_RETRY_SECONDS needs at least one delay of 1 second or more, "
+            "and MCPADMIN_WEBHOOK_MAX_ATTEMPTS must be 1 or more."
+        )

@@ -9,7 +9,7 @@ from .crypto import secret_state
 from .extensions import db
 from .forms import ConnectorForm
 from .models import AgentConnection, Connector, Tool
-from .services import audit, fanout, lifecycle, name_taken
+from .services import audit, fanout, find, lifecycle, name_taken
 from .services import connectors as service
 from .services.audit import Action
 from .services.lifecycle import Status
@@ -30,8 +30,15 @@ def get_connector(id) -> Connector:
 
 @bp.get("/")
 def index():
+    """Every connector in name order, or those the filters ask for: ``q`` (part of the
+    name), ``status`` (a badge, ``lifecycle.Shown``), ``auth`` (an auth type)."""
+    chosen = find.IndexFilter.parse(request.args)
     connectors = db.session.scalars(select(Connector).order_by(func.lower(Connector.name))).all()
-    return render_template("connectors/index.html", **_rows(connectors))
+    context = _rows(connectors)
+    shown = context["credentials"]
+    context["connectors"] = [c for c in connectors if chosen.keeps(c.name, [(c, shown[c.id])])]
+    return render_template("connectors/index.html", **context, chosen=chosen,
+                           total=len(connectors), statuses=find.status_choices())  # fmt: skip
 
 
 def _rows(connectors):
@@ -199,3 +206,29 @@ def _secret_flags(connector):
         "secret_state": secret_state(connector.secret_enc),
         "client_state": secret_state(connector.oauth_client_id_enc),
     }
+
+
+# ``{% if connector.name|prefix_kept(connector.slug) %}``: the prefix is an earlier name's.
+bp.add_app_template_filter(find.prefix_kept, "prefix_kept")
+
+
+@bp.post("/sync")
+def sync_selected():
+    """Sync each connector ticked on the index (``ids``) as its own Sync button would, and
+    go back to the index as it was filtered (``q``, ``status``, ``auth``). One flash per
+    outcome; one that cannot be synced yet (no credential) says so."""
+    ids = request.form.getlist("ids", type=int)
+    query = select(Connector).where(Connector.id.in_(ids)).order_by(func.lower(Connector.name))
+    chosen = db.session.scalars(query).all() if ids else []
+    if not chosen:
+        flash("Tick the connectors to sync first.", "error")
+    for connector in chosen:
+        if not lifecycle.for_connector(connector).can("sync"):
+            flash(f"{connector.name} was not synced: it has no usable credential yet.", "error")
+            continue
+        outcomes = fanout.sync_connector(connector)
+        audit.synced(connector, outcomes)
+        for outcome in outcomes:
+            flashes.synced(outcome)
+    db.session.commit()
+    return redirect(url_for("connectors.index", **find.IndexFilter.parse(request.form).values))

@@ -501,9 +501,10 @@ def _give_slugs(session, flush_context, instances):
 
 
 class CallRecord(db.Model):
-    """One agent request that reached tool dispatch (``services.calllog``). Names are copied,
-    not referenced: a record outlives its agent, key and connector. Never holds a key, a
-    credential or a result; arguments only where the connector says so, redacted."""
+    """One agent request that reached tool dispatch, or an operator's call made as the agent
+    (``services.calllog``). Names are copied, not referenced: a record outlives its agent,
+    key and connector. Never holds a key, a credential or a result; arguments only where the
+    connector says so, redacted."""
 
     __tablename__ = "call_log"
     __table_args__ = (
@@ -521,6 +522,8 @@ class CallRecord(db.Model):
     agent_name: Mapped[str] = mapped_column(String(100))
     key_id: Mapped[int | None] = mapped_column(Integer)
     key_label: Mapped[str | None] = mapped_column(String(100))
+    # The admin who made the call as the agent from the console (no key then); None: the agent.
+    operator_name: Mapped[str | None] = mapped_column(String(80))
     connector_id: Mapped[int | None] = mapped_column(Integer)
     connector_name: Mapped[str | None] = mapped_column(String(100))
     # The name the agent called, and the upstream's own name (None when none was found).
@@ -559,3 +562,99 @@ class AuditEvent(db.Model):
     target_name: Mapped[str | None] = mapped_column(String(200))
     # What changed: field → [before, after], or other plain facts; never a secret's value.
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class WebhookEndpoint(db.Model):
+    """A destination for Needs attention events (``services.webhooks``). The URL is sealed: a
+    Slack-style webhook URL is itself the credential; pages show ``label`` (its origin)."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url_enc: Mapped[Sealed] = mapped_column(EncryptedText)
+    label: Mapped[str] = mapped_column(String(300))
+    # "generic" (signed JSON) or "slack" (``{"text": …}``): ``webhooks.Format``.
+    format: Mapped[str] = mapped_column(String(20), default="generic")
+    # The key every request is signed with (HMAC-SHA256), shown to the operator once.
+    secret_enc: Mapped[Sealed] = mapped_column(EncryptedText)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    deliveries: Mapped[list["WebhookDelivery"]] = relationship(
+        back_populates="endpoint", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WebhookDelivery(db.Model):
+    """One event for one endpoint, and how sending it went. ``open_key`` holds the event's
+    key while the event lasts (unique per endpoint, so each event is sent once however many
+    workers notice it) and is cleared when the event is over, so a recurrence is sent again."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "open_key"),
+        Index("ix_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(LogId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoint.id", ondelete="CASCADE"), index=True
+    )
+    event_key: Mapped[str] = mapped_column(String(200))
+    open_key: Mapped[str | None] = mapped_column(String(200))
+    # What is sent: ``attention.Item.event`` (kind, severity, text, link…).
+    event: Mapped[dict] = mapped_column(JSON)
+    # "pending", "sending" (claimed by ``claimed_by`` until ``claimed_until``), "delivered"
+    # or "failed" (given up): ``webhooks.Status``.
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    endpoint: Mapped[WebhookEndpoint] = relationship(back_populates="deliveries")
+class ToolDefinition(db.Model):
+    """One definition a tool has had, as the catalog stored it (within its storage caps):
+    recorded when a sync first stores the tool and whenever its definition hash changes
+    (``services.catalog``, which keeps the newest ``MAX_VERSIONS``)."""
+
+    __tablename__ = "tool_definition"
+    __table_args__ = (Index("ix_tool_definition_tool_id_id", "tool_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tool_id: Mapped[int] = mapped_column(ForeignKey("tool.id", ondelete="CASCADE"))
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connector.id", ondelete="CASCADE"), index=True
+    )
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    description: Mapped[str | None] = mapped_column(Text)
+    input_schema: Mapped[dict | None] = mapped_column(JSON)
+    output_schema: Mapped[dict | None] = mapped_column(JSON)
+    annotations: Mapped[dict | None] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ToolReview(db.Model):
+    """Which definition of a tool (by hash) an agent accepted, and how: reviewed by an admin,
+    or enabled when a sync flagged a change (``catalog.ReviewKind``). The agent's name is
+    copied so the history outlives the agent."""
+
+    __tablename__ = "tool_review"
+    __table_args__ = (Index("ix_tool_review_tool_id_id", "tool_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tool_id: Mapped[int] = mapped_column(ForeignKey("tool.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agent.id", ondelete="SET NULL"), index=True
+    )
+    agent_name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    admin_name: Mapped[str | None] = mapped_column(String(80))
+    # None when the tool row has no hash (one not stored by a sync).
+    definition_hash: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

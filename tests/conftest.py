@@ -48,6 +48,8 @@ def app(database_uri, tmp_path):
             "ALLOW_HTTP_LOOPBACK": True,
             # Flask's test client sends ``Host: localhost``.
             "EXTRA_HOSTS": ["localhost"],
+            # No webhook notifier thread in ASGI tests (tests call ``webhooks.notify``).
+            "NOTIFY_INTERVAL": 0,
         },
         instance_path=str(tmp_path / "instance"),
     )
@@ -79,6 +81,7 @@ def make_app(database_uri, app):
         config = {
             "SQLALCHEMY_DATABASE_URI": database_uri,
             "EXTRA_HOSTS": ["localhost"],
+            "NOTIFY_INTERVAL": 0,
             **(config or {}),
         }
         extra = create_app(config, **kwargs)

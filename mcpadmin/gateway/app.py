@@ -18,6 +18,7 @@ from a2wsgi import WSGIMiddleware
 from starlette.routing import Route, Router
 
 from .. import create_app, security
+from ..services import webhooks
 from . import blocking, outbound, streams, transport
 from .guard import AGENT_ENDPOINT, Guard
 
@@ -47,8 +48,10 @@ class Plane:
         self._loop = loop
         self.http = outbound.client(self.app)
         self.hub.start()
+        webhooks.start(self.app)  # the notifier thread, unless NOTIFY_INTERVAL is 0
 
     async def stop(self):
+        webhooks.stop(self.app)
         await self.hub.stop()
         await outbound.close_clients()
         self.http, self._loop = None, None

@@ -208,19 +208,13 @@ def _call(caller, request, now, modern: bool):
         return _refused(request, call, Outcome.PROTOCOL, failure)
     entry = service.catalog(caller.agent).entries.get(name)
     if entry is None:
-        failure = RpcFailure(
-            server.INVALID_PARAMS,
-            f"Unknown tool: {name[:100]} is not one of agent {caller.agent.name}'s tools.",
-            200,
-            request_id=message.id,
-        )
+        failure = RpcFailure(server.INVALID_PARAMS, service.unknown_tool(name, caller.agent.name),
+                             200, request_id=message.id)  # fmt: skip
         return _refused(request, call, Outcome.NOT_ALLOWED, failure)
     call.connector_id, call.connector_name = entry.connection.connector_id, entry.connector_name
     call.upstream_tool = entry.tool.name
     if entry.changed:
-        text = (f"The definition of {entry.tool.name} on {entry.connector_name} changed since it "
-                f"was enabled for agent {caller.agent.name}; an operator must review it on the "
-                "agent's page before it can be called again.")  # fmt: skip
+        text = entry.held_back(caller.agent.name)
         result = error_result(requestlog.tagged(text), modern)
         body = encode(server.response(message.id, result))
         ending = (Outcome.DEFINITION_CHANGED, text, None, len(body))

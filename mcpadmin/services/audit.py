@@ -17,7 +17,7 @@ from enum import StrEnum
 from flask import g, has_request_context
 
 from ..extensions import db
-from ..models import AdminUser, Agent, AgentKey, AuditEvent, Connector
+from ..models import AdminUser, Agent, AgentKey, AuditEvent, Connector, WebhookEndpoint
 from . import lifecycle
 
 SHELL = "shell"
@@ -65,6 +65,9 @@ class Action(StrEnum):
     KEY_CREATED = "agent_key.created"
     KEY_REVOKED = "agent_key.revoked"
     KEYS_ROTATED = "encryption_keys.rotated"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_TESTED = "webhook.tested"
 
 
 # Target kinds: (type name, the attribute that names one).
@@ -73,16 +76,17 @@ TARGETS = {
     Agent: ("agent", "name"),
     AgentKey: ("agent_key", "label"),
     AdminUser: ("admin", "username"),
+    WebhookEndpoint: ("webhook", "label"),
 }
 
 
 def record(action: Action, target=None, details: dict | None = None, admin_name=None):
     """Add one event to the session and return it; the caller commits.
 
-    ``target`` is a ``Connector``, ``Agent``, ``AgentKey`` or ``AdminUser`` (flushed first if
-    it has no id yet, so an ``IntegrityError`` of a new row surfaces here, in the caller's
-    transaction). ``admin_name`` names who acted when no admin is signed in (a failed
-    sign-in's username, the admin a setup link creates).
+    ``target`` is a ``Connector``, ``Agent``, ``AgentKey``, ``AdminUser`` or
+    ``WebhookEndpoint`` (flushed first if it has no id yet, so an ``IntegrityError`` of a new
+    row surfaces here, in the caller's transaction). ``admin_name`` names who acted when no
+    admin is signed in (a failed sign-in's username, the admin a setup link creates).
 
     :raise ValueError: ``action`` is not an ``Action``, or the target is of another kind.
     """

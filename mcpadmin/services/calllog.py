@@ -1,7 +1,9 @@
-"""The call log: one ``CallRecord`` per agent ``tools/call`` that reached tool dispatch, and
-the one place such rows are written.
+"""The call log: one ``CallRecord`` per agent ``tools/call`` that reached tool dispatch (and
+per call an operator made as an agent from the console), and the one place such rows are
+written.
 
-A row names the agent, the key (its id and label, never the key), the connector and tool,
+A row names the agent, the key (its id and label, never the key) or the operator who made the
+call from the console, the connector and tool,
 how the call ended (``Outcome``), how long it took, one line of error (scrubbed, then cut)
 and the sizes of the request and the answer. Results are never stored; arguments only where
 the connector says so (``Connector.log_arguments``), with every value under a secret-looking
@@ -72,10 +74,11 @@ class Call:
     request_id: str
     agent_id: int
     agent_name: str
-    key_id: int
+    key_id: int | None  # None: an operator's call from the console (``operator_name``)
     key_label: str | None
     tool: str
     request_bytes: int
+    operator_name: str | None = None
     connector_id: int | None = None
     connector_name: str | None = None
     upstream_tool: str | None = None
@@ -135,6 +138,7 @@ def record(call: Call, outcome: Outcome, error: str | None, total_ms: float,
         "agent_name": call.agent_name[:100],
         "key_id": call.key_id,
         "key_label": (call.key_label or "")[:100] or None,
+        "operator_name": (call.operator_name or "")[:80] or None,
         "connector_id": call.connector_id,
         "connector_name": (call.connector_name or "")[:100] or None,
         "tool": call.tool[:200],

@@ -8,13 +8,23 @@ each agent connection remembers its own names (``offered_tools``): its card show
 and a tool leaves the catalog when no connected account is offered it any more. A shared
 connector remembers the digest of the listing its rows hold (``listing_hash``): a re-sync that
 gets the same listing leaves the tool rows alone.
+
+The catalog also keeps each tool's history: every definition it has had (``ToolDefinition``,
+the newest ``MAX_VERSIONS``) and which one each agent accepted (``ToolReview``): the one an
+admin marked reviewed for it, or the one it had enabled when a sync flagged a change. The
+tool page compares the current definition with what an agent accepted (``baseline``).
 """
 
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
+from enum import StrEnum
 
-from ..models import AgentConnection, Tool
+from sqlalchemy import delete, func, insert, select
+
+from ..extensions import db
+from ..models import AgentConnection, Tool, ToolDefinition, ToolReview
 from ..protocol import mcp
 from . import lifecycle
 
@@ -29,11 +39,81 @@ MAX_SCHEMA_BYTES = 64 * 1024
 MAX_ANNOTATIONS_BYTES = 4 * 1024
 # mcp.checked_tools' wording for a name listed twice (the first definition is kept).
 DUPLICATE = "is listed twice"
+# Definitions kept per tool, the newest; the older ones are deleted.
+MAX_VERSIONS = 20
+# Reviews listed on a tool's page at most, the newest.
+MAX_REVIEWS_SHOWN = 100
 
 
-def mark_reviewed(connection: AgentConnection, name: str):
-    """The operator looked at the changed definition of ``name``: stop flagging it."""
-    connection.changed_tools = [n for n in connection.changed_tools or [] if n != name]
+class ReviewKind(StrEnum):
+    REVIEWED = "reviewed"  # an admin marked the definition reviewed for the agent
+    FLAGGED = "flagged"  # a sync changed a tool the agent had enabled: the one it had
+
+
+def mark_reviewed(connection: AgentConnection, tool: Tool, admin_name: str):
+    """The operator ``admin_name`` looked at the current definition of ``tool`` for the
+    connection's agent: stop flagging it, and record which definition they reviewed."""
+    connection.changed_tools = [n for n in connection.changed_tools or [] if n != tool.name]
+    _accept(connection, tool, ReviewKind.REVIEWED, tool.definition_hash, admin_name)
+
+
+class Since(StrEnum):
+    """Which definition the current one is compared with (``Baseline``)."""
+
+    CHOSEN = "chosen"  # one the operator picked from the history
+    REVIEWED = "reviewed"  # the one an admin last marked reviewed for the agent
+    FLAGGED = "flagged"  # the one the agent had enabled when a sync changed it
+    PREVIOUS = "previous"  # the one before the current
+    NOTHING = "nothing"  # no earlier definition is kept
+
+
+@dataclass(frozen=True)
+class Baseline:
+    version: ToolDefinition | None
+    since: Since
+    # The agent's acceptance the version comes from, and whether that definition is still
+    # kept (if not, ``version`` is the oldest kept).
+    review: ToolReview | None = None
+    kept: bool = True
+
+
+def versions(tool: Tool) -> list[ToolDefinition]:
+    """The tool's kept definitions, newest (the current one) first."""
+    query = select(ToolDefinition).where(ToolDefinition.tool_id == tool.id)
+    return list(db.session.scalars(query.order_by(ToolDefinition.id.desc())))
+
+
+def reviews(tool: Tool, agent_id: int | None = None, limit=MAX_REVIEWS_SHOWN) -> list[ToolReview]:
+    """Which definitions agents accepted (of one agent's, with ``agent_id``), newest first."""
+    query = select(ToolReview).where(ToolReview.tool_id == tool.id)
+    if agent_id is not None:
+        query = query.where(ToolReview.agent_id == agent_id)
+    return list(db.session.scalars(query.order_by(ToolReview.id.desc()).limit(limit)))
+
+
+def baseline(tool: Tool, kept: list[ToolDefinition], agent_id=None, chosen=None) -> Baseline:
+    """What to compare the tool's current definition with: the kept version ``chosen`` (an
+    id), else the definition the agent ``agent_id`` last accepted, else the previous one.
+    ``kept`` is ``versions(tool)``."""
+    picked = next((v for v in kept if v.id == chosen), None) if chosen is not None else None
+    if picked is not None:
+        return Baseline(picked, Since.CHOSEN)
+    accepted = reviews(tool, agent_id, limit=1) if agent_id is not None else []
+    if accepted:
+        review = accepted[0]
+        match = next((v for v in kept if v.definition_hash == review.definition_hash), None)
+        oldest = kept[-1] if kept else None
+        return Baseline(match or oldest, Since(review.kind), review, kept=match is not None)
+    if len(kept) > 1:
+        return Baseline(kept[1], Since.PREVIOUS)
+    return Baseline(None, Since.NOTHING)
+
+
+def _accept(connection, tool, kind: ReviewKind, digest: str, admin_name=None):
+    db.session.add(ToolReview(
+        tool_id=tool.id, agent_id=connection.agent_id, agent_name=connection.agent.name, kind=kind,
+        admin_name=admin_name, definition_hash=digest,
+    ))  # fmt: skip
 
 
 def definition_hash(tool: dict) -> str:
@@ -73,7 +153,7 @@ def store(connector, connection, listing: mcp.Listing):
         return _apply(connector, connection, listing.tools, listing.warnings)
     digest = listing_hash(listing.tools)
     if digest == connector.listing_hash:
-        _settle_choices(connector, {d["name"] for d in listing.tools}, [])
+        _settle_choices(connector, {d["name"] for d in listing.tools}, {})
         return [], [], []
     found = _apply(connector, connection, listing.tools, listing.warnings)
     connector.listing_hash = digest
@@ -94,7 +174,8 @@ def _apply(connector, connection, definitions, warnings):
         if connection is not None and lifecycle.stored_value(connector, connection) is not None:
             connection.offered_tools = sorted(listed)
 
-    added, changed, removed = [], [], []
+    added, removed, stored = [], [], []
+    changed = {}  # name → (tool, the hash it had)
     for name, definition in listed.items():
         digest = definition_hash(definition)
         tool = existing.get(name)
@@ -105,29 +186,36 @@ def _apply(connector, connection, definitions, warnings):
         elif tool.definition_hash == digest:
             continue
         else:
-            changed.append(name)
+            changed[name] = (tool, tool.definition_hash)
         for warning in _copy(tool, definition, digest):
             log.warning("%s: %s", connector.url, warning)
             warnings.append(warning)
+        stored.append(tool)
     for name, tool in existing.items():
         if name not in keep:
             connector.tools.remove(tool)
             removed.append(name)
 
     catalog = (set(existing) - set(removed)) | set(listed)
+    _record_versions(connector, stored)
     _settle_choices(connector, catalog, changed)
+    _prune_versions([tool.id for tool, _ in changed.values()])
     return sorted(added), sorted(changed), sorted(removed)
 
 
-def _settle_choices(connector, catalog: set[str], changed: list[str]):
+def _settle_choices(connector, catalog: set[str], changed: dict):
     """Keep each connection's enabled tools within what it is offered from ``catalog``, and
-    flag the enabled ones among ``changed`` (unflagging those no longer enabled)."""
+    flag the enabled ones among ``changed`` (unflagging those no longer enabled). A tool
+    newly flagged for a connection records the definition its agent had (``FLAGGED``)."""
     for other in connector.connections:
         offered = catalog
         if connector.per_agent and other.offered_tools is not None:
             offered = catalog & set(other.offered_tools)
         enabled = [n for n in other.enabled_tools or [] if n in offered]
         flagged = sorted((set(other.changed_tools or []) | set(changed)) & set(enabled))
+        for name in set(flagged) - set(other.changed_tools or []):
+            tool, had = changed[name]
+            _accept(other, tool, ReviewKind.FLAGGED, had)
         if enabled != (other.enabled_tools or []):
             other.enabled_tools = enabled
         if flagged != (other.changed_tools or []):
@@ -161,6 +249,38 @@ def _copy(tool: Tool, definition: dict, digest: str) -> list[str]:
                         f"{MAX_SCHEMA_BYTES // 1024} KB and was not stored.")  # fmt: skip
     tool.definition_hash = digest
     return warnings
+
+
+def _record_versions(connector, tools: list[Tool]):
+    """Add each tool's definition, as just stored, to its history: in one statement (a sync
+    may store thousands), after a flush gives new tools their ids."""
+    if not tools:
+        return
+    db.session.flush()
+    db.session.execute(insert(ToolDefinition), [{
+        "tool_id": t.id, "connector_id": connector.id, "definition_hash": t.definition_hash,
+        "title": t.title, "description": t.description, "input_schema": t.input_schema,
+        "output_schema": t.output_schema, "annotations": t.annotations,
+    } for t in tools])  # fmt: skip
+
+
+def _prune_versions(tool_ids: list[int]):
+    """Delete all but the newest ``MAX_VERSIONS`` definitions of these tools."""
+    if not tool_ids:
+        return
+    newest_first = func.row_number().over(
+        partition_by=ToolDefinition.tool_id, order_by=ToolDefinition.id.desc()
+    )
+    ranked = (
+        select(ToolDefinition.id, newest_first.label("rank"))
+        .where(ToolDefinition.tool_id.in_(tool_ids))
+        .subquery()
+    )
+    old = select(ranked.c.id).where(ranked.c.rank > MAX_VERSIONS)
+    db.session.execute(
+        delete(ToolDefinition).where(ToolDefinition.id.in_(old)),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _capped(text: str, limit: int) -> str:

@@ -17,9 +17,9 @@ from ..models import AuditEvent, CallRecord
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 CALL_COLUMNS = (
-    "id", "at", "request_id", "agent_id", "agent_name", "key_id", "key_label", "connector_id",
-    "connector_name", "tool", "upstream_tool", "era", "outcome", "total_ms", "upstream_ms",
-    "request_bytes", "response_bytes", "error", "arguments",
+    "id", "at", "request_id", "agent_id", "agent_name", "key_id", "key_label", "operator_name",
+    "connector_id", "connector_name", "tool", "upstream_tool", "era", "outcome", "total_ms",
+    "upstream_ms", "request_bytes", "response_bytes", "error", "arguments",
 )  # fmt: skip
 AUDIT_COLUMNS = (
     "id", "at", "admin_name", "address", "action", "target_type", "target_id", "target_name",

@@ -202,6 +202,12 @@ class Entry:
         until reviewed (definitions are pinned)."""
         return self.tool.name in (self.connection.changed_tools or [])
 
+    def held_back(self, agent_name: str) -> str:
+        """What a call to it answers while it is held back (``changed``)."""
+        return (f"The definition of {self.tool.name} on {self.connector_name} changed since it "
+                f"was enabled for agent {agent_name}; an operator must review it on the agent's "
+                "page before it can be called again.")  # fmt: skip
+
     def definition(self) -> dict:
         tool = self.tool
         definition = {"name": self.name, "inputSchema": tool.input_schema or {"type": "object"}}
@@ -214,6 +220,11 @@ class Entry:
         if tool.annotations:
             definition["annotations"] = tool.annotations
         return definition
+
+
+def unknown_tool(name: str, agent_name: str) -> str:
+    """What a call to a tool the agent does not have answers."""
+    return f"Unknown tool: {name[:100]} is not one of agent {agent_name}'s tools."
 
 
 class Catalog:

@@ -7,11 +7,12 @@ whether an older page exists). Bad filter values raise ``FilterError`` with a se
 operator; nothing here touches Flask.
 """
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ..extensions import db
 from ..models import AuditEvent, CallRecord
@@ -23,6 +24,12 @@ EXPORT_BATCH = 1000
 MAX_LOG_ID = 2**63 - 1
 MAX_ID = 2**31 - 1
 MAX_TEXT = 200
+# A request id is 16 hex digits (``requestlog``); a filter may give its first few.
+REQUEST_ID_DIGITS = 16
+MIN_REQUEST_PREFIX = 4
+# "(request 9e94…)" as an agent's error ends, or the bare id (or its start) pasted alone.
+_TAGGED_ID = re.compile(r"\(request\s+([0-9a-f]+)", re.IGNORECASE)
+_BARE_ID = re.compile(r"([0-9a-f]+)(?:…|\.{3})?", re.IGNORECASE)
 
 
 # Each outcome in words, for the page (a badge is never the only sign).
@@ -91,10 +98,14 @@ class Page:
 
 
 def call_filters(args: Mapping) -> Filters:
-    """Filters for the call log from ``args`` (agent id, connector id, tool, outcome, from, to).
+    """Filters for the call log from ``args``: agent id, connector id, tool (the name the
+    agent called or the upstream's own), outcome, request id (``request_id_of``), ``q`` (words
+    found in either tool name, the agent's or connector's name or the error, any case), from,
+    to.
 
-    :raise FilterError: an id that is not a number in range, an unknown outcome, a date that is
-        not ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM``, or a range that ends before it starts.
+    :raise FilterError: an id that is not a number in range, an unknown outcome, a request id
+        that is not one, a text over 200 characters, a date that is not ``YYYY-MM-DD`` or
+        ``YYYY-MM-DDTHH:MM``, or a range that ends before it starts.
     """
     values, where = {}, []
     for name, column, label in (
@@ -106,14 +117,46 @@ def call_filters(args: Mapping) -> Filters:
             where.append(column == number)
     if tool := _text(args, "tool", "Tool"):
         values["tool"] = tool
-        where.append(CallRecord.tool == tool)
+        where.append(or_(CallRecord.tool == tool, CallRecord.upstream_tool == tool))
     if outcome := _text(args, "outcome", "Outcome"):
         if outcome not in set(Outcome):
             raise FilterError(f"“{outcome}” is not an outcome; pick one from the list.")
         values["outcome"] = outcome
         where.append(CallRecord.outcome == outcome)
+    if raw := _text(args, "request", "Request id"):
+        request_id = request_id_of(raw)
+        values["request"] = request_id
+        if len(request_id) == REQUEST_ID_DIGITS:
+            where.append(CallRecord.request_id == request_id)
+        else:
+            where.append(CallRecord.request_id.startswith(request_id, autoescape=True))
+    if words := _text(args, "q", "Search"):
+        values["q"] = words
+        where.append(or_(*(column.icontains(words, autoescape=True) for column in SEARCHED)))
     window = _window(args, values)
     return Filters(values, tuple(where) + _window_where(CallRecord.at, window))
+
+
+# What the Calls page's search box looks in.
+SEARCHED = (CallRecord.tool, CallRecord.upstream_tool, CallRecord.agent_name,
+            CallRecord.connector_name, CallRecord.error)  # fmt: skip
+
+
+def request_id_of(text: str) -> str:
+    """The request id (or the start of one, in lower case) in ``text``: the id alone, or
+    pasted with what surrounds it in an agent's error, "… (request 9e94…)".
+
+    :raise FilterError: no run of 4 to 16 hex digits where an id goes.
+    """
+    found = _TAGGED_ID.search(text) or _BARE_ID.fullmatch(text.strip())
+    digits = found.group(1).lower() if found else ""
+    if not MIN_REQUEST_PREFIX <= len(digits) <= REQUEST_ID_DIGITS:
+        raise FilterError(
+            f"“{text[:40]}” is not a request id: give its {REQUEST_ID_DIGITS} hex digits (or "
+            f"at least the first {MIN_REQUEST_PREFIX}), or paste “(request …)” as the agent "
+            "saw it."
+        )
+    return digits
 
 
 def audit_filters(args: Mapping) -> Filters:

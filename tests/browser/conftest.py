@@ -93,6 +93,7 @@ def start_live_server(
         "MCPADMIN_PUBLIC_BASE_URL": url,
         "MCPADMIN_ALLOW_PRIVATE_NETWORKS": "true",  # the peers live on 127.0.0.1
         "MCPADMIN_ALLOW_HTTP_LOOPBACK": "true",
+        "MCPADMIN_NOTIFY_INTERVAL": "0",  # tests send webhooks themselves
         **(env or {}),
     }
     log = tempfile.NamedTemporaryFile("wb", suffix=".log", delete=False)  # noqa: SIM115

@@ -11,6 +11,8 @@ other tests count stay as they were.
 - ``fail(text)``: a result with ``isError: true``.
 - ``refuse(text)``: a JSON-RPC error whose message echoes the request's credential headers,
   as a careless server might; whoever relays it must scrub them.
+- ``picture()`` and ``echo(...)``, callable but never listed (a console test lists them with
+  ``--tools-file``): a small PNG as image content; the arguments back as ``structuredContent``.
 - ``locate(place: {region})``: ``region`` carries ``x-mcp-header: Region``; answers the
   ``Mcp-Param-Region`` header it got (a modern 2.x peer also checks it against the body).
 - ``mirror()``, callable but never listed (the bench counts the listed ones): a result whose
@@ -19,6 +21,9 @@ other tests count stay as they were.
 """
 
 import asyncio
+import base64
+import struct
+import zlib
 
 STATS = {"started": 0, "finished": 0, "cancelled": 0}
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
@@ -76,6 +81,31 @@ TOOLS = [
     },
 ]
 NAMES = {tool["name"] for tool in TOOLS}
+# The console's tools (listed with ``--tools-file``): a form of every kind, and a picture.
+CONSOLE_TOOLS = [
+    {
+        "name": "echo",
+        "description": "Sends its arguments back as structured content.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "title": "City"},
+                "days": {"type": "integer", "minimum": 1, "maximum": 14},
+                "metric": {"type": "boolean"},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "place": {"type": "object", "properties": {"region": {"type": "string"}}},
+            },
+            "required": ["city"],
+        },
+    },
+    {
+        "name": "picture",
+        "description": "A small picture.",
+        "inputSchema": {"type": "object", "properties": {}},
+        "annotations": {"readOnlyHint": True},
+    },
+]
 
 
 def served(args) -> list[dict]:
@@ -138,6 +168,27 @@ async def run(name: str, arguments: dict, progress, log, headers: dict) -> dict:
             "content": _text(" ".join(value[3:] for value in sent)),
             "structuredContent": {key: "sent" for value in sent for key in (value, value[:-3])},
         }
+    if name == "picture":
+        image = {"type": "image", "mimeType": "image/png", "data": _png()}
+        return {"content": [*_text("a test card"), image]}
+    if name == "echo":
+        return {"content": _text("echoed"), "structuredContent": {"received": arguments}}
     if name == "locate":
         return {"content": _text(f"Mcp-Param-Region: {headers.get('mcp-param-region')}")}
     raise Refusal(-32602, f"Unknown tool: {name}")
+
+
+def _png(width: int = 48, height: int = 24) -> str:
+    """A small PNG (three colour bands), base64-encoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    bands = [(220, 38, 38), (22, 163, 74), (37, 99, 235)]
+    rows = b"".join(
+        b"\0" + b"".join(bytes(bands[x * 3 // width]) for x in range(width)) for _ in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+    return base64.b64encode(png + chunk(b"IEND", b"")).decode()

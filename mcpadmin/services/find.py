@@ -1,0 +1,86 @@
+"""Narrowing the connectors and agents indexes: part of a name, a credential's badge
+(``lifecycle.Shown``) and an auth type, read from a query string.
+
+The indexes load every row anyway (a handful to a few hundred); this says which to keep, and
+what each agent's connectors show, so the agents index can be narrowed like the connectors
+one. Nothing here touches Flask.
+"""
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..models import AUTH_TYPES, AgentConnection, Connector, slug_base
+from . import lifecycle
+from .lifecycle import BADGES, Shown
+
+# The longest name a filter keeps (names are at most 100 characters).
+MAX_NAME = 100
+
+
+@dataclass(frozen=True)
+class IndexFilter:
+    """What an index was asked to show; a value the page does not offer counts as unset."""
+
+    name: str = ""
+    status: str = ""
+    auth: str = ""
+
+    @classmethod
+    def parse(cls, args: Mapping) -> "IndexFilter":
+        status = (args.get("status") or "").strip()
+        auth = (args.get("auth") or "").strip()
+        return cls(
+            name=(args.get("q") or "").strip()[:MAX_NAME],
+            status=status if status in set(Shown) else "",
+            auth=auth if auth in AUTH_TYPES else "",
+        )
+
+    def __bool__(self):
+        return bool(self.name or self.status or self.auth)
+
+    @property
+    def values(self) -> dict:
+        """The query string that asks for this again (``url_for(..., **values)``)."""
+        found = {"q": self.name, "status": self.status, "auth": self.auth}
+        return {key: value for key, value in found.items() if value}
+
+    def keeps(self, name: str, credentials: Iterable[tuple]) -> bool:
+        """Whether a row named ``name`` is one asked for; ``credentials`` are its
+        ``(Connector, lifecycle.Presentation)`` pairs (any of them may match)."""
+        credentials = list(credentials)
+        return (
+            (not self.name or self.name.casefold() in name.casefold())
+            and (not self.status or any(p.shown == self.status for _, p in credentials))
+            and (not self.auth or any(c.auth_type == self.auth for c, _ in credentials))
+        )
+
+
+def status_choices(per_agent: bool = True) -> dict[str, str]:
+    """The badges a status filter offers, value → words (``per_agent``: with the one a
+    per-agent connector shows as a whole)."""
+    return {k.value: v for k, v in BADGES.items() if per_agent or k != Shown.PER_AGENT}
+
+
+def agents_connectors(connections: Iterable[AgentConnection]) -> dict[int, list[tuple]]:
+    """Each agent's connectors (agent id → ``(Connector, lifecycle.Presentation)`` pairs in
+    connector name order): those it has tools enabled on or its own credential for, with the
+    credential its card shows (its own on a per-agent connector, else the shared one)."""
+    found = defaultdict(list)
+    for connection in connections:
+        connector: Connector = connection.connector
+        presented = lifecycle.present(connector, connection)
+        own = connector.per_agent and presented.shown != Shown.NO_CREDENTIAL
+        if connection.enabled_tools or own:
+            found[connection.agent_id].append((connector, presented))
+    for pairs in found.values():
+        pairs.sort(key=lambda pair: pair[0].name.casefold())
+    return found
+
+
+def prefix_kept(name: str, slug: str) -> bool:
+    """Whether a connector's tool prefix (``slug``) comes from a name before ``name``: a
+    rename keeps the prefix, so agents' tool names stay put (``models.Connector.slug``)."""
+    base = slug_base(name or "")
+    return slug != base and not re.fullmatch(re.escape(base) + r"_\d+", slug or "")
