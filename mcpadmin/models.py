@@ -617,6 +617,8 @@ class WebhookDelivery(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     endpoint: Mapped[WebhookEndpoint] = relationship(back_populates="deliveries")
+
+
 class ToolDefinition(db.Model):
     """One definition a tool has had, as the catalog stored it (within its storage caps):
     recorded when a sync first stores the tool and whenever its definition hash changes

@@ -84,7 +84,8 @@ def test_inline_token_saves_over_htmx_and_shows_token_configured(app, logged_in,
     assert response.status_code == 200
     assert page.lstrip().startswith(f'<article id="connector-{world["bearer_pa"]}"')
     assert "Token configured" in page and 'type="checkbox"' in page
-    assert 'hx-swap-oob="innerHTML"' in page and "Token saved for Support bot on Render, but" in page
+    assert 'hx-swap-oob="innerHTML"' in page
+    assert "Token saved for Support bot on Render, but" in page
     assert TOKEN not in page
     with app.app_context():
         connection = db.session.query(AgentConnection).one()

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from mcpadmin.extensions import db
-from mcpadmin.models import Connector
+from mcpadmin.models import Connector, Tool
 from tests.browser.conftest import axe_violations, settle, shoot
 from tests.browser.test_journeys import add_connector, row
 from tests.records_helpers import call, event
@@ -33,6 +33,7 @@ def world(signed_in, live_server, app, bearer_peer):
     expect(row(page, "Tracker").get_by_text("Connected")).to_be_visible()
     with app.app_context():
         tracker = db.session.scalar(select(Connector.id).filter_by(name="Tracker"))
+        tool = db.session.scalar(select(Tool.id).filter_by(connector_id=tracker))
     per_agent = add_stored_connector(app, "Desk", bearer_peer.url, auth_type="bearer",
                                      credential_mode="per_agent")  # fmt: skip
     long_one = add_stored_connector(app, UNBROKEN, "https://" + "h" * 60 + ".example/mcp")
@@ -48,15 +49,17 @@ def world(signed_in, live_server, app, bearer_peer):
               details={"url": ["https://" + "a" * 120, "https://" + "b" * 120],
                        "name": ["Old", UNBROKEN]})  # fmt: skip
         db.session.commit()
-    return {"tracker": tracker, "per_agent": per_agent, "long": long_one, "agent": agent}
+    return {"tracker": tracker, "tool": tool, "per_agent": per_agent, "long": long_one,
+            "agent": agent}  # fmt: skip
 
 
 def every_page(world) -> list[str]:
-    c, a = world["tracker"], world["agent"]
+    c, a, t = world["tracker"], world["agent"], world["tool"]
     return ["/connectors/", "/connectors/new", f"/connectors/{c}", f"/connectors/{c}/edit",
-            f"/connectors/{c}/delete", f"/connectors/{world['long']}", "/agents/",
-            "/agents/new", f"/agents/{a}", f"/agents/{a}/delete", f"/agents/{a}/usage",
-            "/calls/", "/audit/"]  # fmt: skip
+            f"/connectors/{c}/delete", f"/connectors/{world['long']}",
+            f"/connectors/{c}/tools/{t}", "/agents/", "/agents/new", f"/agents/{a}",
+            f"/agents/{a}/delete", f"/agents/{a}/usage", f"/agents/{a}/try", "/calls/",
+            "/audit/", "/attention/", "/attention/webhooks"]  # fmt: skip
 
 
 def overflow(page) -> int:
@@ -119,12 +122,12 @@ def test_connectors_table_shows_status_and_actions_on_a_phone(signed_in, live_se
     page.set_viewport_size(PHONE)
     page.goto(live_server.url + "/connectors/")
     tracker = page.locator(f"#connector-{world['tracker']}")
-    expect(tracker.get_by_text("Connected")).to_be_in_viewport()
-    sync = tracker.get_by_role("button", name="Sync")
-    sync.scroll_into_view_if_needed()
-    expect(sync).to_be_in_viewport()
-    box = sync.bounding_box()
-    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    for control in (tracker.get_by_text("Connected"), tracker.get_by_role("button", name="Sync")):
+        control.scroll_into_view_if_needed()
+        expect(control).to_be_in_viewport()
+        box = control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+    page.evaluate("() => window.scrollTo(0, 0)")
     shoot(page, "phone")
 
 
