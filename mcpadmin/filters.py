@@ -13,6 +13,14 @@ from .protocol.mcp import is_standard_tool_name
 # symbols (Hangul fillers, the blank Braille pattern, the Mongolian vowel separator).
 _BLANK_GRAPHICS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
 
+# Unicode's bidirectional formatting characters (UAX #9, section 2): embeddings and overrides
+# U+202A–U+202E, isolates U+2066–U+2069, and the marks U+200E, U+200F and U+061C. Each can make
+# text display in another order than it is stored.
+BIDI_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+)
+_BIDI = re.compile(f"[{''.join(sorted(BIDI_CONTROLS))}]")
+
 
 def reltime(value: datetime | None, now: datetime | None = None) -> str:
     """``"3 minutes ago"``, ``"in 2 hours"``, ``"never"``: coarse relative time."""
@@ -50,6 +58,23 @@ def suspicious(value) -> bool:
     """Whether ``value`` is a string holding hidden characters (the Jinja test
     ``{% if tool.name is suspicious %}``)."""
     return isinstance(value, str) and bool(hidden_characters(value))
+
+
+def bidi_controls(text: str) -> list[str]:
+    """The bidirectional control characters in ``text``, in order."""
+    return _BIDI.findall(text)
+
+
+def bidi_safe(value):
+    """``value`` with each bidirectional control shown as a visible ``‹U+202E›``, so a name
+    stored before such names were refused, or sent by a remote server, cannot reorder what
+    the operator reads. Plain text in, plain text out (autoescaped where it lands, so it is
+    safe in attributes too); anything but a ``str`` (``Markup`` included) passes unchanged.
+
+    Every ``{{ expression }}`` goes through it (``finalize``, see ``init_app``)."""
+    if type(value) is not str or value.isascii():
+        return value
+    return _BIDI.sub(lambda m: f"‹U+{ord(m.group()):04X}›", value)
 
 
 def _hidden(ch: str) -> bool:
@@ -121,6 +146,8 @@ def _marker_for(ch: str) -> str:
 
 
 def init_app(app):
+    app.jinja_env.finalize = bidi_safe
+    app.jinja_env.filters["bidi_safe"] = bidi_safe
     app.jinja_env.filters["reltime"] = reltime
     app.jinja_env.filters["remote_text"] = remote_text
     app.jinja_env.tests["suspicious"] = suspicious

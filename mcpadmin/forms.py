@@ -15,6 +15,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
+from .filters import bidi_controls
 from .models import AUTH_TYPES, CREDENTIAL_MODES
 from .protocol.urls import (
     InvalidURL,
@@ -24,6 +25,41 @@ from .protocol.urls import (
     check_secret_header_value,
 )
 from .services.admins import MIN_PASSWORD_LENGTH
+
+# The longest name, label or header name an operator can type (the columns hold 100).
+MAX_NAME = 100
+
+
+class MaxChars:
+    """At most ``max`` characters, or the field is refused with its length: a browser's
+    ``maxlength`` would cut a pasted value silently, so the limit is stated under the field
+    (the ``field`` macro reads the ``max_chars`` flag) and checked here."""
+
+    def __init__(self, max: int = MAX_NAME):
+        self.max = max
+        self.field_flags = {"max_chars": max}
+
+    def __call__(self, form, field):
+        if field.data and len(field.data) > self.max:
+            raise ValidationError(
+                f"{field.label.text} is {len(field.data)} characters long; it can have up to "
+                f"{self.max}. Shorten it."
+            )
+
+
+def plain_text(form, field):
+    """No bidirectional control characters (U+202E and kin): they make text display in
+    another order than it is stored, so "Zoë\u202elive" reads as "Zoë evil"."""
+    found = bidi_controls(field.data or "")
+    if found:
+        codes = ", ".join(dict.fromkeys(f"U+{ord(ch):04X}" for ch in found))
+        raise ValidationError(
+            f"{field.label.text} holds an invisible direction control ({codes}) that makes text "
+            "display in another order than it is stored. Type it again without it."
+        )
+
+
+NAME = [MaxChars(), plain_text]
 
 
 def _choices(labels):
@@ -66,7 +102,7 @@ class LoginForm(FlaskForm):
 
 class SetupForm(FlaskForm):
     username = StringField(
-        "Username", validators=[DataRequired(), Length(max=80)], filters=[_strip]
+        "Username", validators=[DataRequired(), MaxChars(80), plain_text], filters=[_strip]
     )
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)]
@@ -77,7 +113,7 @@ class SetupForm(FlaskForm):
 
 
 class ConnectorForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
+    name = StringField("Name", validators=[DataRequired(), *NAME], filters=[_strip])
     url = StringField(
         "MCP server URL",
         validators=[DataRequired(), Length(max=2048), _http_url],
@@ -89,7 +125,7 @@ class ConnectorForm(FlaskForm):
         "Credentials", choices=_choices(CREDENTIAL_MODES), default="shared"
     )
     api_key_header_name = StringField(
-        "Header name", validators=[Optional(), Length(max=100)], filters=[_strip],
+        "Header name", validators=[Optional(), *NAME], filters=[_strip],
         description="The request header that carries the key, e.g. X-API-Key",
     )  # fmt: skip
     secret = PasswordField(
@@ -161,8 +197,8 @@ class ConnectorForm(FlaskForm):
 
 
 class AgentForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=100)], filters=[_strip])
-    description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    name = StringField("Name", validators=[DataRequired(), *NAME], filters=[_strip])
+    description = TextAreaField("Description", validators=[Optional(), MaxChars(2000)])
     keep_tool_names = BooleanField(
         "Keep each tool's own name where no other tool has it (the endpoint otherwise names "
         "tools <connector>__<tool>)"
@@ -176,7 +212,7 @@ KEY_LIFETIMES = {"": "Never", "30": "30 days", "90": "90 days", "365": "1 year",
 
 class AgentKeyForm(FlaskForm):
     label = StringField(
-        "Label", validators=[DataRequired(), Length(max=100)], filters=[_strip],
+        "Label", validators=[DataRequired(), *NAME], filters=[_strip],
         description="Where the key is used, e.g. “laptop” or “CI runner”",
     )  # fmt: skip
     lifetime = SelectField("Expires", choices=_choices(KEY_LIFETIMES), default="")
