@@ -134,7 +134,7 @@ def _prune():
 @with_appcontext
 def notify_command():
     """Send new Needs attention items to the webhooks, and the deliveries due for a retry
-    (for cron; each server process also does it every NOTIFY_INTERVAL seconds)."""
+    (for cron; each server process also does it every MCPADMIN_NOTIFY_INTERVAL seconds)."""
     summary = webhooks.notify()
     click.echo(f"{summary.enqueued} new, {summary.delivered} delivered, "
                f"{summary.failed} failed (to be retried or given up).")  # fmt: skip

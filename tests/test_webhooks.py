@@ -297,7 +297,7 @@ def test_removing_asks_first_then_stops_the_deliveries(app, logged_in, receiver)
     notify(app)
     confirm = logged_in.get(f"/attention/webhooks/{endpoint_id}/delete")
     assert b"Remove the webhook http://127.0.0.1:" in confirm.data
-    assert b"1 deliveries leave the log" in confirm.data
+    assert b"1 delivery leaves the log" in confirm.data
     done = logged_in.post(f"/attention/webhooks/{endpoint_id}/delete", follow_redirects=True)
     assert b"removed; nothing more is sent to it" in done.data
     with app.app_context():

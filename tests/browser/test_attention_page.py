@@ -30,7 +30,7 @@ def needing(app, signed_in, live_server, bearer_peer):
     key expiring in three days."""
     add_connector(signed_in, live_server.url, "Weather", bearer_peer.url, auth="bearer",
                   secret="expired-token")  # fmt: skip
-    signed_in.get_by_role("button", name=re.compile("^Sync")).click()
+    signed_in.get_by_role("button", name="Sync", exact=True).click()
     expect(signed_in.get_by_text(re.compile("^Sync of Weather failed"))).to_be_visible()
     with app.app_context():
         agent = Agent(name="Triage bot")

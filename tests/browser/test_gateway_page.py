@@ -95,7 +95,7 @@ def test_revoke_asks_then_keeps_the_key_listed_greyed(agent_page):
     page.get_by_role("button", name="Revoke key old laptop").click()
     expect(page.get_by_text("Key old laptop of Triage bot revoked")).to_be_visible()
     settle(page)
-    assert asked and asked[0].startswith("Revoke the key “old laptop”?")
+    assert asked and asked[0].startswith("Revoke the key “old laptop” of Triage bot?")
     old = page.locator("#keys tbody tr", has_text="old laptop")
     expect(old).to_contain_text("Revoked")
     expect(old).to_have_class("key-revoked")
