@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOT_PREFIXED = {"DATABASE_URL"}
 KEYS = ({k for k in vars(config.Defaults) if k.isupper()}
         | {"SECRET_KEY", "ENCRYPTION_KEYS", "INSTANCE_PATH"}) - NOT_PREFIXED  # fmt: skip
-BARE_KEY = re.compile(r"(?<![A-Za-z0-9_])(?<!config\.)(" + "|".join(sorted(KEYS, key=len, reverse=True))
+# A key as a word, not a template's ``config.KEY`` lookup, nor named "in instance/config.py".
+BARE_KEY = re.compile(r"(?<![A-Za-z0-9_])(?<!config\.)("
+                      + "|".join(sorted(KEYS, key=len, reverse=True))
                       + r")(?![A-Za-z0-9_])(?! in instance/config\.py)")  # fmt: skip
 
 
