@@ -144,12 +144,7 @@ def delete(id):
             revoked=[r.what for r in service.revocations(agent)],
         )
     name = agent.name
-    revocations = service.revocations(agent)
-    audit.record(Action.AGENT_DELETED, agent, {
-        "keys": len(agent.keys), "connections": len(agent.connections),
-        "grants_to_revoke": len(revocations),
-    })  # fmt: skip
-    db.session.delete(agent)
+    revocations = _deleted(agent)
     db.session.commit()
     all_revoked = flashes.revoke(revocations)
     revoked = ""
