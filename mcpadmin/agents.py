@@ -179,10 +179,7 @@ def save_secret(id, connector_id):
     outcome = fanout.sync_outcome(connector, agent)
     db.session.commit()
     saved = f"Token {'replaced' if replaced else 'saved'} for {agent.name} on {connector.name}"
-    if outcome.ok:
-        flash(f"{saved}: {outcome.message}.", "success")
-    else:
-        flash(f"{saved}, but: {outcome.message}", "error")
+    flashes.checked(saved, outcome)
     return _card_response(agent, connector)
 
 

@@ -115,10 +115,7 @@ def save_secret(id):
     audit.synced(connector, [outcome])
     db.session.commit()
     saved = f"Token {'replaced' if replaced else 'saved'} for {connector.name}"
-    if outcome.ok:
-        flash(f"{saved}: {outcome.message}.", "success")
-    else:
-        flash(f"{saved}, but: {outcome.message}", "error")
+    flashes.checked(saved, outcome)
     return redirect(url_for("connectors.show", id=connector.id))
 
 

@@ -23,3 +23,11 @@ def synced(outcome: Outcome):
         flash(f"Synced {outcome.label}: {outcome.message}.", "success")
     else:
         flash(f"Sync of {outcome.label} failed: {outcome.message}", "error")
+
+
+def checked(saved: str, outcome: Outcome):
+    """``Token saved for Linear: 12 tools.``, or what the check of a new secret found."""
+    if outcome.ok:
+        flash(f"{saved}: {outcome.message}.", "success")
+    else:
+        flash(f"{saved}, but: {outcome.message}", "error")
