@@ -163,7 +163,7 @@ def test_sync_button_answers_htmx_with_the_row(app, logged_in, modern_peer):
     response = logged_in.hx_post(f"/connectors/{cid}/sync")
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and page.lstrip().startswith(f'<tr id="connector-{cid}"')
-    assert "Synced 3 tools (3 new)" in page and "<td>3</td>" in page
+    assert "Synced 3 tools (3 new)" in page and '<td data-label="Tools">3</td>' in page
     assert "HX-Request" in response.headers["Vary"]
 
 
