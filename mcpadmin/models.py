@@ -210,6 +210,52 @@ class Connector(CredentialColumns, db.Model):
     # (``catalog.listing_hash``); an equal listing is not compared tool by tool. None for a
     # per-agent connector, whose catalog is a union of listings.
     listing_hash: Mapped[str | None] = mapped_column(String(64))
+    # What the server declared at the last sync (``capabilities`` of ``initialize`` or
+    # ``server/discover``): which of resources (and ``subscribe``), prompts, completions and
+    # logging the gateway may offer agents for this connector.
+    server_capabilities: Mapped[dict | None] = mapped_column(JSON)
+
+    items: Mapped[list["CatalogItem"]] = relationship(
+        back_populates="connector", cascade="all, delete-orphan", order_by="CatalogItem.key"
+    )
+
+
+class ItemKind:
+    """``CatalogItem.kind``: what besides tools a server lists."""
+
+    RESOURCE = "resource"
+    TEMPLATE = "template"
+    PROMPT = "prompt"
+    ALL = (RESOURCE, TEMPLATE, PROMPT)
+
+
+class CatalogItem(db.Model):
+    """One resource, resource template or prompt a connector's server offers, as last synced
+    (``services.surface``). ``key`` is what identifies it upstream: a resource's URI, a
+    template's URI template, a prompt's name. ``definition`` is the server's whole definition
+    within the storage caps (``_meta`` kept: it is passed on as it is)."""
+
+    __tablename__ = "catalog_item"
+    __table_args__ = (UniqueConstraint("connector_id", "kind", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connector.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(1024))
+    name: Mapped[str | None] = mapped_column(String(255))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    description: Mapped[str | None] = mapped_column(Text)
+    mime_type: Mapped[str | None] = mapped_column(String(255))
+    definition: Mapped[dict] = mapped_column(JSON)
+    # SHA-256 of the canonical definition (``_meta`` left out), to flag changed prompts.
+    definition_hash: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    connector: Mapped["Connector"] = relationship(back_populates="items")
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name or self.key
 
 
 class Tool(db.Model):
@@ -290,6 +336,9 @@ class GatewaySession(db.Model):
     key_id: Mapped[int] = mapped_column(ForeignKey("agent_key.id", ondelete="CASCADE"), index=True)
     protocol_version: Mapped[str] = mapped_column(String(20))
     client_info: Mapped[dict | None] = mapped_column(JSON)
+    # The capabilities the client declared in ``initialize`` (elicitation, sampling, roots…):
+    # which server requests the gateway may relay to it.
+    client_capabilities: Mapped[dict | None] = mapped_column(JSON)
     # The level the client chose with logging/setLevel: upstream log messages at or above it
     # are relayed during its calls.
     log_level: Mapped[str | None] = mapped_column(String(20))
@@ -338,6 +387,14 @@ class AgentConnection(CredentialColumns, db.Model):
     # (None when it worked).
     last_called_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_call_error: Mapped[str | None] = mapped_column(Text)
+
+    # Besides tools: the prompt names the agent may get, and the resources it may read:
+    # ``"*"`` for all of this connector's resources, else resource URIs and URI templates
+    # (a template admits every URI it matches). Enabled prompts whose definition changed since
+    # the operator last reviewed them, as ``changed_tools``.
+    enabled_prompts: Mapped[list] = mapped_column(JSON, default=list)
+    enabled_resources: Mapped[list] = mapped_column(JSON, default=list)
+    changed_prompts: Mapped[list | None] = mapped_column(JSON)
 
 
 class OAuthClient(db.Model):
@@ -437,8 +494,16 @@ class CatalogState(db.Model):
 
 # The columns whose change changes an agent's catalog (any change to a tool row does).
 _CATALOG_COLUMNS = {
-    AgentConnection: ("agent_id", "connector_id", "enabled_tools", "changed_tools"),
-    Connector: ("name", "slug"),
+    AgentConnection: (
+        "agent_id",
+        "connector_id",
+        "enabled_tools",
+        "changed_tools",
+        "enabled_prompts",
+        "enabled_resources",
+        "changed_prompts",
+    ),
+    Connector: ("name", "slug", "server_capabilities"),
     Agent: ("keep_tool_names",),
 }
 _CATALOG_CHANGED = "mcpadmin.catalog_changed"
@@ -450,13 +515,13 @@ def _note_catalog_changes(session, flush_context, instances):
     (the version is raised at commit: ``_raise_catalog_version``)."""
     if session.info.get(_CATALOG_CHANGED):
         return
-    kinds = (Tool, AgentConnection, Connector)
+    kinds = (Tool, CatalogItem, AgentConnection, Connector)
     for obj in (*session.new, *session.deleted):
         if isinstance(obj, kinds):
             session.info[_CATALOG_CHANGED] = True
             return
     for obj in session.dirty:
-        if isinstance(obj, Tool) and session.is_modified(obj):
+        if isinstance(obj, Tool | CatalogItem) and session.is_modified(obj):
             session.info[_CATALOG_CHANGED] = True
             return
         columns = _CATALOG_COLUMNS.get(type(obj), ())
@@ -512,6 +577,7 @@ class CallRecord(db.Model):
         Index("ix_call_log_connector_id_id", "connector_id", "id"),
         Index("ix_call_log_outcome_id", "outcome", "id"),
         Index("ix_call_log_tool_id", "tool", "id"),
+        Index("ix_call_log_kind_id", "kind", "id"),
     )
 
     id: Mapped[int] = mapped_column(LogId, primary_key=True)
@@ -526,7 +592,12 @@ class CallRecord(db.Model):
     operator_name: Mapped[str | None] = mapped_column(String(80))
     connector_id: Mapped[int | None] = mapped_column(Integer)
     connector_name: Mapped[str | None] = mapped_column(String(100))
-    # The name the agent called, and the upstream's own name (None when none was found).
+    # What the agent asked for (``calllog.Kind``): a tool call, a resource read, a prompt
+    # get, a completion, or a request the upstream sent back to the agent (elicitation,
+    # sampling, roots).
+    kind: Mapped[str] = mapped_column(String(20), default="tool", server_default="tool")
+    # The name the agent called, and the upstream's own name (None when none was found); for
+    # other kinds the prompt's name, the resource's URI or the server request's method.
     tool: Mapped[str] = mapped_column(String(200))
     upstream_tool: Mapped[str | None] = mapped_column(String(200))
     # The upstream's protocol era ("modern" or "legacy"), when the call reached it.
@@ -660,3 +731,35 @@ class ToolReview(db.Model):
     # None when the tool row has no hash (one not stored by a sync).
     definition_hash: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingAsk(db.Model):
+    """A request an upstream server sent back during an agent's call (elicitation, sampling,
+    roots), relayed to the agent under ``id``: the agent's answer may reach any worker, which
+    stores it here for the worker holding the upstream call (``gateway.asks``)."""
+
+    __tablename__ = "pending_ask"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agent.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(100))
+    # The agent's JSON-RPC ``result`` or ``error`` (within a size cap), once it answered.
+    answer: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ResourceSubscription(db.Model):
+    """A legacy agent session's ``resources/subscribe`` to one URI of one connector: the
+    session's GET stream relays the upstream's ``notifications/resources/updated`` for it
+    while the stream holds."""
+
+    __tablename__ = "resource_subscription"
+
+    session_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connector.id", ondelete="CASCADE"), primary_key=True
+    )
+    uri: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -67,6 +67,20 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Kind(StrEnum):
+    """What a row records (``CallRecord.kind``)."""
+
+    TOOL = "tool"  # tools/call
+    RESOURCE = "resource"  # resources/read
+    PROMPT = "prompt"  # prompts/get
+    COMPLETION = "completion"  # completion/complete
+    SUBSCRIPTION = "subscription"  # resources/subscribe, resources/unsubscribe
+    # A request the upstream sent back during a call, relayed to the agent.
+    ELICITATION = "elicitation"
+    SAMPLING = "sampling"
+    ROOTS = "roots"
+
+
 @dataclass
 class Call:
     """What the gateway knows of one call, filled in as the call goes on."""
@@ -84,6 +98,7 @@ class Call:
     upstream_tool: str | None = None
     era: str | None = None
     arguments: dict | None = None  # already redacted (``redact``); None: not kept
+    kind: str = Kind.TOOL
 
 
 def redact(arguments) -> dict:
@@ -143,6 +158,7 @@ def record(call: Call, outcome: Outcome, error: str | None, total_ms: float,
         "connector_name": (call.connector_name or "")[:100] or None,
         "tool": call.tool[:200],
         "upstream_tool": (call.upstream_tool or "")[:200] or None,
+        "kind": str(call.kind),
         "era": call.era,
         "outcome": str(outcome),
         "total_ms": round(total_ms, 3),
