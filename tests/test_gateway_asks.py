@@ -322,3 +322,37 @@ def test_the_upstream_session_declares_what_mcpadmin_relays():
 
     steps = mcp.handshake("http://peer", iter(range(1, 9)).__next__)
     assert next(steps).message["params"]["capabilities"] == mcp.ASK_CAPABILITIES
+
+
+def test_the_agent_cancelling_ends_the_wait(app, asking_peer):
+    """A legacy notifications/cancelled while the agent is being asked cancels the call and
+    the wait: both rows say so, and the request's row is gone."""
+    agent_id, key = agent_for(app, asking_peer, LEGACY)
+
+    async def cancelled_while_asked(url):
+        from mcp.client import Client
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        asked = anyio.Event()
+
+        async def waits(_context, params):
+            asked.set()
+            await anyio.sleep(30)
+
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {key}"})
+        transport = streamable_http_client(url, http_client=http)
+        async with http, Client(transport, mode="legacy", elicitation_callback=waits) as client:
+            async with anyio.create_task_group() as group:  # cancelling sends the notification
+                group.start_soon(client.call_tool, "asker__ask_plainly", {})
+                await asked.wait()
+                group.cancel_scope.cancel()
+            await anyio.sleep(1)  # the gateway hears of it
+
+    with serving(app) as served:
+        run_async(cancelled_while_asked, f"{served.url}/agents/{agent_id}/mcp")
+    (row,) = rows(app, "elicitation")
+    assert row.outcome == "cancelled"
+    assert [r.outcome for r in rows(app, "tool")] == ["cancelled"]
+    with app.app_context():
+        assert db.session.scalars(select(PendingAsk)).all() == []
