@@ -27,6 +27,7 @@ from mcpadmin.models import CallRecord, PendingAsk
 from mcpadmin.services import calllog
 from tests.gateway_helpers import agent_with_tools, run_async, serving, synced_connector
 from tests.peers import start
+from tests.peers.mcp_fixtures import LEGACY_PYTHON
 
 LEGACY = ("legacy", "2025-11-25")
 MODERN = ("modern", "2026-07-28")
@@ -356,3 +357,55 @@ def test_the_agent_cancelling_ends_the_wait(app, asking_peer):
     assert [r.outcome for r in rows(app, "tool")] == ["cancelled"]
     with app.app_context():
         assert db.session.scalars(select(PendingAsk)).all() == []
+
+
+def test_legacy_agent_answers_a_1x_server(app):
+    """The SDK's 1.x line (2025 only): found legacy by the sync's probe, its elicitation
+    relayed."""
+    peer = start("asking_legacy_server.py", python=LEGACY_PYTHON)
+    try:
+        with app.app_context():
+            connector = synced_connector(peer.base_url + "/mcp", "Asker")
+            assert connector.protocol_era == "legacy"
+            agent, key = agent_with_tools([connector], name="Ada")
+            agent_id = agent.id
+        with serving(app) as served:
+            url = f"{served.url}/agents/{agent_id}/mcp"
+            (answer,) = call(url, key, [("confirm", {"action": "ship"})], "legacy", ANSWERING)
+    finally:
+        peer.stop()
+    assert answer["text"] == "accepted ship: ok=True"
+    assert [(r.kind, r.outcome) for r in rows(app, "elicitation")] == [("elicitation", "ok")]
+
+
+PY1_ELICITING = """
+import json, sys, anyio
+from mcp import ClientSession, types
+from mcp.client.streamable_http import streamablehttp_client
+
+async def elicited(context, params):
+    return types.ElicitResult(action="accept", content={"ok": True})
+
+async def main(url, key):
+    headers = {"Authorization": f"Bearer {key}"}
+    async with streamablehttp_client(url, headers=headers) as (read, write, _):
+        async with ClientSession(read, write, elicitation_callback=elicited) as session:
+            await session.initialize()
+            result = await session.call_tool("asker__confirm", {"action": "ship"})
+            print(json.dumps(result.content[0].text))
+
+anyio.run(main, *sys.argv[1:])
+"""
+
+
+def test_a_1x_client_answers_through_the_gateway(app, asking_peer):
+    """The SDK's 1.x client (1.30.0) answers the elicitation of a tool it called."""
+    import subprocess
+
+    agent_id, key = agent_for(app, asking_peer, LEGACY)
+    with serving(app) as served:
+        url = f"{served.url}/agents/{agent_id}/mcp"
+        done = subprocess.run([LEGACY_PYTHON, "-c", PY1_ELICITING, url, key], timeout=120,
+                              capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == "accepted ship: ok=True"
