@@ -11,6 +11,9 @@ both eras), with the upstream's era pinned on the connector.
   answers.
 - 2025 agent, 2026 upstream: the gateway turns ``inputRequests`` into requests to the agent.
 - 2026 agent, 2025 upstream: the upstream gets an error with a sentence.
+
+Also the SDK's 1.x line on either side (a 1.30.0 upstream, the 1.30.0 client) and the
+TypeScript SDK's client answering an elicitation.
 """
 
 import http.client
@@ -407,5 +410,43 @@ def test_a_1x_client_answers_through_the_gateway(app, asking_peer):
         url = f"{served.url}/agents/{agent_id}/mcp"
         done = subprocess.run([LEGACY_PYTHON, "-c", PY1_ELICITING, url, key], timeout=120,
                               capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == "accepted ship: ok=True"
+
+
+TS_ELICITING = """
+const { createRequire } = await import("node:module");
+const require = createRequire(process.env.NODE_PACKAGE);
+const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
+const sdk = "@modelcontextprotocol/sdk";
+const { StreamableHTTPClientTransport } = require(`${sdk}/client/streamableHttp.js`);
+const { ElicitRequestSchema } = require("@modelcontextprotocol/sdk/types.js");
+const [url, key] = process.argv.slice(1);
+const client = new Client({ name: "test", version: "1" }, { capabilities: { elicitation: {} } });
+const accepted = { action: "accept", content: { ok: true } };
+client.setRequestHandler(ElicitRequestSchema, async () => accepted);
+const headers = { Authorization: `Bearer ${key}` };
+await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+const result = await client.callTool({ name: "asker__confirm", arguments: { action: "ship" } });
+console.log(JSON.stringify(result.content[0].text));
+await client.close();
+"""
+
+
+def test_the_typescript_client_answers_through_the_gateway(app, asking_peer):
+    """The TypeScript SDK's client answers the elicitation of a tool it called."""
+    import os
+    import subprocess
+
+    from tests import clients
+
+    if clients.missing() is not None:
+        pytest.skip(str(clients.missing()))
+    agent_id, key = agent_for(app, asking_peer, LEGACY)
+    env = {**os.environ, "NODE_PACKAGE": os.path.join(clients.NODE_PREFIX, "package.json")}
+    with serving(app) as served:
+        url = f"{served.url}/agents/{agent_id}/mcp"
+        command = [clients.NODE, "--input-type=module", "-e", TS_ELICITING, url, key]
+        done = subprocess.run(command, timeout=120, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == "accepted ship: ok=True"
