@@ -450,3 +450,45 @@ def test_the_typescript_client_answers_through_the_gateway(app, asking_peer):
         done = subprocess.run(command, timeout=120, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == "accepted ship: ok=True"
+
+
+def test_an_agents_answer_is_read_with_its_result_or_error():
+    from mcpadmin.protocol import server
+
+    answered = server.parse(b'{"jsonrpc":"2.0","id":"mcpadmin-ask-x","result":{"action":"accept"}}')
+    refused = server.parse(b'{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"no"}}')
+    assert (answered.kind, answered.answer) == ("response", {"result": {"action": "accept"}})
+    assert refused.answer == {"error": {"code": -1, "message": "no"}}
+
+
+def test_a_too_large_answer_is_relayed_as_an_error():
+    from mcpadmin.gateway import asks
+
+    small = {"result": {"action": "accept", "content": {"note": "x"}}}
+    large = {"result": {"action": "accept", "content": {"note": "x" * asks.MAX_ANSWER_BYTES}}}
+    assert asks._capped(small) == small
+    assert "larger than mcpadmin relays" in asks._capped(large)["error"]["message"]
+
+
+def test_only_the_capabilities_naming_requests_go_upstream():
+    from mcpadmin.gateway import asks
+
+    tasks = {"io.modelcontextprotocol/tasks": {}}
+    declared = {"elicitation": {"form": {}}, "sampling": {}, "roots": {"listChanged": True},
+                "extensions": tasks, "experimental": {}}  # fmt: skip
+    assert asks._requesting(declared) == {"elicitation": {"form": {}}, "sampling": {},
+                                          "roots": {"listChanged": True}}  # fmt: skip
+    assert asks._requesting(None) == {}
+
+
+def test_a_declined_elicitation_is_recorded_as_declined():
+    from mcpadmin.gateway import asks
+
+    assert asks._judged("Ada", "elicitation/create", {"result": {"action": "accept"}})[0] == "ok"
+    outcome, error = asks._judged("Ada", "elicitation/create", {"result": {"action": "decline"}})
+    assert (outcome, error) == (
+        "tool_error",
+        "Agent Ada answered elicitation/create with 'decline'.",
+    )
+    outcome, error = asks._judged("Ada", "roots/list", {"error": {"code": -32601, "message": "no"}})
+    assert (outcome, error) == ("tool_error", "Agent Ada's client refused roots/list: no")

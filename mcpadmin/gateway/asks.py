@@ -155,13 +155,13 @@ class Asker:
         :raise Unrelayed: not sent to the agent (the sentence says why).
         :raise calls.Refused: unanswered by ``ends``.
         """
-        capability, kind = ASKS.get(method, (None, None))
-        call = self._call(str(method)[:100], kind or Kind.ELICITATION, params)
+        if method not in ASKS:  # not a request a client answers: no row
+            raise Unrelayed(f"mcpadmin relays no {str(method)[:100]!r} request to agents.")
+        capability, kind = ASKS[method]
+        call = self._call(method, kind, params)
         started = time.monotonic()
         outcome, error, size = Outcome.PROTOCOL, "Internal error in mcpadmin.", 0
         try:
-            if kind is None:
-                raise Unrelayed(f"mcpadmin relays no {str(method)[:100]!r} request to agents.")
             await self._check(method, capability, params)
             answer = await self._relay(method, params, ends)
             size = len(json.dumps(answer, default=str))
