@@ -23,6 +23,7 @@ from ..protocol.server import RpcFailure
 from ..services import agent_keys, calllog, calls
 from ..services import gateway as service
 from ..services.calllog import Outcome
+from . import asks
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -134,7 +135,8 @@ def _legacy(caller, request, now):
     if message.method == "initialize" and message.kind == "request":
         requested = message.params.get("protocolVersion")
         version = server.negotiate(requested)
-        new_id = service.open_session(caller, version, message.params.get("clientInfo"))
+        new_id = service.open_session(caller, version, message.params.get("clientInfo"),
+                                      message.params.get("capabilities"))  # fmt: skip
         result = server.initialize_result(version, _instructions(caller.agent), True)
         answer = _answer(caller, message.id, result, now)
         answer.headers[SESSION_HEADER] = new_id
@@ -147,6 +149,8 @@ def _legacy(caller, request, now):
                          request_id=message.id)  # fmt: skip
     server.legacy_version(request.headers, caller.session.protocol_version)
     if message.kind != "request":
+        if message.kind == "response":  # the agent's answer to a request ``asks`` relayed
+            asks.received(caller.session, message)
         if message.method == "notifications/cancelled":
             request_id = message.params.get("requestId")
             if isinstance(request_id, str | int):
@@ -231,8 +235,9 @@ def _call(caller, request, now, modern: bool):
         ending = (target.kind, target.error, target.upstream_ms, len(body))
         record(caller, entry, call, ending, request, now)
         return Answer(200, body)
-    db.session.commit()  # a refresh committed its own; nothing else is held during the call
     takes_stream = EVENT_STREAM in request.accept
+    asks.carry(target, message, caller.session, takes_stream)
+    db.session.commit()  # a refresh committed its own; nothing else is held during the call
     return Prepared(caller, entry, call, target, message, modern, takes_stream,
                     _log_level(caller, message))  # fmt: skip
 

@@ -6,6 +6,10 @@ notifications, as ``services.calls`` keeps them, then one ``calls.Outcome``) thr
 stream, and it answers with JSON when the outcome comes first or the client takes no stream,
 else with an event stream that carries each notification as it arrives.
 
+A request the upstream sends back during the call (elicitation, sampling, roots; or a 2026
+upstream's ``input_required`` result for a 2025 agent) goes to the agent on the same stream,
+by ``asks``, which also states the rule for each pair of eras.
+
 Cancellation is task cancellation: a modern client closing the stream [26/http
 §Cancellation], a legacy ``notifications/cancelled`` [25N/canc] (at once when this process
 runs the call, else within ``CANCEL_CHECK_SECONDS`` through the database) cancels the upstream
@@ -34,7 +38,7 @@ from ..protocol import mcp, server
 from ..services import calllog, calls
 from ..services import gateway as service
 from ..services.calllog import Outcome
-from . import dispatch, upstream
+from . import asks, dispatch, upstream
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +214,14 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
         client = upstream.AsyncClient(plane.http, target.url, target.headers, era=target.era,
                                       version=target.version, pool=calls.POOL,
                                       deadline=target.timeout)  # fmt: skip
+        client.asker = asker = asks.Asker(plane, prepared, forward)
 
-        async def attempt():
+        async def once(inputs):
             updates = client.call_tool(target.tool, target.arguments, meta=meta,
                                        input_schema=target.input_schema,
-                                       log_level=prepared.log_level)  # fmt: skip
+                                       log_level=prepared.log_level,
+                                       capabilities=target.capabilities,
+                                       inputs=inputs)  # fmt: skip
             async with contextlib.aclosing(updates):
                 async for item in updates:
                     if isinstance(item, mcp.CallDone):
@@ -223,6 +230,17 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
                     if message is not None:
                         await forward(message)
             raise mcp.McpError("The server ended the call without an answer.")
+
+        async def attempt():
+            """The call; for a 2025 agent, again with the answers while a 2026 upstream asks
+            for input (``asks``: at most ``MAX_ROUNDS`` rounds)."""
+            inputs = target.inputs
+            for _round in range(asks.MAX_ROUNDS):
+                result = await once(inputs)
+                if prepared.modern or not asks.input_required(result):
+                    return result
+                inputs = await asker.inputs(result, client.ends)
+            raise calls.Refused(Outcome.PROTOCOL, asks.too_many_rounds(pair.agent_name))
 
         try:
             result = await attempt()
@@ -243,6 +261,9 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
     else:
         outcome = pair.succeeded(result)
     era = (client.era, client.version) if client is not None else (None, None)
+    if not prepared.modern and asks.input_required(outcome.result):  # (the thread's call)
+        outcome = pair.failed(Outcome.PROTOCOL, f"{pair.name} asked for input that mcpadmin "
+                              "could not relay on this call; try again.")  # fmt: skip
     if target.changes(outcome, *era):  # a pool trip only then
         await plane.run(target.finished, outcome, *era)
     outcome.upstream_ms = (time.monotonic() - target.started) * 1000

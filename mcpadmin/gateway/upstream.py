@@ -6,6 +6,10 @@ It never probes. Without a usable remembered era, or when the server refuses the
 that may mean it changed eras, it raises ``EraUnknown`` before yielding anything, and the
 caller runs the synchronous client (which probes) in a thread.
 
+A legacy server's request on the call's stream (elicitation, sampling, roots) goes to the
+client's ``asker`` (``gateway.asks``: relayed to the agent), whose answer is POSTed back in
+the session that asked; without one it gets ``mcp.answer_to``'s error.
+
 Cancellation is task cancellation: closing the generator (``aclose``) or cancelling the task
 that runs it closes a modern call's stream [26/http §Cancellation]; a legacy server also gets
 ``notifications/cancelled`` [25N/canc], as after a legacy timeout.
@@ -47,14 +51,25 @@ class AsyncClient:
         self._ends = time.monotonic() + deadline
         self._ids = itertools.count(1)  # for the handshake (calls take ids unique in the process)
         self._task = "answering the call"  # for the deadline's message
+        # Answers a request a legacy server sends during the call (``gateway.asks.Asker``):
+        # ``await asker(request, ends)`` → the JSON-RPC answer to POST; None: refuse them all.
+        self.asker = None
+
+    @property
+    def ends(self) -> float:
+        """When the call's deadline runs out (``time.monotonic``)."""
+        return self._ends
 
     async def call_tool(self, name: str, arguments: dict | None = None, *,
                         meta: dict | None = None, input_schema: dict | None = None,
-                        log_level: str | None = None
+                        log_level: str | None = None, capabilities: dict | None = None,
+                        inputs: dict | None = None
                         ) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:  # fmt: skip
         """As ``protocol.mcp.Client.call_tool``: a ``CallUpdate`` for each notification as it
         arrives, then one ``CallDone``. Run it under ``contextlib.aclosing`` so that stopping
-        early cancels the call in the task that made it.
+        early cancels the call in the task that made it. A modern server is told the client
+        ``capabilities`` and gets a retry's ``inputs`` [26/mrtr]; its ``CallDone`` may be an
+        ``input_required`` result.
 
         :raise EraUnknown: before anything is yielded: no usable era is remembered, or the
             server refused in a way that may mean it changed eras (``era``/``version`` are
@@ -70,8 +85,9 @@ class AsyncClient:
             calls = self._legacy(name, arguments, meta)
         elif self.era == "modern" and self.version in MODERN_VERSIONS:
             request, headers = mcp.tool_call(name, arguments, meta, version=self.version,
-                                             input_schema=input_schema,
-                                             log_level=log_level)  # fmt: skip
+                                             input_schema=input_schema, log_level=log_level,
+                                             capabilities=capabilities,
+                                             inputs=inputs)  # fmt: skip
             calls = self._streamed(request, self.version, headers)
         else:
             raise EraUnknown("No usable protocol era is remembered for the server; it must be "
@@ -140,7 +156,7 @@ class AsyncClient:
                 async for chunk in chunks:
                     for item in reader.feed(chunk):
                         if isinstance(item, mcp.Respond):
-                            await self._answer(item, version, session)
+                            await self._answer(await self._asked(item), version, session)
                         else:
                             yield item
                     if reader.answered:
@@ -167,6 +183,12 @@ class AsyncClient:
                 step = steps.send(answer)
             except StopIteration as done:
                 return done.value
+
+    async def _asked(self, respond: mcp.Respond) -> mcp.Respond:
+        """``respond`` with the answer the ``asker`` got (``ping`` is answered here)."""
+        if self.asker is None or respond.method == "ping" or respond.request is None:
+            return respond
+        return mcp.Respond(respond.method, await self.asker(respond.request, self._ends))
 
     async def _answer(self, respond: mcp.Respond, version, session):
         """POST the answer to a request the server sent on the stream; failures are logged."""

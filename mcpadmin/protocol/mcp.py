@@ -63,6 +63,12 @@ HEADER_MISMATCH = -32020
 MISSING_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_VERSION = -32022
 MODERN_REQUEST_ERRORS = (HEADER_MISMATCH, MISSING_CLIENT_CAPABILITY, INVALID_PARAMS)
+# The client capabilities mcpadmin declares in a legacy upstream session: the requests a server
+# may send back during a call, which the gateway relays to the agent when the agent's own client
+# declared them, and refuses with an error otherwise [25N/life §Capability Negotiation].
+ASK_CAPABILITIES = {"elicitation": {"form": {}, "url": {}}, "sampling": {}, "roots": {}}
+# ``resultType`` of a 2026-07-28 answer asking the client for input first [26/mrtr].
+INPUT_REQUIRED = "input_required"
 
 # [26/tools §Tool Names] SHOULD: 1–128 of A-Z a-z 0-9 _ - . (SEP-986). Warn, don't reject;
 # pages flag every name outside it (``is_standard_tool_name``).
@@ -653,25 +659,29 @@ def time_left(ends: float, url: str, task: str) -> float:
     return remaining
 
 
-def request_message(method, params, request_id, modern_version=None) -> dict:
+def request_message(method, params, request_id, modern_version=None,
+                    capabilities=None) -> dict:  # fmt: skip
     """A JSON-RPC request; with ``modern_version``, carrying the modern envelope in
-    ``params._meta`` beside what ``params`` already holds there."""
+    ``params._meta`` beside what ``params`` already holds there (``capabilities``: the client
+    capabilities declared; none by default)."""
     params = dict(params)
     if modern_version:  # [26/base §_meta]: version and capabilities MUST, client info SHOULD
         params["_meta"] = {
             **(params.get("_meta") or {}),
             META + "protocolVersion": modern_version,
             META + "clientInfo": CLIENT_INFO,
-            META + "clientCapabilities": {},
+            META + "clientCapabilities": dict(capabilities or {}),
         }
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
 
 
 def tool_call(name, arguments=None, meta=None, *, version=None, input_schema=None,
-              log_level=None) -> tuple[dict, dict]:  # fmt: skip
+              log_level=None, capabilities=None, inputs=None) -> tuple[dict, dict]:  # fmt: skip
     """The ``tools/call`` request [26/tools §Calling Tools] and the headers it adds, its id
-    unique in the process. With a modern ``version``: the envelope, the ``logLevel`` opt-in
-    and ``Mcp-Name``/``Mcp-Param-*``; without (legacy): none of them."""
+    unique in the process. With a modern ``version``: the envelope (declaring
+    ``capabilities``), the ``logLevel`` opt-in, ``inputs`` (a retry's ``inputResponses`` and
+    ``requestState`` [26/mrtr], as they are) and ``Mcp-Name``/``Mcp-Param-*``; without
+    (legacy): none of them."""
     params = {"name": name}
     if arguments is not None:
         params["arguments"] = arguments
@@ -681,7 +691,8 @@ def tool_call(name, arguments=None, meta=None, *, version=None, input_schema=Non
         return request_message("tools/call", params, next(_CALL_IDS)), {}
     if log_level:  # [26/chg Major 5]: no log messages without this opt-in
         params["_meta"] = {**(params.get("_meta") or {}), META + "logLevel": log_level}
-    request = request_message("tools/call", params, next(_CALL_IDS), version)
+    params.update(inputs or {})
+    request = request_message("tools/call", params, next(_CALL_IDS), version, capabilities)
     # [26/http §Standard Request Headers]: Mcp-Name is REQUIRED for tools/call.
     headers = {"Mcp-Name": header_value(name), **param_headers(input_schema, arguments)}
     return request, headers
@@ -726,9 +737,11 @@ def whole_reply(status: int, headers, content_type: str, raw: bytes, request_id)
     return Reply(status, headers, message, text)
 
 
-def result_of(reply: Reply, url: str, method: str, initialized: bool = False) -> dict:
+def result_of(reply: Reply, url: str, method: str, initialized: bool = False,
+              kinds=("complete",)) -> dict:  # fmt: skip
     """The ``result`` of a reply, or the error it carries as an exception.
-    ``initialized``: the request was sent in a legacy session mcpadmin initialized."""
+    ``initialized``: the request was sent in a legacy session mcpadmin initialized; ``kinds``:
+    the ``resultType`` values the caller takes."""
     error = (reply.message or {}).get("error")
     if reply.status >= 300 and not isinstance(error, dict):
         raise _status_error(reply, url, method)
@@ -747,7 +760,7 @@ def result_of(reply: Reply, url: str, method: str, initialized: bool = False) ->
     if not isinstance(result, dict):
         raise McpError(f"The server's answer to {method} has no result object.")
     kind = result.get("resultType", "complete")  # [26/base §ResultType]: absent = complete
-    if kind != "complete":
+    if kind not in kinds:
         raise McpError(f"The server answered {method} with resultType {str(kind)[:40]!r}.")
     return result
 
@@ -797,10 +810,12 @@ class EventReader:
 
 @dataclass
 class Respond:
-    """A request a legacy server sent on a call's stream, and the ``answer`` to POST back."""
+    """A request a legacy server sent on a call's stream (``request``, as received), and the
+    ``answer`` to POST back unless the caller relays it (``gateway.asks``)."""
 
     method: str
     answer: dict
+    request: dict | None = None
 
 
 class CallReader:
@@ -847,7 +862,7 @@ class CallReader:
                 if "id" not in each:
                     yield CallUpdate(each)
                 elif self.version not in MODERN_VERSIONS:
-                    yield Respond(each["method"], answer_to(each))
+                    yield Respond(each["method"], answer_to(each), each)
         if self._events.answer is not None:
             self.answered = True
             yield self._done(Reply(self._status, self._headers, self._events.answer))
@@ -856,17 +871,24 @@ class CallReader:
         return McpError("The server's event stream ended without an answer to tools/call.")
 
     def _done(self, reply: Reply) -> CallDone:
-        return CallDone(result_of(reply, self.url, "tools/call", initialized=bool(self.session)))
+        """A modern server may answer ``input_required`` [26/mrtr]: a result, passed on."""
+        return CallDone(result_of(reply, self.url, "tools/call", initialized=bool(self.session),
+                                  kinds=("complete", INPUT_REQUIRED)))  # fmt: skip
 
 
 def answer_to(request: dict) -> dict:
     """The answer to a request a legacy server sent [25N/http §Sending Messages to the
-    Server]: ``ping`` gets ``{}`` [25N/ping]; anything else -32601, as mcpadmin declares no
-    client capabilities."""
+    Server] when nobody relays it: ``ping`` gets ``{}`` [25N/ping]; anything else -32601."""
     if request["method"] == "ping":
         return {"jsonrpc": "2.0", "id": request.get("id"), "result": {}}
-    error = {"code": METHOD_NOT_FOUND, "message": "mcpadmin does not serve this method"}
-    return {"jsonrpc": "2.0", "id": request.get("id"), "error": error}
+    return refusal(request, "mcpadmin does not serve this method")
+
+
+def refusal(request: dict, text: str, code: int = METHOD_NOT_FOUND) -> dict:
+    """The error answering a server's ``request`` that will not be relayed: -32601 by
+    default, what a client without a handler for the method answers (the TypeScript SDK's
+    ``Protocol`` does), with ``text`` saying why."""
+    return {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": code, "message": text}}
 
 
 def cancel_note(request_id) -> dict:
@@ -902,7 +924,8 @@ def handshake(url: str, next_id) -> Generator[Post | Delete, Reply | None, tuple
     """
     offered = LEGACY_VERSIONS[0]
     for _attempt in range(2):
-        params = {"protocolVersion": offered, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        params = {"protocolVersion": offered, "capabilities": ASK_CAPABILITIES,
+                  "clientInfo": CLIENT_INFO}  # fmt: skip
         reply = yield Post(request_message("initialize", params, next_id()))
         error = (reply.message or {}).get("error")
         data = error.get("data") if isinstance(error, dict) else None

@@ -65,6 +65,8 @@ class Message:
     id: str | int | None
     params: dict = field(default_factory=dict)
     version: str | None = None
+    # A response's ``result`` or ``error`` member, as sent ({"result": …} or {"error": …}).
+    answer: dict | None = None
 
     @property
     def modern(self) -> bool:
@@ -103,7 +105,8 @@ def parse(raw: bytes) -> Message:
     method = value.get("method")
     if method is None:
         if "result" in value or "error" in value:
-            return Message("response", None, request_id)
+            member = "result" if "result" in value else "error"
+            return Message("response", None, request_id, answer={member: value[member]})
         raise RpcFailure(INVALID_REQUEST, "Invalid request: no method.", request_id=request_id)
     if not isinstance(method, str):
         raise RpcFailure(

@@ -143,6 +143,10 @@ class Target:
     timeout: float
     upstream_token: str | None = None  # the progress token the upstream gets
     started: float = field(default_factory=time.monotonic)
+    # What a modern upstream gets beside the call (``gateway.asks.carry``): the client
+    # capabilities to declare, and a retry's ``inputResponses``/``requestState`` [26/mrtr].
+    capabilities: dict | None = None
+    inputs: dict | None = None
 
     def bind(self):
         """Load the connector (and connection) into this thread's session for ``pair``'s

@@ -132,9 +132,10 @@ def session_digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def open_session(caller: Caller, version: str, client_info) -> str:
+def open_session(caller: Caller, version: str, client_info, capabilities=None) -> str:
     """A new legacy session for this key; its id (visible ASCII, 256 random bits [25N/http
-    §Session Management]). The row keeps only the id's digest."""
+    §Session Management]). The row keeps only the id's digest, and of the client's declared
+    ``capabilities`` the ones that say which server requests it answers (``gateway.asks``)."""
     session_id = secrets.token_urlsafe(32)
     info = client_info if isinstance(client_info, dict) else None
     db.session.add(
@@ -143,6 +144,7 @@ def open_session(caller: Caller, version: str, client_info) -> str:
             key_id=caller.key_id,
             protocol_version=version,
             client_info=_small(info),
+            client_capabilities=_asked(capabilities),
         )
     )
     return session_id
@@ -481,6 +483,25 @@ def _cursor_name(cursor) -> str:
         return base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeError, ValueError):
         raise ValueError("cursor") from None
+
+
+# The client capabilities a legacy session keeps: those naming server requests it answers
+# [25N/client/elicitation, sampling, roots], each with its flags (a few booleans and objects).
+KEPT_CAPABILITIES = ("elicitation", "sampling", "roots")
+
+
+def _asked(capabilities) -> dict | None:
+    """The kept capabilities, each a small object (``{}`` when the client sent something
+    else there), or None when it declared none of them."""
+    if not isinstance(capabilities, dict):
+        return None
+    kept = {}
+    for name in KEPT_CAPABILITIES:
+        if name in capabilities:
+            value = capabilities[name]
+            small = isinstance(value, dict) and len(json.dumps(value, default=str)) <= 1000
+            kept[name] = value if small else {}
+    return kept or None
 
 
 def _small(info: dict | None) -> dict | None:
