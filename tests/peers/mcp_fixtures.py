@@ -17,11 +17,11 @@ LEGACY_PYTHON = os.path.join(ROOT, ".venv-mcp1", "bin", "python")
 
 
 class McpPeer:
-    """A running peer: its MCP URL, the requests it received, and (with a tools file) the
-    tool list it serves."""
+    """A running peer: its MCP URL, the requests it received, and (with a tools file or a
+    surface file) the tool list or the resources, templates and prompts it serves."""
 
-    def __init__(self, peer, tools_file=None):
-        self.peer, self.tools_file = peer, tools_file
+    def __init__(self, peer, tools_file=None, surface_file=None):
+        self.peer, self.tools_file, self.surface_file = peer, tools_file, surface_file
 
     @property
     def url(self) -> str:
@@ -32,27 +32,55 @@ class McpPeer:
         return requests.get(self.peer.base_url + "/_stats", timeout=5).json()["requests"]
 
     def set_tools(self, tools: list[dict]):
-        with open(self.tools_file, "w", encoding="utf-8") as f:
-            json.dump(tools, f)
+        _write(self.tools_file, tools)
+
+    def set_surface(self, surface: dict):
+        """Serve ``{"resources": [...], "templates": [...], "prompts": [...]}`` (wire dicts)
+        from the next request on."""
+        _write(self.surface_file, surface)
 
 
-def _start(script, *args, python=None, tools=None):
-    tools_file = None
-    if tools is not None:
-        fd, tools_file = tempfile.mkstemp(suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(tools, f)
+def surface_fixtures() -> dict:
+    """The resources, templates and prompts a peer serves by default (``surface.py``), as a
+    surface file's content, for a test to change and ``set_surface``."""
+    from .surface import PROMPTS, RESOURCES, TEMPLATES
+
+    return json.loads(json.dumps({"resources": RESOURCES, "templates": TEMPLATES,
+                                  "prompts": PROMPTS}))  # fmt: skip
+
+
+def _write(path, content):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f)
+
+
+def _temp(content) -> str:
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    _write(path, content)
+    return path
+
+
+def _start(script, *args, python=None, tools=None, surface=None):
+    """Start an MCP peer; ``tools`` (a tool list) and ``surface`` (a surface file's content)
+    go to files the test can rewrite (``set_tools``, ``set_surface``)."""
+    tools_file = _temp(tools) if tools is not None else None
+    surface_file = _temp(surface) if surface is not None else None
+    if tools_file:
         args = (*args, "--tools-file", tools_file)
+    if surface_file:
+        args = (*args, "--surface-file", surface_file)
     if python is not None and not os.path.exists(python):
         raise RuntimeError(f"{python} is missing: run scripts/test to install the mcp 1.x peer")
     peer = start(script, *args, **({"python": python} if python else {}))
-    return McpPeer(peer, tools_file)
+    return McpPeer(peer, tools_file, surface_file)
 
 
 def _stop(mcp_peer):
     mcp_peer.peer.stop()
-    if mcp_peer.tools_file:
-        os.unlink(mcp_peer.tools_file)
+    for path in (mcp_peer.tools_file, mcp_peer.surface_file):
+        if path:
+            os.unlink(path)
 
 
 @pytest.fixture(scope="session")
