@@ -622,6 +622,11 @@ class Client:
                                         f"{noun}s are kept.")  # fmt: skip
             except ListProblem as exc:
                 listing.warnings.append(f"{exc} The stored {noun}s are kept.")
+            except Restart:
+                # A refused cursor or a lost session after the tools were listed: the tools
+                # stand; this list is left for the next sync.
+                listing.warnings.append(f"The server broke off listing its {noun}s (a page "
+                                        f"was refused); the stored {noun}s are kept.")  # fmt: skip
 
     def _list(self, call, key: str, noun: str, listing: Listing | None = None) -> list:
         """Follow ``nextCursor`` to the end [26/page §Implementation Guidelines], bounded;
@@ -659,7 +664,8 @@ class Client:
         raise ListProblem(f"The server's {noun} list goes on past {self.max_pages} pages; stopped.")
 
     def _finish(self, listing: Listing) -> Listing:
-        listing.tools, listing.warnings = checked_tools(listing.tools)
+        listing.tools, warnings = checked_tools(listing.tools)
+        listing.warnings[:0] = warnings  # after them, those of the lists that followed
         for warning in listing.warnings:
             log.warning("%s: %s", self.url, warning)
         listing.requests = self.requests
