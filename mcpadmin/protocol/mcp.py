@@ -448,7 +448,6 @@ class Client:
         for _attempt in range(2):
             session, version = self._initialize()
             listing = Listing(tools=[], era="legacy", version=version)
-            listing.capabilities = self.capabilities
             try:
                 self._pages(listing, partial(self._call_legacy, session, version))
             except Restart:
