@@ -1,4 +1,5 @@
-"""An MCP client for Streamable HTTP that lists a server's tools and calls them, in either
+"""An MCP client for Streamable HTTP that lists a server's tools (and, for a sync, its
+resources, resource templates and prompts, with its capabilities) and calls them, in either
 protocol era.
 
 - **Modern** (2026-07-28): stateless requests, each carrying its version and client info in

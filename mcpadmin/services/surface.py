@@ -61,7 +61,7 @@ def store(connector, connection: AgentConnection | None, listing: mcp.Listing) -
     if listing.capabilities is not None:
         connector.server_capabilities = _capabilities(listing.capabilities)
     existing = {(item.kind, item.key): item for item in connector.items}
-    results, changed_prompts = {}, {}
+    results, changed_prompts, warned = {}, set(), len(listing.warnings)
     for kind, (attribute, key_field, noun) in KINDS.items():
         definitions = getattr(listing, attribute)
         if definitions is None:
@@ -91,6 +91,8 @@ def store(connector, connection: AgentConnection | None, listing: mcp.Listing) -
         for keys in (done.added, done.changed, done.removed):
             keys.sort()
     _settle_choices(connector, changed_prompts)
+    for warning in listing.warnings[warned:]:
+        log.warning("%s: %s", connector.url, warning)
     return results
 
 
