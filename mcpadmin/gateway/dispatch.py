@@ -1,7 +1,8 @@
 """One MCP message from an agent, decided in one trip to a pool thread (``blocking``): who is
-calling, then the handler its method names. Every method but two is answered right here (an
+calling, then the handler its method names. Most methods are answered right here (an
 ``Answer``); ``tools/call`` comes back as a ``Prepared`` call for ``relay`` to send upstream on
-the event loop, and a stream (legacy GET, modern ``subscriptions/listen``) as a ``Held`` one for
+the event loop, a prompt, resource or completion request as a ``Forwarded`` one for
+``forward``, and a stream (legacy GET, modern ``subscriptions/listen``) as a ``Held`` one for
 ``streams``. Nothing here touches HTTP: ``transport`` turns requests into a ``Request`` and
 writes the answers out.
 
@@ -20,7 +21,7 @@ from ..extensions import db
 from ..models import utcnow
 from ..protocol import server
 from ..protocol.server import RpcFailure
-from ..services import agent_keys, calllog, calls
+from ..services import agent_keys, calllog, calls, forwarding
 from ..services import gateway as service
 from ..services.calllog import Outcome
 
@@ -68,6 +69,39 @@ class Prepared:
     modern: bool
     takes_stream: bool
     log_level: str | None
+
+
+@dataclass
+class Forwarded:
+    """A request for one upstream (``FORWARDED``) that passed every check, its route found in
+    the agent's catalog and its credential headers read: for ``forward``."""
+
+    caller: service.Caller
+    item: object  # the ``agent_surface.Item`` it falls under (its connection)
+    call: calllog.Call
+    target: calls.Target
+    message: server.Message
+    method: str
+    params: dict  # as the upstream gets them: its own names
+    name: str | None  # the upstream's URI or prompt name (a modern ``Mcp-Name``)
+    modern: bool
+    log_level: str | None
+
+
+# The methods relayed to one upstream, and the kind of their call log row.
+FORWARDED = {
+    "resources/read": calllog.Kind.RESOURCE,
+    "prompts/get": calllog.Kind.PROMPT,
+    "completion/complete": calllog.Kind.COMPLETION,
+    "resources/subscribe": calllog.Kind.SUBSCRIPTION,
+    "resources/unsubscribe": calllog.Kind.SUBSCRIPTION,
+}
+# The lists answered from the stored catalog: the result member of each.
+LISTS = {
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
 
 
 @dataclass
@@ -120,6 +154,11 @@ def _modern(caller, request, now):
         return _tools_answer(caller, message, now, extra)
     elif method == "tools/call":
         return _call(caller, request, now, modern=True)
+    elif method in LISTS:
+        extra = server.modern_result({"ttlMs": 0, "cacheScope": "private"})
+        return _list_answer(caller, message, now, LISTS[method], extra)
+    elif method in FORWARDED:
+        return _forward(caller, request, now, modern=True)
     elif method == "subscriptions/listen":
         return _listen(caller, message)
     else:
@@ -167,6 +206,10 @@ def _legacy(caller, request, now):
         return _tools_answer(caller, message, now, {})
     elif method == "tools/call":
         return _call(caller, request, now, modern=False)
+    elif method in LISTS:
+        return _list_answer(caller, message, now, LISTS[method], {})
+    elif method in FORWARDED:
+        return _forward(caller, request, now, modern=False)
     elif method == "initialize":
         raise RpcFailure(server.INVALID_REQUEST, "This session is already initialized.",
                          request_id=message.id)  # fmt: skip
@@ -190,6 +233,61 @@ def _tools_answer(caller, message, now, extra: dict):
         extra = {**extra, "nextCursor": next_cursor}
     _touch(caller, now)
     return Answer(200, server.response_text(message.id, "tools", tools, extra))
+
+
+def _list_answer(caller, message, now, member: str, extra: dict):
+    """prompts/list, resources/list, resources/templates/list: one page of what the agent's
+    connections ticked (``agent_surface``), rendered once per catalog version."""
+    pages = service.catalog(caller.agent).surface.lists[member]
+    try:
+        encoded, next_cursor = pages.page(message.params.get("cursor"))
+    except ValueError:  # [26/page]: an invalid cursor is -32602
+        raise RpcFailure(server.INVALID_PARAMS, "Invalid params: unknown cursor.", 200,
+                         request_id=message.id) from None  # fmt: skip
+    if next_cursor is not None:
+        extra = {**extra, "nextCursor": next_cursor}
+    _touch(caller, now)
+    return Answer(200, server.response_text(message.id, member, encoded, extra))
+
+
+def _forward(caller, request, now, modern: bool):
+    """resources/read, prompts/get, completion/complete, resources/(un)subscribe: routed by
+    the agent's catalog to one connector and its own names; ``Forwarded`` with the
+    credential read (refreshed if due), or refused here with a sentence, -32602 for what the
+    agent does not have [26/resources §Error Handling: resource not found is -32602]. The
+    call log gets its row either way."""
+    message = request.message
+    call = calllog.Call(requestlog.current(), caller.agent.id, caller.agent.name,
+                        caller.key_id, caller.key_label, message.method, request.body_bytes,
+                        kind=FORWARDED[message.method])  # fmt: skip
+    surface = service.catalog(caller.agent).surface
+    try:
+        route, params = forwarding.route(surface, caller.agent.name, message)
+    except forwarding.Refusal as refusal:
+        call.tool = refusal.name or message.method
+        failure = RpcFailure(server.INVALID_PARAMS, str(refusal), 200, request_id=message.id)
+        return _refused(request, call, refusal.outcome, failure)
+    item = route.item
+    call.tool, call.upstream_tool = route.name, route.upstream
+    call.connector_id, call.connector_name = item.connection.connector_id, item.connector_name
+    if item.changed and message.method == "prompts/get":
+        text = item.held_back(caller.agent.name)
+        body = encode(server.error(message.id, server.INVALID_PARAMS, text))
+        record(caller, item, call, (Outcome.DEFINITION_CHANGED, text, None, len(body)), request,
+               now)  # fmt: skip
+        return Answer(200, body)
+    connector, connection = service.forward_target(item)
+    call.era = connector.protocol_era
+    target = calls.prepare(connector, connection, caller.agent.name, route.upstream, None, None)
+    if isinstance(target, calls.Outcome):  # refused before sending: no credential, dead grant
+        body = encode(server.error(message.id, server.INTERNAL_ERROR, target.error))
+        record(caller, item, call, (target.kind, target.error, target.upstream_ms, len(body)),
+               request, now)  # fmt: skip
+        return Answer(200, body)
+    db.session.commit()  # a refresh committed its own; nothing else is held during the call
+    name = route.upstream if message.method in server.NAMED_METHODS else None
+    return Forwarded(caller, item, call, target, message, message.method, params, name, modern,
+                     _log_level(caller, message))  # fmt: skip
 
 
 def _call(caller, request, now, modern: bool):
