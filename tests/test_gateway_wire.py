@@ -94,7 +94,8 @@ def test_modern_discover_names_the_modern_version_and_only_tools(client, agent):
     result = reply.get_json()["result"]
     assert reply.status_code == 200
     assert result["supportedVersions"] == [MODERN]
-    assert set(result["capabilities"]) == {"tools", "resources", "prompts", "completions", "logging"}
+    capabilities = {"tools", "resources", "prompts", "completions", "logging"}
+    assert set(result["capabilities"]) == capabilities
     assert result["resultType"] == "complete"
     assert result["_meta"][META + "serverInfo"]["name"] == "mcpadmin"
 

@@ -96,6 +96,8 @@ FORWARDED = {
     "resources/subscribe": calllog.Kind.SUBSCRIPTION,
     "resources/unsubscribe": calllog.Kind.SUBSCRIPTION,
 }
+# Removed as of 2026-07-28 (resource updates come on subscriptions/listen [26/subs]).
+LEGACY_ONLY = ("resources/subscribe", "resources/unsubscribe")
 # The lists answered from the stored catalog: the result member of each.
 LISTS = {
     "prompts/list": "prompts",
@@ -157,7 +159,7 @@ def _modern(caller, request, now):
     elif method in LISTS:
         extra = server.modern_result({"ttlMs": 0, "cacheScope": "private"})
         return _list_answer(caller, message, now, LISTS[method], extra)
-    elif method in FORWARDED:
+    elif method in FORWARDED and method not in LEGACY_ONLY:
         return _forward(caller, request, now, modern=True)
     elif method == "subscriptions/listen":
         return _listen(caller, message)
@@ -278,6 +280,13 @@ def _forward(caller, request, now, modern: bool):
         return Answer(200, body)
     connector, connection = service.forward_target(item)
     call.era = connector.protocol_era
+    if message.method in LEGACY_ONLY and connector.protocol_era == "modern":
+        text = (f"{connector.name} speaks MCP 2026-07-28, which has no {message.method} "
+                "(updates come on subscriptions/listen there); mcpadmin cannot relay this "
+                "subscription.")  # fmt: skip
+        body = encode(server.error(message.id, server.INVALID_PARAMS, text))
+        record(caller, item, call, (Outcome.PROTOCOL, text, None, len(body)), request, now)
+        return Answer(200, body)
     target = calls.prepare(connector, connection, caller.agent.name, route.upstream, None, None)
     if isinstance(target, calls.Outcome):  # refused before sending: no credential, dead grant
         body = encode(server.error(message.id, server.INTERNAL_ERROR, target.error))

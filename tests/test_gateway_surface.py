@@ -1,0 +1,335 @@
+"""Prompts, resources, resource templates and completion through the agent endpoint, with the
+official Python SDK (2.x) client in its default mode (which probes the modern era) and forced
+legacy, against real upstream peers in both eras (``tests/peers/surface.py`` serves the same
+fixtures on each): lists under agent-side names, reads of text, blob and template URIs, a
+prompt with arguments, an argument completed, a subscription, what is not ticked neither
+listed nor served, two connectors exposing the same URI, the call log's rows and kinds, and
+the statements a read or a get costs.
+"""
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import sys
+import warnings
+
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp.types import PromptReference, ResourceTemplateReference
+from sqlalchemy import select
+
+from mcpadmin.extensions import db
+from mcpadmin.models import (
+    AgentConnection,
+    CallRecord,
+    CatalogItem,
+    ItemKind,
+    ResourceSubscription,
+)
+from mcpadmin.protocol import mcp
+from mcpadmin.services import calllog, calls
+from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
+from tests.test_gateway import sdk_client
+from tests.test_status_after_calls import statements
+
+MODES = ["auto", "legacy"]
+
+
+def _peer_surface():
+    """The peers' fixtures (``tests/peers/surface.py``, which imports its neighbours as the
+    peers' own scripts do)."""
+    peers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers")
+    sys.path.insert(0, peers)
+    try:
+        return importlib.import_module("surface")
+    finally:
+        sys.path.remove(peers)
+
+
+_FIXTURES = _peer_surface()
+ITEMS, LOGO, README = _FIXTURES.ITEMS, _FIXTURES.LOGO, _FIXTURES.README
+RESOURCES, TEMPLATES, PROMPTS = _FIXTURES.RESOURCES, _FIXTURES.TEMPLATES, _FIXTURES.PROMPTS
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool(monkeypatch):
+    monkeypatch.setattr(calls, "POOL", mcp.SessionPool())
+
+
+def add_items(connector, kinds=ItemKind.ALL):
+    """The peer's resources, templates and prompts as a sync stores them (the sync itself
+    is another module's); no commit."""
+    listed = {ItemKind.RESOURCE: (RESOURCES, "uri"), ItemKind.TEMPLATE: (TEMPLATES, "uriTemplate"),
+              ItemKind.PROMPT: (PROMPTS, "name")}  # fmt: skip
+    for kind in kinds:
+        definitions, member = listed[kind]
+        for definition in definitions:
+            digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+            db.session.add(CatalogItem(connector=connector, kind=kind, key=definition[member],
+                                       name=definition.get("name"), definition=definition,
+                                       definition_hash=digest))  # fmt: skip
+
+
+def tick(agent, connector_name, prompts=("greeting", "summary"), resources=("*",)):
+    connection = next(c for c in agent.connections if c.connector.name == connector_name)
+    connection.enabled_prompts, connection.enabled_resources = list(prompts), list(resources)
+    return connection
+
+
+@pytest.fixture
+def surface(app, served, json_peer, legacy_peer):
+    """Agent "Ada" with "Alpha" (the 2.x peer: both eras) and "Beta" (the 1.30.0 peer: legacy
+    only), both serving the same fixtures, everything ticked; its endpoint and key."""
+    with app.app_context():
+        alpha = synced_connector(json_peer.url, "Alpha")
+        beta = synced_connector(legacy_peer.url, "Beta")
+        add_items(alpha)
+        add_items(beta)
+        agent, key = agent_with_tools([alpha, beta], name="Ada")
+        tick(agent, "Alpha")
+        tick(agent, "Beta")
+        db.session.commit()
+        return served.endpoint(agent), key
+
+
+def run(main):
+    with warnings.catch_warnings():  # resources/subscribe is deprecated for 2026-07-28
+        warnings.simplefilter("ignore")
+        return run_async(main)
+
+
+def rows(app) -> list[CallRecord]:
+    calllog.flush(app)
+    with app.app_context():
+        return db.session.scalars(select(CallRecord).order_by(CallRecord.id)).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_resources_and_templates_are_listed_under_agent_side_uris(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            resources = (await client.list_resources()).resources
+            templates = (await client.list_resource_templates()).resource_templates
+            return [str(r.uri) for r in resources], [t.uri_template for t in templates]
+
+    uris, templates = run(main)
+    # Alpha comes first in slug order: it keeps the upstream's URIs; Beta's are namespaced.
+    assert sorted(uris) == sorted([README, LOGO, f"mcpadmin://beta/{README}",
+                                   f"mcpadmin://beta/{LOGO}"])  # fmt: skip
+    assert sorted(templates) == sorted([ITEMS, f"mcpadmin://beta/{ITEMS}"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_text_blob_and_template_resources_are_read_from_the_right_upstream(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            readme = await client.read_resource(README)
+            logo = await client.read_resource(LOGO)
+            item = await client.read_resource("peer://items/7")
+            beta = await client.read_resource(f"mcpadmin://beta/{ITEMS[:-4]}9")
+            return readme, logo, item, beta
+
+    readme, logo, item, beta = run(main)
+    assert readme.contents[0].text == "Read me."
+    assert logo.contents[0].blob and logo.contents[0].mime_type == "image/png"
+    assert item.contents[0].text == "Item 7"
+    assert beta.contents[0].text == "Item 9"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_prompts_are_listed_and_got_with_arguments(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            prompts = (await client.list_prompts()).prompts
+            got = await client.get_prompt("beta__greeting", {"name": "Ada"})
+            return prompts, got
+
+    prompts, got = run(main)
+    assert sorted(p.name for p in prompts) == ["alpha__greeting", "alpha__summary",
+                                               "beta__greeting", "beta__summary"]  # fmt: skip
+    greeting = next(p for p in prompts if p.name == "alpha__greeting")
+    assert greeting.arguments[0].name == "name" and greeting.arguments[0].required
+    assert got.messages[0].content.text == "Hello, Ada!"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_argument_is_completed_for_a_prompt_and_a_template(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            prompt = PromptReference(type="ref/prompt", name="alpha__greeting")
+            names = await client.complete(prompt, {"name": "name", "value": "A"})
+            template = ResourceTemplateReference(type="ref/resource",
+                                                 uri=f"mcpadmin://beta/{ITEMS}")  # fmt: skip
+            ids = await client.complete(template, {"name": "id", "value": ""})
+            return names.completion.values, ids.completion.values
+
+    assert run(main) == (["Ada", "Alan"], ["1", "2", "3"])
+
+
+def test_a_legacy_subscription_is_forwarded_and_recorded(app, surface):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            await client.subscribe_resource(f"mcpadmin://beta/{README}")
+
+    run(main)
+    with app.app_context():
+        found = db.session.scalars(select(ResourceSubscription)).all()
+    assert [s.uri for s in found] == [README]
+
+
+def test_a_subscription_to_a_modern_upstream_is_refused_with_a_sentence(surface):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            try:
+                await client.subscribe_resource(README)  # Alpha's: it speaks 2026-07-28
+            except MCPError as exc:
+                return exc.error.message
+
+    assert "Alpha speaks MCP 2026-07-28, which has no resources/subscribe" in run(main)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_what_is_not_ticked_is_neither_listed_nor_served(app, surface, mode):
+    url, key = surface
+    with app.app_context():
+        connection = db.session.scalars(
+            select(AgentConnection).where(AgentConnection.enabled_prompts != None)  # noqa: E711
+        ).all()
+        for c in connection:
+            if c.connector.name == "Beta":
+                c.enabled_prompts, c.enabled_resources = [], [ITEMS]
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            names = [p.name for p in (await client.list_prompts()).prompts]
+            uris = [str(r.uri) for r in (await client.list_resources()).resources]
+            errors = []
+            for attempt in (client.get_prompt("beta__greeting", {"name": "x"}),
+                            client.read_resource(f"mcpadmin://beta/{README}")):  # fmt: skip
+                try:
+                    await attempt
+                except MCPError as exc:
+                    errors.append((exc.error.code, exc.error.message))
+            item = await client.read_resource(f"mcpadmin://beta/{ITEMS[:-4]}3")
+            return names, uris, errors, item
+
+    names, uris, errors, item = run(main)
+    assert names == ["alpha__greeting", "alpha__summary"]
+    assert not any(u.startswith("mcpadmin://beta/") for u in uris)
+    assert errors[0][0] == errors[1][0] == -32602
+    assert ("The prompt 'beta__greeting' is not one of agent 'Ada''s prompts: tick it on the "
+            "Beta card of the agent's page.") in errors[0][1]  # fmt: skip
+    assert (f"No connector of agent 'Ada' serves the resource 'mcpadmin://beta/{README}': "
+            "tick it (or 'All resources') on the Beta card of the agent's page."
+            ) in errors[1][1]  # fmt: skip
+    assert item.contents[0].text == "Item 3"  # the ticked template admits what it matches
+
+
+def test_a_changed_prompt_is_listed_but_held_back(app, surface):
+    url, key = surface
+    with app.app_context():
+        for c in db.session.scalars(select(AgentConnection)):
+            if c.connector.name == "Alpha":
+                c.changed_prompts = ["greeting"]
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key, "auto") as client:
+            names = [p.name for p in (await client.list_prompts()).prompts]
+            try:
+                await client.get_prompt("alpha__greeting", {"name": "x"})
+            except MCPError as exc:
+                return names, exc.error.message
+
+    names, message = run(main)
+    assert "alpha__greeting" in names
+    assert "The definition of the prompt greeting on Alpha changed" in message
+
+
+def test_an_upstream_not_found_keeps_its_code_and_names_the_connector(app, surface):
+    url, key = surface
+    with app.app_context():  # listed in the catalog, gone upstream
+        alpha = next(c for c in db.session.scalars(select(AgentConnection))
+                     if c.connector.name == "Alpha")  # fmt: skip
+        db.session.add(CatalogItem(connector_id=alpha.connector_id, kind=ItemKind.RESOURCE,
+                                   key="peer://gone", definition={"uri": "peer://gone",
+                                                                  "name": "gone"}))  # fmt: skip
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key, "auto") as client:
+            try:
+                await client.read_resource("peer://gone")
+            except MCPError as exc:
+                return exc.error
+
+    error = run(main)
+    assert "Alpha refused the call" in error.message and "peer://gone" in error.message
+
+
+def test_each_request_gets_a_row_with_its_kind(app, surface):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            await client.read_resource(f"mcpadmin://beta/{README}")
+            await client.get_prompt("alpha__summary")
+            await client.complete(PromptReference(type="ref/prompt", name="alpha__greeting"),
+                                  {"name": "name", "value": "G"})  # fmt: skip
+            await client.subscribe_resource(f"mcpadmin://beta/{README}")
+            with contextlib.suppress(MCPError):
+                await client.get_prompt("nobody__greeting")
+
+    run(main)
+    found = [(r.kind, r.tool, r.upstream_tool, r.connector_name, r.outcome) for r in rows(app)]
+    assert found == [
+        ("resource", f"mcpadmin://beta/{README}", README, "Beta", "ok"),
+        ("prompt", "alpha__summary", "summary", "Alpha", "ok"),
+        ("completion", "alpha__greeting", "greeting", "Alpha", "ok"),
+        ("subscription", f"mcpadmin://beta/{README}", README, "Beta", "ok"),
+        ("prompt", "nobody__greeting", None, None, "refused_not_allowed"),
+    ]
+
+
+def test_a_read_and_a_get_cost_the_statements_of_a_tool_call(app, json_peer):
+    """In process, as ``test_status_after_calls`` counts a tools/call (2 statements): the key
+    with the catalog version, and the connection with its connector."""
+    from tests.gateway_helpers import AgentClient
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    with app.app_context():
+        alpha = synced_connector(json_peer.url, "Alpha")
+        add_items(alpha)
+        agent, key = agent_with_tools([alpha], name="Ada")
+        tick(agent, "Alpha")
+        db.session.commit()
+        path = f"/agents/{agent.id}/mcp"
+    requests = [
+        (modern_body("resources/read", uri=README),
+         modern_headers(key, "resources/read", **{"Mcp-Name": README})),
+        (modern_body("prompts/get", name="alpha__greeting", arguments={"name": "Ada"}),
+         modern_headers(key, "prompts/get", **{"Mcp-Name": "alpha__greeting"})),
+    ]  # fmt: skip
+    with AgentClient(app) as client:
+        for body, headers in requests:
+            assert "result" in client.post(path, json=body, headers=headers).json  # first use
+            with statements(app) as seen:
+                for _ in range(10):
+                    answer = client.post(path, json=body, headers=headers).json
+            assert "result" in answer, answer
+            assert len(seen) == 2 * 10, seen
