@@ -333,3 +333,35 @@ def test_a_read_and_a_get_cost_the_statements_of_a_tool_call(app, json_peer):
                     answer = client.post(path, json=body, headers=headers).json
             assert "result" in answer, answer
             assert len(seen) == 2 * 10, seen
+
+
+def test_a_listen_stream_hears_which_list_changed(app, surface):
+    """Unticking prompts sends prompts/list_changed only; unticking resources then sends
+    resources/list_changed only (tools did not change)."""
+    import requests
+
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    url, key = surface
+    app.config["GATEWAY_WATCH_SECONDS"] = 0.1
+    asked = {"toolsListChanged": True, "resourcesListChanged": True, "promptsListChanged": True}
+    body = modern_body("subscriptions/listen", request_id="listen-1", notifications=asked)
+    headers = modern_headers(key, "subscriptions/listen")
+
+    def untick(**choices):
+        with app.app_context():
+            for c in db.session.scalars(select(AgentConnection)):
+                if c.connector.name == "Beta":
+                    for column, value in choices.items():
+                        setattr(c, column, value)
+            db.session.commit()
+
+    with requests.post(url, json=body, headers=headers, stream=True, timeout=5) as stream:
+        lines = (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith(b"data:"))
+        assert next(lines)["params"]["notifications"] == asked
+        untick(enabled_prompts=[])
+        first = next(lines)
+        untick(enabled_resources=[])
+        second = next(lines)
+    assert first["method"] == "notifications/prompts/list_changed"
+    assert second["method"] == "notifications/resources/list_changed"

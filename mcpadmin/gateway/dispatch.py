@@ -108,15 +108,25 @@ LISTS = {
 
 @dataclass
 class Held:
-    """A long-lived stream to open: the first events, the one to send when the agent's tools
-    change (None: the client asked for none), and the last one."""
+    """A long-lived stream to open: the first events, the ones to send when the agent's
+    tools, resources or prompts change (``CHANGES`` order, each None when the client asked
+    for none), and the last one."""
 
     caller: service.Caller
     session_sha256: str | None
     fingerprint: str
     opening: list
-    changed: dict | None
+    changed: list
     closing: dict | None
+
+
+# The list_changed notifications, in the order of the parts of ``Catalog.fingerprint``, and
+# the ``subscriptions/listen`` filter member that opts in to each [26/subs].
+CHANGES = (
+    ("notifications/tools/list_changed", "toolsListChanged"),
+    ("notifications/resources/list_changed", "resourcesListChanged"),
+    ("notifications/prompts/list_changed", "promptsListChanged"),
+)
 
 
 def handle(request: Request):
@@ -422,9 +432,9 @@ def _answer(caller, request_id, result, now) -> Answer:
 
 
 def _legacy_stream(caller, request):
-    """GET: the legacy session's server stream, which carries tools/list_changed when the
-    operator changes the agent's tools or a sync changes their definitions [25N/http
-    §Listening for Messages from the Server]."""
+    """GET: the legacy session's server stream, which carries tools/list_changed (and
+    resources/, prompts/list_changed) when the operator changes what the agent has ticked or a
+    sync changes their definitions [25N/http §Listening for Messages from the Server]."""
     if not request.session_id:
         return Answer(400, server.error(None, server.INVALID_REQUEST,
                                         "Bad request: no Mcp-Session-Id."))  # fmt: skip
@@ -433,28 +443,30 @@ def _legacy_stream(caller, request):
     if EVENT_STREAM not in request.accept:
         return Answer(406, server.error(None, server.INVALID_REQUEST, "Not acceptable: Accept "
                                         "must include text/event-stream."))  # fmt: skip
-    changed = server.notification("notifications/tools/list_changed")
+    changed = [server.notification(method) for method, _ in CHANGES]
     fingerprint = service.catalog(caller.agent).fingerprint()
     db.session.commit()
     return Held(caller, caller.session.id_sha256, fingerprint, [], changed, None)
 
 
 def _listen(caller, message):
-    """Modern ``subscriptions/listen`` [26/subs]: acknowledged first, then tools/list_changed
-    whenever the agent's tools change, for as long as the stream is open (or
-    ``GATEWAY_STREAM_SECONDS``, then the final result)."""
+    """Modern ``subscriptions/listen`` [26/subs]: acknowledged first, then tools/,
+    resources/ and prompts/list_changed (those the client opted in to) whenever that list of
+    the agent's changes, for as long as the stream is open (or ``GATEWAY_STREAM_SECONDS``,
+    then the final result)."""
     meta = {server.SUBSCRIPTION_ID: message.id}
     asked = message.params.get("notifications")
-    tools = isinstance(asked, dict) and asked.get("toolsListChanged") is True
-    honored = {"toolsListChanged": True} if tools else {}
+    asked = asked if isinstance(asked, dict) else {}
+    honored = {member: True for _, member in CHANGES if asked.get(member) is True}
     ack = server.notification(
         "notifications/subscriptions/acknowledged", {"notifications": honored, "_meta": meta}
     )
-    changed = server.notification("notifications/tools/list_changed", {"_meta": meta})
+    changed = [server.notification(method, {"_meta": meta}) if member in honored else None
+               for method, member in CHANGES]  # fmt: skip
     closing = server.response(message.id, server.modern_result({"_meta": meta}))
     fingerprint = service.catalog(caller.agent).fingerprint()
     db.session.commit()
-    return Held(caller, None, fingerprint, [ack], changed if tools else None, closing)
+    return Held(caller, None, fingerprint, [ack], changed, closing)
 
 
 def _end_session(caller, request):

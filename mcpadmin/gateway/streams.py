@@ -5,7 +5,8 @@ One ``Hub`` per process holds them all and one watcher task looks for them every
 ``GATEWAY_WATCH_SECONDS``, in one trip to a pool thread whatever the number of streams: the
 catalog version (when it moved, the fingerprints of the held agents' catalogs, in one query
 for those not cached), which held keys are still usable and which held legacy sessions still
-exist. A stream whose agent's listed tools changed gets ``notifications/tools/list_changed``;
+exist. A stream whose agent's listed tools, resources or prompts changed gets
+``notifications/tools/list_changed`` (``resources/``, ``prompts/``) for each list that did;
 one whose key was revoked or expired, or whose session was deleted, ends.
 
 Caps: ``GATEWAY_MAX_STREAMS_PER_KEY`` streams per agent key and ``GATEWAY_MAX_STREAMS`` per
@@ -110,11 +111,14 @@ class Hub:
 
     # -- the events of one stream ------------------------------------------------------------
 
-    async def events(self, stream: Stream, opening: list, changed: dict | None,
+    async def events(self, stream: Stream, opening: list, changed: list,
                      closing: dict | None):  # fmt: skip
         """The stream's bytes: ``opening`` (or a comment, so the client sees it open), then
-        ``changed`` whenever the watcher says so, keep-alive comments when quiet, and
-        ``closing`` after ``GATEWAY_STREAM_SECONDS``. Ends early when the watcher ends it."""
+        whenever the watcher says so, the ``changed`` notification of each part of the
+        fingerprint that moved (tools, resources, prompts: ``Catalog.fingerprint``; None: not
+        asked for), keep-alive comments when quiet, and ``closing`` after
+        ``GATEWAY_STREAM_SECONDS``. Ends early when the watcher ends it."""
+        shown = stream.fingerprint.split()
         try:
             for event in opening:
                 yield server.sse_event(event)
@@ -134,8 +138,11 @@ class Hub:
                 stream.wake.clear()
                 if stream.changed and not stream.ended:
                     stream.changed = False
-                    if changed is not None:
-                        yield server.sse_event(changed)
+                    now = stream.fingerprint.split()
+                    for before, after, note in zip(shown, now, changed, strict=False):
+                        if before != after and note is not None:
+                            yield server.sse_event(note)
+                    shown = now
             if closing is not None and stream.final:
                 yield server.sse_event(closing)
         finally:
