@@ -22,14 +22,17 @@ from sqlalchemy import select
 
 from mcpadmin.extensions import db
 from mcpadmin.models import (
+    Agent,
     AgentConnection,
     CallRecord,
     CatalogItem,
+    Connector,
     ItemKind,
     ResourceSubscription,
 )
 from mcpadmin.protocol import mcp
 from mcpadmin.services import calllog, calls
+from mcpadmin.services import gateway as service
 from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 from tests.test_gateway import sdk_client
 from tests.test_status_after_calls import statements
@@ -365,3 +368,63 @@ def test_a_listen_stream_hears_which_list_changed(app, surface):
         second = next(lines)
     assert first["method"] == "notifications/prompts/list_changed"
     assert second["method"] == "notifications/resources/list_changed"
+
+
+def test_a_per_agent_oauth_connector_reads_with_the_agents_own_token(
+    app, served, logged_in, fresh_oauth_peer
+):
+    from tests.oauth_helpers import add_connector as add_oauth_connector
+    from tests.oauth_helpers import connect
+
+    connector_id = add_oauth_connector(app, fresh_oauth_peer.mcp_url, mode="per_agent",
+                                       name="Notes")  # fmt: skip
+    with app.app_context():
+        connector = db.session.get(Connector, connector_id)
+        agent, key = agent_with_tools([connector], name="Ada", enabled={})
+        db.session.add(CatalogItem(connector=connector, kind=ItemKind.RESOURCE,
+                                   key="peer://whoami", definition={"uri": "peer://whoami",
+                                                                    "name": "whoami"}))  # fmt: skip
+        tick(agent, "Notes", prompts=())
+        db.session.commit()
+        agent_id, url = agent.id, served.endpoint(agent)
+    connect(logged_in, connector_id, agent_id)
+    with app.app_context():
+        connection = db.session.get(Agent, agent_id).connections[0]
+        token = connection.access_token_enc.reveal()
+
+    async def main():
+        async with sdk_client(url, key, "auto") as client:
+            return await client.read_resource("peer://whoami")
+
+    assert run(main).contents[0].text == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_lists_are_paged_with_opaque_cursors_and_a_bad_cursor_is_invalid_params(
+    app, json_peer, monkeypatch
+):
+    from tests.gateway_helpers import AgentClient
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    monkeypatch.setattr(service, "PAGE_SIZE", 1)
+    with app.app_context():
+        alpha = synced_connector(json_peer.url, "Alpha")
+        add_items(alpha)
+        agent, key = agent_with_tools([alpha], name="Ada")
+        tick(agent, "Alpha")
+        db.session.commit()
+        path = f"/agents/{agent.id}/mcp"
+    headers = modern_headers(key, "prompts/list")
+    names, cursor = [], None
+    with AgentClient(app) as client:
+        while True:
+            params = {"cursor": cursor} if cursor else {}
+            result = client.post(path, json=modern_body("prompts/list", **params),
+                                 headers=headers).json["result"]  # fmt: skip
+            assert result["ttlMs"] == 0 and result["cacheScope"] == "private"
+            names += [p["name"] for p in result["prompts"]]
+            cursor = result.get("nextCursor")
+            if cursor is None:
+                break
+        bad = client.post(path, json=modern_body("prompts/list", cursor="%%%"), headers=headers)
+    assert names == ["alpha__greeting", "alpha__summary"]
+    assert bad.json["error"]["code"] == -32602

@@ -198,6 +198,9 @@ def cursor_name(cursor) -> str:
     if not isinstance(cursor, str):
         raise ValueError("cursor")
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        name = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeError, ValueError):
         raise ValueError("cursor") from None
+    if cursor_for(name) != cursor:  # the decoder skips what is not base64: "%%%" reads as ""
+        raise ValueError("cursor")
+    return name
