@@ -428,3 +428,22 @@ def test_lists_are_paged_with_opaque_cursors_and_a_bad_cursor_is_invalid_params(
         bad = client.post(path, json=modern_body("prompts/list", cursor="%%%"), headers=headers)
     assert names == ["alpha__greeting", "alpha__summary"]
     assert bad.json["error"]["code"] == -32602
+
+
+@pytest.mark.parametrize("connector_name", ["Alpha", "Beta"])
+def test_an_upstream_whose_era_is_unknown_is_probed_in_a_pool_thread(app, surface, connector_name):
+    url, key = surface
+    with app.app_context():
+        connector = db.session.scalar(select(Connector).where(Connector.name == connector_name))
+        connector.protocol_era = connector.protocol_version = None
+        db.session.commit()
+    prefix = "" if connector_name == "Alpha" else "mcpadmin://beta/"
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            return await client.read_resource(prefix + README)
+
+    assert run(main).contents[0].text == "Read me."
+    with app.app_context():
+        connector = db.session.scalar(select(Connector).where(Connector.name == connector_name))
+        assert connector.protocol_era == ("modern" if connector_name == "Alpha" else "legacy")
