@@ -447,3 +447,29 @@ def test_an_upstream_whose_era_is_unknown_is_probed_in_a_pool_thread(app, surfac
     with app.app_context():
         connector = db.session.scalar(select(Connector).where(Connector.name == connector_name))
         assert connector.protocol_era == ("modern" if connector_name == "Alpha" else "legacy")
+
+
+@pytest.mark.parametrize("era", [None, "legacy"])
+def test_an_upstream_that_is_down_is_an_error_naming_the_connector(app, served, era):
+    with app.app_context():
+        connector = Connector(name="Gone", url="http://127.0.0.1:9/mcp", protocol_era=era,
+                              protocol_version="2025-11-25" if era else None)  # fmt: skip
+        db.session.add(CatalogItem(connector=connector, kind=ItemKind.PROMPT, key="ping",
+                                   definition={"name": "ping"}))  # fmt: skip
+        agent, key = agent_with_tools([connector], name="Ada")
+        tick(agent, "Gone", prompts=["ping"], resources=())
+        db.session.commit()
+        url = served.endpoint(agent)
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            try:
+                await client.get_prompt("gone__ping")
+            except MCPError as exc:
+                return exc.error
+
+    error = run(main)
+    assert error.code == -32603 and "Gone could not be reached" in error.message
+    assert [(r.kind, r.outcome) for r in rows(app)] == [("prompt", "upstream_down")]
+    with app.app_context():
+        assert db.session.query(AgentConnection).one().last_call_error

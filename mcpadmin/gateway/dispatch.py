@@ -502,5 +502,6 @@ def unauthorized(request: Request) -> Answer:
 
 
 def _instructions(agent) -> str:
-    return (f"Tools of agent {agent.name} through mcpadmin. Each tool runs on the connector "
-            "its name starts with.")  # fmt: skip
+    return (f"Tools, prompts and resources of agent {agent.name} through mcpadmin. Each tool "
+            "and prompt runs on the connector its name starts with; a resource URI under "
+            "mcpadmin://<connector>/ is that connector's.")  # fmt: skip
