@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 
+import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import PromptReference, ResourceTemplateReference
@@ -473,3 +474,42 @@ def test_an_upstream_that_is_down_is_an_error_naming_the_connector(app, served, 
     assert [(r.kind, r.outcome) for r in rows(app)] == [("prompt", "upstream_down")]
     with app.app_context():
         assert db.session.query(AgentConnection).one().last_call_error
+
+
+def test_a_legacy_subscription_hears_the_upstreams_update_on_its_stream(app, legacy_peer):
+    """The 1.30.0 peer sends one resources/updated for each subscription on the subscribing
+    session's GET stream; the stream holding the agent's session relays it under the
+    agent-side URI."""
+    import httpx2
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.gateway_helpers import serving
+
+    app.config["GATEWAY_STREAM_SECONDS"] = 10
+    with app.app_context():
+        beta = synced_connector(legacy_peer.url, "Beta")
+        add_items(beta)
+        agent, key = agent_with_tools([beta], name="Ada")
+        tick(agent, "Beta")
+        db.session.commit()
+        agent_id = agent.id
+    heard = []
+
+    async def handler(message):
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            heard.append(str(message.params.uri))
+
+    async def main(url):
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
+        async with http, Client(streamable_http_client(url, http_client=http), mode="legacy",
+                                message_handler=handler) as client:  # fmt: skip
+            await client.subscribe_resource(README)
+            with anyio.fail_after(8):
+                while not heard:
+                    await anyio.sleep(0.1)
+
+    with serving(app, stream_seconds=10) as served, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_async(main, f"{served.url}/agents/{agent_id}/mcp")
+    assert heard == [README]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..protocol import server
 from ..services import gateway as service
+from . import upstream
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,15 @@ class Stream:
     ended: bool = False
     final: bool = True  # send the closing event when it ends (not for a revoked key)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # A legacy session's resource subscriptions as last read ((connector id, upstream URI)),
+    # the tasks relaying their updates (``Hub._feed``), and the updates waiting to be sent.
+    subscriptions: frozenset = frozenset()
+    feeds: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
+
+    def push(self, message: dict):
+        self.pending.append(message)
+        self.wake.set()
 
     def notify(self, fingerprint: str):
         self.fingerprint, self.changed = fingerprint, True
@@ -71,6 +81,7 @@ class Hub:
 
     def __init__(self, pool, config):
         self.pool = pool
+        self.http = None  # the async outbound client (``start``), for resource updates
         self.interval = config["GATEWAY_WATCH_SECONDS"]
         self.lifetime = config["GATEWAY_STREAM_SECONDS"]
         self.per_key = config["GATEWAY_MAX_STREAMS_PER_KEY"]
@@ -104,6 +115,9 @@ class Hub:
         return stream
 
     def release(self, stream: Stream):
+        for task in stream.feeds:
+            task.cancel()
+        stream.feeds = []
         if self.streams.pop(stream.id, None) is not None:
             self.per_key_count[stream.key_id] -= 1
             if self.per_key_count[stream.key_id] <= 0:
@@ -136,6 +150,8 @@ class Hub:
                         yield b": keep-alive\n\n"
                     continue
                 stream.wake.clear()
+                while stream.pending and not stream.ended:
+                    yield server.sse_event(stream.pending.pop(0))
                 if stream.changed and not stream.ended:
                     stream.changed = False
                     now = stream.fingerprint.split()
@@ -150,7 +166,8 @@ class Hub:
 
     # -- the watcher -------------------------------------------------------------------------
 
-    def start(self):
+    def start(self, http=None):
+        self.http = http
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="stream-watcher")
 
     def drain(self):
@@ -194,3 +211,47 @@ class Hub:
             fingerprint = state.fingerprints.get(stream.agent.id)
             if fingerprint is not None and fingerprint != stream.fingerprint:
                 stream.notify(fingerprint)
+            if stream.session_sha256 is not None:
+                subscriptions = state.subscriptions.get(stream.session_sha256, frozenset())
+                if subscriptions != stream.subscriptions:
+                    self._refeed(stream, subscriptions)
+
+    # -- resource updates ----------------------------------------------------------------------
+
+    def _refeed(self, stream: Stream, subscriptions: frozenset):
+        """(Re)start the tasks relaying the upstream resource updates a legacy session
+        subscribed to: one per connector."""
+        stream.subscriptions = subscriptions
+        for task in stream.feeds:
+            task.cancel()
+        stream.feeds = []
+        if not subscriptions or self.http is None:
+            return
+        by_connector: dict = {}
+        for connector_id, uri in sorted(subscriptions):
+            by_connector.setdefault(connector_id, []).append(uri)
+        loop = asyncio.get_running_loop()
+        stream.feeds = [loop.create_task(self._feed(stream, c, uris), name="resource-updates")
+                        for c, uris in by_connector.items()]  # fmt: skip
+
+    async def _feed(self, stream: Stream, connector_id: int, uris: list[str]):
+        """Relay ``notifications/resources/updated`` for ``uris`` from the connector to the
+        stream, under the agent-side URIs, while the stream holds. Failures are logged; the
+        next change of the session's subscriptions starts again."""
+        try:
+            found = await self.pool.run(service.feed_target, stream.agent, connector_id, uris)
+            if found is None:
+                return
+            target, names = found
+            client = upstream.AsyncClient(self.http, target.url, target.headers,
+                                          era=target.era, version=target.version, pool=None,
+                                          deadline=self.lifetime)  # fmt: skip
+            async with contextlib.aclosing(client.updates(uris)) as updates:
+                async for message in updates:
+                    uri = message["params"]["uri"]
+                    params = {**message["params"], "uri": names.get(uri, uri)}
+                    stream.push(server.notification("notifications/resources/updated", params))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("relaying resource updates for a held stream failed")

@@ -21,8 +21,9 @@ from functools import partial
 
 import anyio
 
-from ..protocol import mcp
+from ..protocol import mcp, sse
 from ..protocol.http import HttpError, Interrupted, Timeout
+from ..protocol.jsonbody import NotJson, TooDeep, parse_json
 from ..protocol.versions import MODERN_VERSIONS
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,50 @@ class AsyncClient:
                 continue
             return mcp.result_of(reply, self.url, method, initialized=True)
         raise mcp.McpError(mcp.SESSION_LOST_TWICE)
+
+    async def updates(self, uris: list[str]) -> AsyncIterator[dict]:
+        """The ``notifications/resources/updated`` a legacy server sends for ``uris``, as they
+        come, until the deadline: a session of its own (never pooled: its GET stream is this
+        listener's), subscribed to each URI, then its GET stream [25N/resources
+        §Subscriptions; 25N/http §Listening for Messages from the Server]. The session is
+        closed at the end.
+
+        :raise McpError: the server refused the session or a subscription.
+        """
+        mcp.check_sendable(self.auth)
+        self._task = "holding its resource subscriptions"
+        try:
+            session, version = await self._initialize()
+        except HttpError as exc:
+            raise mcp.translated(exc) from exc
+        header = mcp.legacy_version_header(version)
+        try:
+            for uri in uris:
+                message, _headers = mcp.forwarded_request("resources/subscribe", {"uri": uri})
+                reply = await self._post(message, header, session)
+                mcp.result_of(reply, self.url, "resources/subscribe", initialized=True)
+            headers = {"Accept": "text/event-stream", **self.auth}
+            if session:
+                headers["Mcp-Session-Id"] = session
+            if header:
+                headers["MCP-Protocol-Version"] = header
+            left = self._left()
+            async with await self.http.open("GET", self.url, headers=headers, deadline=left,
+                                            read_timeout=left) as stream:  # fmt: skip
+                if stream.status != 200 or stream.content_type != "text/event-stream":
+                    return  # no GET stream (405): no updates to relay
+                parser = sse.Parser()
+                async with aclosing(stream.chunks()) as chunks:
+                    async for chunk in chunks:
+                        for event in parser.feed(chunk):
+                            found = _updated(event.data)
+                            if found is not None and found["params"]["uri"] in uris:
+                                yield found
+        except (HttpError, sse.SseError):
+            return  # the stream ended or broke: the watcher starts another while it holds
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close(session)
 
     async def _legacy(self, name, arguments, meta) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:
         """The call in the pooled session (or a new one); a 404 on it means the session is gone:
@@ -310,3 +355,15 @@ async def _read(stream) -> bytes:
         return await stream.read()
     except Interrupted:
         raise mcp.ConnectionLost(mcp.CUT_OFF) from None
+
+
+def _updated(data: str) -> dict | None:
+    """The ``notifications/resources/updated`` an event carries, else None."""
+    try:
+        message = parse_json(data)
+    except (NotJson, TooDeep):
+        return None
+    if not isinstance(message, dict) or message.get("method") != "notifications/resources/updated":
+        return None
+    params = message.get("params")
+    return message if isinstance(params, dict) and isinstance(params.get("uri"), str) else None

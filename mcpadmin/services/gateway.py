@@ -19,7 +19,7 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import Row, bindparam, delete, select, update
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import contains_eager, joinedload
 
 from ..extensions import db
 from ..models import (
@@ -35,8 +35,8 @@ from ..models import (
     Tool,
     utcnow,
 )
-from . import agent_keys, toolnames
-from .agent_surface import Surface, cursor_for, cursor_name
+from . import agent_keys, calls, toolnames
+from .agent_surface import SCHEME, Surface, cursor_for, cursor_name
 
 # Tools (prompts, resources, templates) per list page.
 PAGE_SIZE = 100
@@ -375,6 +375,32 @@ def remember_subscription(session: SessionView, connector_id: int, uri: str, on:
     db.session.commit()
 
 
+def feed_target(agent: AgentView, connector_id: int, uris) -> tuple | None:
+    """What a held legacy stream needs to hear an upstream's resource updates: the call's
+    ``calls.Target`` (the agent's connection to the connector, its credential read and
+    refreshed when due) and each subscribed upstream URI's agent-side one; None when the
+    connection is gone, the upstream is not a legacy one (2026-07-28 has no
+    resources/subscribe) or its credential cannot be used. Committed."""
+    connection = db.session.scalar(
+        select(AgentConnection)
+        .where(AgentConnection.agent_id == agent.id, AgentConnection.connector_id == connector_id)
+        .options(joinedload(AgentConnection.connector))
+    )
+    if connection is None or connection.connector.protocol_era != "legacy":
+        db.session.commit()
+        return None
+    connector = connection.connector
+    target = calls.prepare(connector, connection, agent.name, "resources/subscribe", None, None)
+    surface = catalog(agent).surface
+    names = {}
+    for uri in uris:
+        route = surface.resource(uri)
+        mine = route is not None and route.item.connection.connector_id == connector_id
+        names[uri] = uri if mine else f"{SCHEME}{connector.slug}/{uri}"
+    db.session.commit()
+    return (target, names) if isinstance(target, calls.Target) else None
+
+
 @dataclass
 class WatchState:
     """What the stream watcher reads in one look (``watch_state``)."""
@@ -383,6 +409,8 @@ class WatchState:
     usable_keys: set
     sessions: set
     fingerprints: dict  # agent id → catalog fingerprint (only when the version moved)
+    # session digest → frozenset of (connector id, upstream URI) it subscribed to
+    subscriptions: dict = field(default_factory=dict)
 
 
 # Statements of the watcher's look, built once; ids go in chunks (bound parameters are capped).
@@ -392,6 +420,9 @@ _KEYS = select(AgentKey.id, AgentKey.expires_at, AgentKey.revoked_at).where(
 _SESSIONS = select(GatewaySession.id_sha256).where(
     GatewaySession.id_sha256.in_(bindparam("ids", expanding=True))
 )
+_SUBSCRIPTIONS = select(
+    ResourceSubscription.session_sha256, ResourceSubscription.connector_id, ResourceSubscription.uri
+).where(ResourceSubscription.session_sha256.in_(bindparam("ids", expanding=True)))
 # The same rows for several agents at once (the stream watcher), each with its agent.
 _CATALOGS = _CATALOG_ROWS.add_columns(AgentConnection.agent_id.label("for_agent")).where(
     AgentConnection.agent_id.in_(bindparam("agent_ids", expanding=True))
@@ -409,8 +440,9 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
     """For the held streams of a process: the catalog version, which of ``key_ids`` are still
     usable, which of ``session_digests`` still exist, and, when the version is not
     ``seen_version``, the fingerprint of each of ``agents`` (id → ``AgentView``) catalog.
-    A few statements whatever the number of streams: one for the version, one per 500 keys
-    and sessions, and two for the catalogs this process has not built at that version."""
+    A few statements whatever the number of streams: one for the version, one per 500 keys,
+    two per 500 sessions (they exist; their resource subscriptions), and two for the
+    catalogs this process has not built at that version."""
     now = utcnow()
     version = db.session.scalar(_VERSION_ONLY)
     usable = set()
@@ -419,8 +451,11 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
             if AgentKey(expires_at=row.expires_at, revoked_at=row.revoked_at).usable(now):
                 usable.add(row.id)
     live = set()
+    subscriptions: dict = {}
     for ids in _chunks(sorted(session_digests)):
         live.update(db.session.scalars(_SESSIONS, {"ids": ids}))
+        for row in db.session.execute(_SUBSCRIPTIONS, {"ids": ids}):
+            subscriptions.setdefault(row.session_sha256, set()).add((row.connector_id, row.uri))
     fingerprints = {}
     if version != seen_version:
         views = []
@@ -429,7 +464,8 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
                       for row in db.session.execute(_AGENTS, {"ids": ids})]  # fmt: skip
         fingerprints = {c_id: c.fingerprint() for c_id, c in catalogs(views).items()}
     db.session.commit()
-    return WatchState(version, usable, live, fingerprints)
+    subscriptions = {digest: frozenset(pairs) for digest, pairs in subscriptions.items()}
+    return WatchState(version, usable, live, fingerprints, subscriptions)
 
 
 def catalogs(agents: list[AgentView]) -> dict:
