@@ -83,13 +83,21 @@ def _stop(mcp_peer):
             os.unlink(path)
 
 
+def _tools_only(script, *args, **kwargs):
+    return _start(script, "--no-surface", *args, **kwargs)
+
+
+# The fixtures below serve tools only (``--no-surface``): their request counts are the tool
+# listing's. ``surface_peer`` and ``legacy_surface_peer`` serve resources and prompts too.
+
+
 @pytest.fixture(scope="session")
 def modern_peer():
     """2.x, SSE mode, a notification before each tools/list answer (so both eras answer with
     an event stream); its tool list comes from a file tests rewrite."""
     from .mcp_wrap import generated_tools
 
-    peer = _start("mcp_server.py", "--notify", "--ttl-ms", "600000", tools=generated_tools(3))
+    peer = _tools_only("mcp_server.py", "--notify", "--ttl-ms", "600000", tools=generated_tools(3))
     yield peer
     _stop(peer)
 
@@ -97,7 +105,7 @@ def modern_peer():
 @pytest.fixture(scope="session")
 def json_peer():
     """2.x in JSON-response mode."""
-    peer = _start("mcp_server.py", "--json", "--tools", "4")
+    peer = _tools_only("mcp_server.py", "--json", "--tools", "4")
     yield peer
     _stop(peer)
 
@@ -107,7 +115,7 @@ def legacy_peer():
     """1.30.0 (legacy only), stateful, SSE responses; tool list from a file."""
     from .mcp_wrap import generated_tools
 
-    peer = _start("mcp_legacy_server.py", python=LEGACY_PYTHON, tools=generated_tools(3))
+    peer = _tools_only("mcp_legacy_server.py", python=LEGACY_PYTHON, tools=generated_tools(3))
     yield peer
     _stop(peer)
 
@@ -115,8 +123,8 @@ def legacy_peer():
 @pytest.fixture(scope="session")
 def stateless_legacy_peer():
     """1.30.0, stateless (no session id), JSON responses."""
-    peer = _start("mcp_legacy_server.py", "--stateless", "--json", "--tools", "2",
-                  python=LEGACY_PYTHON)  # fmt: skip
+    peer = _tools_only("mcp_legacy_server.py", "--stateless", "--json", "--tools", "2",
+                       python=LEGACY_PYTHON)  # fmt: skip
     yield peer
     _stop(peer)
 
@@ -124,7 +132,7 @@ def stateless_legacy_peer():
 @pytest.fixture(scope="session")
 def bearer_peer():
     """2.x requiring ``Authorization: Bearer peer-token``."""
-    peer = _start("mcp_server.py", "--bearer", "peer-token", "--tools", "2")
+    peer = _tools_only("mcp_server.py", "--bearer", "peer-token", "--tools", "2")
     yield peer
     _stop(peer)
 
@@ -132,8 +140,8 @@ def bearer_peer():
 @pytest.fixture(scope="session")
 def api_key_peer():
     """1.30.0 requiring the header ``X-Api-Key: peer-key``."""
-    peer = _start("mcp_legacy_server.py", "--api-key", "X-Api-Key=peer-key", "--tools", "2",
-                  python=LEGACY_PYTHON)  # fmt: skip
+    peer = _tools_only("mcp_legacy_server.py", "--api-key", "X-Api-Key=peer-key", "--tools", "2",
+                       python=LEGACY_PYTHON)  # fmt: skip
     yield peer
     _stop(peer)
 
@@ -141,7 +149,7 @@ def api_key_peer():
 @pytest.fixture(scope="session")
 def paged_peer():
     """2.x with 250 tools, 40 per page (7 pages)."""
-    peer = _start("mcp_server.py", "--tools", "250", "--page-size", "40")
+    peer = _tools_only("mcp_server.py", "--tools", "250", "--page-size", "40")
     yield peer
     _stop(peer)
 
@@ -149,7 +157,7 @@ def paged_peer():
 @pytest.fixture(scope="session")
 def dropping_peer():
     """2.x that cuts every tools/list answer off mid-stream."""
-    peer = _start("mcp_server.py", "--drop")
+    peer = _tools_only("mcp_server.py", "--drop")
     yield peer
     _stop(peer)
 
@@ -157,6 +165,28 @@ def dropping_peer():
 @pytest.fixture(scope="session")
 def slow_peer():
     """2.x that waits 3 seconds before answering tools/list."""
-    peer = _start("mcp_server.py", "--slow", "3")
+    peer = _tools_only("mcp_server.py", "--slow", "3")
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def surface_peer():
+    """2.x (both eras) serving ``surface.py``'s resources, templates and prompts from a file
+    tests rewrite (``set_surface``), and 3 tools."""
+    from .mcp_wrap import generated_tools
+
+    peer = _start("mcp_server.py", tools=generated_tools(3), surface=surface_fixtures())
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def legacy_surface_peer():
+    """1.30.0 (legacy only) serving the same, from a file tests rewrite."""
+    from .mcp_wrap import generated_tools
+
+    peer = _start("mcp_legacy_server.py", python=LEGACY_PYTHON, tools=generated_tools(3),
+                  surface=surface_fixtures())  # fmt: skip
     yield peer
     _stop(peer)
