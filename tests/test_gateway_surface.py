@@ -9,10 +9,7 @@ the statements a read or a get costs.
 
 import contextlib
 import hashlib
-import importlib
 import json
-import os
-import sys
 import warnings
 
 import anyio
@@ -35,45 +32,17 @@ from mcpadmin.protocol import mcp
 from mcpadmin.services import calllog, calls
 from mcpadmin.services import gateway as service
 from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
+from tests.peers.mcp_fixtures import surface_fixtures
+from tests.peers.surface import ITEMS, LOGO, README
 from tests.test_gateway import sdk_client
 from tests.test_status_after_calls import statements
 
 MODES = ["auto", "legacy"]
 
 
-def _peer_surface():
-    """The peers' fixtures (``tests/peers/surface.py``, which imports its neighbours as the
-    peers' own scripts do)."""
-    peers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers")
-    sys.path.insert(0, peers)
-    try:
-        return importlib.import_module("surface")
-    finally:
-        sys.path.remove(peers)
-
-
-_FIXTURES = _peer_surface()
-ITEMS, LOGO, README = _FIXTURES.ITEMS, _FIXTURES.LOGO, _FIXTURES.README
-RESOURCES, TEMPLATES, PROMPTS = _FIXTURES.RESOURCES, _FIXTURES.TEMPLATES, _FIXTURES.PROMPTS
-
-
 @pytest.fixture(autouse=True)
 def fresh_pool(monkeypatch):
     monkeypatch.setattr(calls, "POOL", mcp.SessionPool())
-
-
-def add_items(connector, kinds=ItemKind.ALL):
-    """The peer's resources, templates and prompts as a sync stores them (the sync itself
-    is another module's); no commit."""
-    listed = {ItemKind.RESOURCE: (RESOURCES, "uri"), ItemKind.TEMPLATE: (TEMPLATES, "uriTemplate"),
-              ItemKind.PROMPT: (PROMPTS, "name")}  # fmt: skip
-    for kind in kinds:
-        definitions, member = listed[kind]
-        for definition in definitions:
-            digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
-            db.session.add(CatalogItem(connector=connector, kind=kind, key=definition[member],
-                                       name=definition.get("name"), definition=definition,
-                                       definition_hash=digest))  # fmt: skip
 
 
 def tick(agent, connector_name, prompts=("greeting", "summary"), resources=("*",)):
@@ -83,14 +52,20 @@ def tick(agent, connector_name, prompts=("greeting", "summary"), resources=("*",
 
 
 @pytest.fixture
-def surface(app, served, json_peer, legacy_peer):
+def peers(surface_peer, legacy_surface_peer):
+    """The 2.x and the 1.30.0 peers serving the default fixtures (other tests rewrite them)."""
+    for peer in (surface_peer, legacy_surface_peer):
+        peer.set_surface(surface_fixtures())
+    return surface_peer, legacy_surface_peer
+
+
+@pytest.fixture
+def surface(app, served, peers):
     """Agent "Ada" with "Alpha" (the 2.x peer: both eras) and "Beta" (the 1.30.0 peer: legacy
     only), both serving the same fixtures, everything ticked; its endpoint and key."""
     with app.app_context():
-        alpha = synced_connector(json_peer.url, "Alpha")
-        beta = synced_connector(legacy_peer.url, "Beta")
-        add_items(alpha)
-        add_items(beta)
+        alpha = synced_connector(peers[0].url, "Alpha")
+        beta = synced_connector(peers[1].url, "Beta")
         agent, key = agent_with_tools([alpha, beta], name="Ada")
         tick(agent, "Alpha")
         tick(agent, "Beta")
@@ -310,15 +285,14 @@ def test_each_request_gets_a_row_with_its_kind(app, surface):
     ]
 
 
-def test_a_read_and_a_get_cost_the_statements_of_a_tool_call(app, json_peer):
+def test_a_read_and_a_get_cost_the_statements_of_a_tool_call(app, peers):
     """In process, as ``test_status_after_calls`` counts a tools/call (2 statements): the key
     with the catalog version, and the connection with its connector."""
     from tests.gateway_helpers import AgentClient
     from tests.test_gateway_wire import modern_body, modern_headers
 
     with app.app_context():
-        alpha = synced_connector(json_peer.url, "Alpha")
-        add_items(alpha)
+        alpha = synced_connector(peers[0].url, "Alpha")
         agent, key = agent_with_tools([alpha], name="Ada")
         tick(agent, "Alpha")
         db.session.commit()
@@ -401,15 +375,14 @@ def test_a_per_agent_oauth_connector_reads_with_the_agents_own_token(
 
 
 def test_lists_are_paged_with_opaque_cursors_and_a_bad_cursor_is_invalid_params(
-    app, json_peer, monkeypatch
+    app, peers, monkeypatch
 ):
     from tests.gateway_helpers import AgentClient
     from tests.test_gateway_wire import modern_body, modern_headers
 
     monkeypatch.setattr(service, "PAGE_SIZE", 1)
     with app.app_context():
-        alpha = synced_connector(json_peer.url, "Alpha")
-        add_items(alpha)
+        alpha = synced_connector(peers[0].url, "Alpha")
         agent, key = agent_with_tools([alpha], name="Ada")
         tick(agent, "Alpha")
         db.session.commit()
@@ -476,7 +449,7 @@ def test_an_upstream_that_is_down_is_an_error_naming_the_connector(app, served, 
         assert db.session.query(AgentConnection).one().last_call_error
 
 
-def test_a_legacy_subscription_hears_the_upstreams_update_on_its_stream(app, legacy_peer):
+def test_a_legacy_subscription_hears_the_upstreams_update_on_its_stream(app, peers):
     """The 1.30.0 peer sends one resources/updated for each subscription on the subscribing
     session's GET stream; the stream holding the agent's session relays it under the
     agent-side URI."""
@@ -488,8 +461,7 @@ def test_a_legacy_subscription_hears_the_upstreams_update_on_its_stream(app, leg
 
     app.config["GATEWAY_STREAM_SECONDS"] = 10
     with app.app_context():
-        beta = synced_connector(legacy_peer.url, "Beta")
-        add_items(beta)
+        beta = synced_connector(peers[1].url, "Beta")
         agent, key = agent_with_tools([beta], name="Ada")
         tick(agent, "Beta")
         db.session.commit()
