@@ -94,7 +94,8 @@ def test_modern_discover_names_the_modern_version_and_only_tools(client, agent):
     result = reply.get_json()["result"]
     assert reply.status_code == 200
     assert result["supportedVersions"] == [MODERN]
-    assert set(result["capabilities"]) == {"tools"}
+    capabilities = {"tools", "resources", "prompts", "completions", "logging"}
+    assert set(result["capabilities"]) == capabilities
     assert result["resultType"] == "complete"
     assert result["_meta"][META + "serverInfo"]["name"] == "mcpadmin"
 
@@ -157,8 +158,8 @@ def test_an_unknown_modern_method_gets_404_method_not_found(client, agent):
     agent_id, key = agent
     reply = client.post(
         url(agent_id),
-        json=modern_body("resources/list"),
-        headers=modern_headers(key, "resources/list"),
+        json=modern_body("sampling/createMessage"),
+        headers=modern_headers(key, "sampling/createMessage"),
     )
     assert reply.status_code == 404
     assert reply.get_json()["error"]["code"] == -32601

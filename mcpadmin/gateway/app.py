@@ -47,7 +47,7 @@ class Plane:
             return
         self._loop = loop
         self.http = outbound.client(self.app)
-        self.hub.start()
+        self.hub.start(self.http)
         webhooks.start(self.app)  # the notifier thread, unless NOTIFY_INTERVAL is 0
 
     async def stop(self):

@@ -1,7 +1,8 @@
 """One MCP message from an agent, decided in one trip to a pool thread (``blocking``): who is
-calling, then the handler its method names. Every method but two is answered right here (an
+calling, then the handler its method names. Most methods are answered right here (an
 ``Answer``); ``tools/call`` comes back as a ``Prepared`` call for ``relay`` to send upstream on
-the event loop, and a stream (legacy GET, modern ``subscriptions/listen``) as a ``Held`` one for
+the event loop, a prompt, resource or completion request as a ``Forwarded`` one for
+``forward``, and a stream (legacy GET, modern ``subscriptions/listen``) as a ``Held`` one for
 ``streams``. Nothing here touches HTTP: ``transport`` turns requests into a ``Request`` and
 writes the answers out.
 
@@ -20,7 +21,7 @@ from ..extensions import db
 from ..models import utcnow
 from ..protocol import server
 from ..protocol.server import RpcFailure
-from ..services import agent_keys, calllog, calls
+from ..services import agent_keys, calllog, calls, forwarding
 from ..services import gateway as service
 from ..services.calllog import Outcome
 from . import asks
@@ -72,16 +73,61 @@ class Prepared:
 
 
 @dataclass
+class Forwarded:
+    """A request for one upstream (``FORWARDED``) that passed every check, its route found in
+    the agent's catalog and its credential headers read: for ``forward``."""
+
+    caller: service.Caller
+    item: object  # the ``agent_surface.Item`` it falls under (its connection)
+    call: calllog.Call
+    target: calls.Target
+    message: server.Message
+    method: str
+    params: dict  # as the upstream gets them: its own names
+    name: str | None  # the upstream's URI or prompt name (a modern ``Mcp-Name``)
+    modern: bool
+    log_level: str | None
+
+
+# The methods relayed to one upstream, and the kind of their call log row.
+FORWARDED = {
+    "resources/read": calllog.Kind.RESOURCE,
+    "prompts/get": calllog.Kind.PROMPT,
+    "completion/complete": calllog.Kind.COMPLETION,
+    "resources/subscribe": calllog.Kind.SUBSCRIPTION,
+    "resources/unsubscribe": calllog.Kind.SUBSCRIPTION,
+}
+# Removed as of 2026-07-28 (resource updates come on subscriptions/listen [26/subs]).
+LEGACY_ONLY = ("resources/subscribe", "resources/unsubscribe")
+# The lists answered from the stored catalog: the result member of each.
+LISTS = {
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+
+
+@dataclass
 class Held:
-    """A long-lived stream to open: the first events, the one to send when the agent's tools
-    change (None: the client asked for none), and the last one."""
+    """A long-lived stream to open: the first events, the ones to send when the agent's
+    tools, resources or prompts change (``CHANGES`` order, each None when the client asked
+    for none), and the last one."""
 
     caller: service.Caller
     session_sha256: str | None
     fingerprint: str
     opening: list
-    changed: dict | None
+    changed: list
     closing: dict | None
+
+
+# The list_changed notifications, in the order of the parts of ``Catalog.fingerprint``, and
+# the ``subscriptions/listen`` filter member that opts in to each [26/subs].
+CHANGES = (
+    ("notifications/tools/list_changed", "toolsListChanged"),
+    ("notifications/resources/list_changed", "resourcesListChanged"),
+    ("notifications/prompts/list_changed", "promptsListChanged"),
+)
 
 
 def handle(request: Request):
@@ -121,6 +167,11 @@ def _modern(caller, request, now):
         return _tools_answer(caller, message, now, extra)
     elif method == "tools/call":
         return _call(caller, request, now, modern=True)
+    elif method in LISTS:
+        extra = server.modern_result({"ttlMs": 0, "cacheScope": "private"})
+        return _list_answer(caller, message, now, LISTS[method], extra)
+    elif method in FORWARDED and method not in LEGACY_ONLY:
+        return _forward(caller, request, now, modern=True)
     elif method == "subscriptions/listen":
         return _listen(caller, message)
     else:
@@ -171,6 +222,10 @@ def _legacy(caller, request, now):
         return _tools_answer(caller, message, now, {})
     elif method == "tools/call":
         return _call(caller, request, now, modern=False)
+    elif method in LISTS:
+        return _list_answer(caller, message, now, LISTS[method], {})
+    elif method in FORWARDED:
+        return _forward(caller, request, now, modern=False)
     elif method == "initialize":
         raise RpcFailure(server.INVALID_REQUEST, "This session is already initialized.",
                          request_id=message.id)  # fmt: skip
@@ -194,6 +249,68 @@ def _tools_answer(caller, message, now, extra: dict):
         extra = {**extra, "nextCursor": next_cursor}
     _touch(caller, now)
     return Answer(200, server.response_text(message.id, "tools", tools, extra))
+
+
+def _list_answer(caller, message, now, member: str, extra: dict):
+    """prompts/list, resources/list, resources/templates/list: one page of what the agent's
+    connections ticked (``agent_surface``), rendered once per catalog version."""
+    pages = service.catalog(caller.agent).surface.lists[member]
+    try:
+        encoded, next_cursor = pages.page(message.params.get("cursor"))
+    except ValueError:  # [26/page]: an invalid cursor is -32602
+        raise RpcFailure(server.INVALID_PARAMS, "Invalid params: unknown cursor.", 200,
+                         request_id=message.id) from None  # fmt: skip
+    if next_cursor is not None:
+        extra = {**extra, "nextCursor": next_cursor}
+    _touch(caller, now)
+    return Answer(200, server.response_text(message.id, member, encoded, extra))
+
+
+def _forward(caller, request, now, modern: bool):
+    """resources/read, prompts/get, completion/complete, resources/(un)subscribe: routed by
+    the agent's catalog to one connector and its own names; ``Forwarded`` with the
+    credential read (refreshed if due), or refused here with a sentence, -32602 for what the
+    agent does not have [26/resources §Error Handling: resource not found is -32602]. The
+    call log gets its row either way."""
+    message = request.message
+    call = calllog.Call(requestlog.current(), caller.agent.id, caller.agent.name,
+                        caller.key_id, caller.key_label, message.method, request.body_bytes,
+                        kind=FORWARDED[message.method])  # fmt: skip
+    surface = service.catalog(caller.agent).surface
+    try:
+        route, params = forwarding.route(surface, caller.agent.name, message)
+    except forwarding.Refusal as refusal:
+        call.tool = refusal.name or message.method
+        failure = RpcFailure(server.INVALID_PARAMS, str(refusal), 200, request_id=message.id)
+        return _refused(request, call, refusal.outcome, failure)
+    item = route.item
+    call.tool, call.upstream_tool = route.name, route.upstream
+    call.connector_id, call.connector_name = item.connection.connector_id, item.connector_name
+    if item.changed and message.method == "prompts/get":
+        text = item.held_back(caller.agent.name)
+        body = encode(server.error(message.id, server.INVALID_PARAMS, text))
+        record(caller, item, call, (Outcome.DEFINITION_CHANGED, text, None, len(body)), request,
+               now)  # fmt: skip
+        return Answer(200, body)
+    connector, connection = service.forward_target(item)
+    call.era = connector.protocol_era
+    if message.method in LEGACY_ONLY and connector.protocol_era == "modern":
+        text = (f"{connector.name} speaks MCP 2026-07-28, which has no {message.method} "
+                "(updates come on subscriptions/listen there); mcpadmin cannot relay this "
+                "subscription.")  # fmt: skip
+        body = encode(server.error(message.id, server.INVALID_PARAMS, text))
+        record(caller, item, call, (Outcome.PROTOCOL, text, None, len(body)), request, now)
+        return Answer(200, body)
+    target = calls.prepare(connector, connection, caller.agent.name, route.upstream, None, None)
+    if isinstance(target, calls.Outcome):  # refused before sending: no credential, dead grant
+        body = encode(server.error(message.id, server.INTERNAL_ERROR, target.error))
+        record(caller, item, call, (target.kind, target.error, target.upstream_ms, len(body)),
+               request, now)  # fmt: skip
+        return Answer(200, body)
+    db.session.commit()  # a refresh committed its own; nothing else is held during the call
+    name = route.upstream if message.method in server.NAMED_METHODS else None
+    return Forwarded(caller, item, call, target, message, message.method, params, name, modern,
+                     _log_level(caller, message))  # fmt: skip
 
 
 def _call(caller, request, now, modern: bool):
@@ -320,9 +437,9 @@ def _answer(caller, request_id, result, now) -> Answer:
 
 
 def _legacy_stream(caller, request):
-    """GET: the legacy session's server stream, which carries tools/list_changed when the
-    operator changes the agent's tools or a sync changes their definitions [25N/http
-    §Listening for Messages from the Server]."""
+    """GET: the legacy session's server stream, which carries tools/list_changed (and
+    resources/, prompts/list_changed) when the operator changes what the agent has ticked or a
+    sync changes their definitions [25N/http §Listening for Messages from the Server]."""
     if not request.session_id:
         return Answer(400, server.error(None, server.INVALID_REQUEST,
                                         "Bad request: no Mcp-Session-Id."))  # fmt: skip
@@ -331,28 +448,30 @@ def _legacy_stream(caller, request):
     if EVENT_STREAM not in request.accept:
         return Answer(406, server.error(None, server.INVALID_REQUEST, "Not acceptable: Accept "
                                         "must include text/event-stream."))  # fmt: skip
-    changed = server.notification("notifications/tools/list_changed")
+    changed = [server.notification(method) for method, _ in CHANGES]
     fingerprint = service.catalog(caller.agent).fingerprint()
     db.session.commit()
     return Held(caller, caller.session.id_sha256, fingerprint, [], changed, None)
 
 
 def _listen(caller, message):
-    """Modern ``subscriptions/listen`` [26/subs]: acknowledged first, then tools/list_changed
-    whenever the agent's tools change, for as long as the stream is open (or
-    ``GATEWAY_STREAM_SECONDS``, then the final result)."""
+    """Modern ``subscriptions/listen`` [26/subs]: acknowledged first, then tools/,
+    resources/ and prompts/list_changed (those the client opted in to) whenever that list of
+    the agent's changes, for as long as the stream is open (or ``GATEWAY_STREAM_SECONDS``,
+    then the final result)."""
     meta = {server.SUBSCRIPTION_ID: message.id}
     asked = message.params.get("notifications")
-    tools = isinstance(asked, dict) and asked.get("toolsListChanged") is True
-    honored = {"toolsListChanged": True} if tools else {}
+    asked = asked if isinstance(asked, dict) else {}
+    honored = {member: True for _, member in CHANGES if asked.get(member) is True}
     ack = server.notification(
         "notifications/subscriptions/acknowledged", {"notifications": honored, "_meta": meta}
     )
-    changed = server.notification("notifications/tools/list_changed", {"_meta": meta})
+    changed = [server.notification(method, {"_meta": meta}) if member in honored else None
+               for method, member in CHANGES]  # fmt: skip
     closing = server.response(message.id, server.modern_result({"_meta": meta}))
     fingerprint = service.catalog(caller.agent).fingerprint()
     db.session.commit()
-    return Held(caller, None, fingerprint, [ack], changed if tools else None, closing)
+    return Held(caller, None, fingerprint, [ack], changed, closing)
 
 
 def _end_session(caller, request):
@@ -388,5 +507,6 @@ def unauthorized(request: Request) -> Answer:
 
 
 def _instructions(agent) -> str:
-    return (f"Tools of agent {agent.name} through mcpadmin. Each tool runs on the connector "
-            "its name starts with.")  # fmt: skip
+    return (f"Tools, prompts and resources of agent {agent.name} through mcpadmin. Each tool "
+            "and prompt runs on the connector its name starts with; a resource URI under "
+            "mcpadmin://<connector>/ is that connector's.")  # fmt: skip

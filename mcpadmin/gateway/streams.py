@@ -5,7 +5,8 @@ One ``Hub`` per process holds them all and one watcher task looks for them every
 ``GATEWAY_WATCH_SECONDS``, in one trip to a pool thread whatever the number of streams: the
 catalog version (when it moved, the fingerprints of the held agents' catalogs, in one query
 for those not cached), which held keys are still usable and which held legacy sessions still
-exist. A stream whose agent's listed tools changed gets ``notifications/tools/list_changed``;
+exist. A stream whose agent's listed tools, resources or prompts changed gets
+``notifications/tools/list_changed`` (``resources/``, ``prompts/``) for each list that did;
 one whose key was revoked or expired, or whose session was deleted, ends.
 
 Caps: ``GATEWAY_MAX_STREAMS_PER_KEY`` streams per agent key and ``GATEWAY_MAX_STREAMS`` per
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..protocol import server
 from ..services import gateway as service
+from . import upstream
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,15 @@ class Stream:
     ended: bool = False
     final: bool = True  # send the closing event when it ends (not for a revoked key)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # A legacy session's resource subscriptions as last read ((connector id, upstream URI)),
+    # the tasks relaying their updates (``Hub._feed``), and the updates waiting to be sent.
+    subscriptions: frozenset = frozenset()
+    feeds: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
+
+    def push(self, message: dict):
+        self.pending.append(message)
+        self.wake.set()
 
     def notify(self, fingerprint: str):
         self.fingerprint, self.changed = fingerprint, True
@@ -70,6 +81,7 @@ class Hub:
 
     def __init__(self, pool, config):
         self.pool = pool
+        self.http = None  # the async outbound client (``start``), for resource updates
         self.interval = config["GATEWAY_WATCH_SECONDS"]
         self.lifetime = config["GATEWAY_STREAM_SECONDS"]
         self.per_key = config["GATEWAY_MAX_STREAMS_PER_KEY"]
@@ -103,6 +115,9 @@ class Hub:
         return stream
 
     def release(self, stream: Stream):
+        for task in stream.feeds:
+            task.cancel()
+        stream.feeds = []
         if self.streams.pop(stream.id, None) is not None:
             self.per_key_count[stream.key_id] -= 1
             if self.per_key_count[stream.key_id] <= 0:
@@ -110,11 +125,14 @@ class Hub:
 
     # -- the events of one stream ------------------------------------------------------------
 
-    async def events(self, stream: Stream, opening: list, changed: dict | None,
+    async def events(self, stream: Stream, opening: list, changed: list,
                      closing: dict | None):  # fmt: skip
         """The stream's bytes: ``opening`` (or a comment, so the client sees it open), then
-        ``changed`` whenever the watcher says so, keep-alive comments when quiet, and
-        ``closing`` after ``GATEWAY_STREAM_SECONDS``. Ends early when the watcher ends it."""
+        whenever the watcher says so, the ``changed`` notification of each part of the
+        fingerprint that moved (tools, resources, prompts: ``Catalog.fingerprint``; None: not
+        asked for), keep-alive comments when quiet, and ``closing`` after
+        ``GATEWAY_STREAM_SECONDS``. Ends early when the watcher ends it."""
+        shown = stream.fingerprint.split()
         try:
             for event in opening:
                 yield server.sse_event(event)
@@ -132,10 +150,15 @@ class Hub:
                         yield b": keep-alive\n\n"
                     continue
                 stream.wake.clear()
+                while stream.pending and not stream.ended:
+                    yield server.sse_event(stream.pending.pop(0))
                 if stream.changed and not stream.ended:
                     stream.changed = False
-                    if changed is not None:
-                        yield server.sse_event(changed)
+                    now = stream.fingerprint.split()
+                    for before, after, note in zip(shown, now, changed, strict=False):
+                        if before != after and note is not None:
+                            yield server.sse_event(note)
+                    shown = now
             if closing is not None and stream.final:
                 yield server.sse_event(closing)
         finally:
@@ -143,7 +166,8 @@ class Hub:
 
     # -- the watcher -------------------------------------------------------------------------
 
-    def start(self):
+    def start(self, http=None):
+        self.http = http
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="stream-watcher")
 
     def drain(self):
@@ -187,3 +211,47 @@ class Hub:
             fingerprint = state.fingerprints.get(stream.agent.id)
             if fingerprint is not None and fingerprint != stream.fingerprint:
                 stream.notify(fingerprint)
+            if stream.session_sha256 is not None:
+                subscriptions = state.subscriptions.get(stream.session_sha256, frozenset())
+                if subscriptions != stream.subscriptions:
+                    self._refeed(stream, subscriptions)
+
+    # -- resource updates ----------------------------------------------------------------------
+
+    def _refeed(self, stream: Stream, subscriptions: frozenset):
+        """(Re)start the tasks relaying the upstream resource updates a legacy session
+        subscribed to: one per connector."""
+        stream.subscriptions = subscriptions
+        for task in stream.feeds:
+            task.cancel()
+        stream.feeds = []
+        if not subscriptions or self.http is None:
+            return
+        by_connector: dict = {}
+        for connector_id, uri in sorted(subscriptions):
+            by_connector.setdefault(connector_id, []).append(uri)
+        loop = asyncio.get_running_loop()
+        stream.feeds = [loop.create_task(self._feed(stream, c, uris), name="resource-updates")
+                        for c, uris in by_connector.items()]  # fmt: skip
+
+    async def _feed(self, stream: Stream, connector_id: int, uris: list[str]):
+        """Relay ``notifications/resources/updated`` for ``uris`` from the connector to the
+        stream, under the agent-side URIs, while the stream holds. Failures are logged; the
+        next change of the session's subscriptions starts again."""
+        try:
+            found = await self.pool.run(service.feed_target, stream.agent, connector_id, uris)
+            if found is None:
+                return
+            target, names = found
+            client = upstream.AsyncClient(self.http, target.url, target.headers,
+                                          era=target.era, version=target.version, pool=None,
+                                          deadline=self.lifetime)  # fmt: skip
+            async with contextlib.aclosing(client.updates(uris)) as updates:
+                async for message in updates:
+                    uri = message["params"]["uri"]
+                    params = {**message["params"], "uri": names.get(uri, uri)}
+                    stream.push(server.notification("notifications/resources/updated", params))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("relaying resource updates for a held stream failed")

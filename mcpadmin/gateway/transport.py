@@ -3,9 +3,10 @@
 The transport checks what needs no database (Host, Origin, Accept, Content-Type; the guard
 already read the body within its time and size), turns the request into a
 ``dispatch.Request``, has ``dispatch.handle`` decide it in one pool trip, and writes the
-decision out: a JSON answer, a relayed call (``relay.CallResponse``) or a held stream
-(``streams``). Agents authenticate with an agent key (``Authorization: Bearer mcpa_…``),
-never with the admin's login: no cookie is read, so no CSRF token either.
+decision out: a JSON answer, a relayed call (``relay.CallResponse``), a forwarded request's
+answer (``forward``) or a held stream (``streams``). Agents authenticate with an agent key
+(``Authorization: Bearer mcpa_…``), never with the admin's login: no cookie is read, so no
+CSRF token either.
 
 Every answer carries ``X-Request-Id``; with ``LOG_FORMAT = "json"`` each request writes one
 line (a stream's when it closes).
@@ -21,7 +22,7 @@ from .. import requestlog, security
 from ..protocol import server
 from ..protocol.server import RpcFailure
 from ..services import gateway as service
-from . import dispatch, relay, streams
+from . import dispatch, forward, relay, streams
 from .guard import client_address
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ async def _handle(plane, request: Request, agent_id: int, started: float):
         return _json(decided.status, decided.body, decided.headers)
     if isinstance(decided, dispatch.Prepared):
         return relay.CallResponse(plane, incoming, decided)
+    if isinstance(decided, dispatch.Forwarded):
+        answer = await forward.answer(plane, incoming, decided)
+        return _json(answer.status, answer.body, answer.headers)
     return _held(plane, decided)
 
 

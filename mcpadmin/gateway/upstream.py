@@ -25,8 +25,9 @@ from functools import partial
 
 import anyio
 
-from ..protocol import mcp
+from ..protocol import mcp, sse
 from ..protocol.http import HttpError, Interrupted, Timeout
+from ..protocol.jsonbody import NotJson, TooDeep, parse_json
 from ..protocol.versions import MODERN_VERSIONS
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class EraUnknown(mcp.McpError):
 
 
 class AsyncClient:
-    """Calls one tool on one server. ``era``/``version`` are the verdict remembered from earlier
-    (afterwards: which era answered); ``auth`` the credential headers (the caller may swap them
+    """Calls one tool on one server, or sends it one other request (``request``).
+    ``era``/``version`` are the verdict remembered from earlier (afterwards: which era
+    answered); ``auth`` the credential headers (the caller may swap them
     after a refresh and call again); ``pool`` keeps legacy sessions between calls, shared with
     the synchronous client; ``deadline`` (seconds) bounds the whole call. One per call."""
 
@@ -109,6 +111,103 @@ class AsyncClient:
                     yield item
             except HttpError as exc:
                 raise mcp.translated(exc) from exc
+
+    async def request(self, method: str, params: dict, *, name: str | None = None,
+                      log_level: str | None = None) -> dict:  # fmt: skip
+        """As ``protocol.mcp.Client.request``: one forwarded request (``resources/read``,
+        ``prompts/get``, ``completion/complete``, ``resources/subscribe``…) and its result,
+        under the same caps and deadline; notifications before the answer are skipped.
+
+        :raise EraUnknown: no usable era is remembered, or the server refused in a way that
+            may mean it changed eras. Run ``protocol.mcp.Client`` (which probes) instead.
+        :raise Unauthorized, Forbidden: 401/403 (refresh, retry).
+        :raise RpcError: the server answered with a JSON-RPC error.
+        :raise TimedOut, ServerUnreachable, ConnectionLost, McpError: anything else.
+        """
+        mcp.check_sendable(self.auth)
+        self._task = f"answering {method}"
+        try:
+            if self.era == "legacy":
+                return await self._legacy_request(method, params)
+            if self.era == "modern" and self.version in MODERN_VERSIONS:
+                message, headers = mcp.forwarded_request(
+                    method, params, version=self.version, name=name, log_level=log_level
+                )
+                reply = await self._post(message, self.version, extra=headers)
+                return mcp.result_of(reply, self.url, method)
+        except HttpError as exc:
+            raise mcp.translated(exc) from exc
+        except mcp.McpError as exc:
+            if not mcp.era_signal(exc):
+                raise
+            era, self.era, self.version = self.era, None, None
+            raise EraUnknown(f"The server refused {method} as a {era} server ({exc}); it must "
+                             "be probed again.") from exc  # fmt: skip
+        raise EraUnknown("No usable protocol era is remembered for the server; it must be "
+                         "probed first.")  # fmt: skip
+
+    async def _legacy_request(self, method, params) -> dict:
+        """The request in the pooled session (or a new one), initializing again once after a
+        404 [25N/http §Session Management]."""
+        key = mcp.SessionPool.key(self.url, self.auth)
+        pooled = self.pool.get(key)
+        for _attempt in range(2):
+            session, version = pooled or await self._initialize()
+            self.era, self.version = "legacy", version
+            if not pooled:
+                self.pool.put(key, session, version)
+            message, _headers = mcp.forwarded_request(method, params)
+            reply = await self._post(message, mcp.legacy_version_header(version), session)
+            if reply.status == 404 and session:
+                self.pool.drop(key, session)
+                pooled = None
+                continue
+            return mcp.result_of(reply, self.url, method, initialized=True)
+        raise mcp.McpError(mcp.SESSION_LOST_TWICE)
+
+    async def updates(self, uris: list[str]) -> AsyncIterator[dict]:
+        """The ``notifications/resources/updated`` a legacy server sends for ``uris``, as they
+        come, until the deadline: a session of its own (never pooled: its GET stream is this
+        listener's), subscribed to each URI, then its GET stream [25N/resources
+        §Subscriptions; 25N/http §Listening for Messages from the Server]. The session is
+        closed at the end.
+
+        :raise McpError: the server refused the session or a subscription.
+        """
+        mcp.check_sendable(self.auth)
+        self._task = "holding its resource subscriptions"
+        try:
+            session, version = await self._initialize()
+        except HttpError as exc:
+            raise mcp.translated(exc) from exc
+        header = mcp.legacy_version_header(version)
+        try:
+            for uri in uris:
+                message, _headers = mcp.forwarded_request("resources/subscribe", {"uri": uri})
+                reply = await self._post(message, header, session)
+                mcp.result_of(reply, self.url, "resources/subscribe", initialized=True)
+            headers = {"Accept": "text/event-stream", **self.auth}
+            if session:
+                headers["Mcp-Session-Id"] = session
+            if header:
+                headers["MCP-Protocol-Version"] = header
+            left = self._left()
+            async with await self.http.open("GET", self.url, headers=headers, deadline=left,
+                                            read_timeout=left) as stream:  # fmt: skip
+                if stream.status != 200 or stream.content_type != "text/event-stream":
+                    return  # no GET stream (405): no updates to relay
+                parser = sse.Parser()
+                async with aclosing(stream.chunks()) as chunks:
+                    async for chunk in chunks:
+                        for event in parser.feed(chunk):
+                            found = _updated(event.data)
+                            if found is not None and found["params"]["uri"] in uris:
+                                yield found
+        except (HttpError, sse.SseError):
+            return  # the stream ended or broke: the watcher starts another while it holds
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close(session)
 
     async def _legacy(self, name, arguments, meta) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:
         """The call in the pooled session (or a new one); a 404 on it means the session is gone:
@@ -219,9 +318,10 @@ class AsyncClient:
         except HttpError as exc:
             log.info("closing the session at %s failed: %s", self.url, exc)
 
-    async def _post(self, message, version=None, session=None, spare=False) -> mcp.Reply:
+    async def _post(self, message, version=None, session=None, spare=False,
+                    extra=None) -> mcp.Reply:  # fmt: skip
         """POST one message; read a JSON body, or an event stream up to our response."""
-        async with await self._open(message, version, session, spare=spare) as stream:
+        async with await self._open(message, version, session, extra, spare=spare) as stream:
             if stream.status in (202, 204) or "id" not in message:
                 return mcp.Reply(stream.status, stream.headers, None)
             if 200 <= stream.status < 300 and stream.content_type == "text/event-stream":
@@ -277,3 +377,15 @@ async def _read(stream) -> bytes:
         return await stream.read()
     except Interrupted:
         raise mcp.ConnectionLost(mcp.CUT_OFF) from None
+
+
+def _updated(data: str) -> dict | None:
+    """The ``notifications/resources/updated`` an event carries, else None."""
+    try:
+        message = parse_json(data)
+    except (NotJson, TooDeep):
+        return None
+    if not isinstance(message, dict) or message.get("method") != "notifications/resources/updated":
+        return None
+    params = message.get("params")
+    return message if isinstance(params, dict) and isinstance(params.get("uri"), str) else None

@@ -202,13 +202,27 @@ def modern_result(result: dict) -> dict:
     return {"resultType": "complete", **result, "_meta": meta}
 
 
+# What the gateway serves, declared whatever the agent has ticked (an agent with nothing
+# ticked gets empty lists), so that ticking something needs no new session: tools, resources
+# with subscriptions, prompts, argument completion and log levels [26/lifecycle
+# §Capability Negotiation; 25N/life §Capability Negotiation].
+def capabilities(list_changed: bool = True) -> dict:
+    return {
+        "tools": {"listChanged": list_changed},
+        "resources": {"subscribe": True, "listChanged": list_changed},
+        "prompts": {"listChanged": list_changed},
+        "completions": {},
+        "logging": {},
+    }
+
+
 def discover_result(instructions: str) -> dict:
     """The ``server/discover`` answer [26/disc]: only the modern version (both SDK servers list
-    only theirs), the tools capability, and no caching (the list depends on the agent)."""
+    only theirs), the capabilities, and no caching (the lists depend on the agent)."""
     return modern_result(
         {
             "supportedVersions": list(MODERN_VERSIONS),
-            "capabilities": {"tools": {"listChanged": True}},
+            "capabilities": capabilities(),
             "instructions": instructions,
             "ttlMs": 0,
             "cacheScope": "private",
@@ -219,7 +233,7 @@ def discover_result(instructions: str) -> dict:
 def initialize_result(version: str, instructions: str, list_changed: bool) -> dict:
     return {
         "protocolVersion": version,
-        "capabilities": {"tools": {"listChanged": list_changed}},
+        "capabilities": capabilities(list_changed),
         "serverInfo": SERVER_INFO,
         "instructions": instructions,
     }

@@ -4,13 +4,12 @@ agent sees and under which names, and whether a call may go upstream.
 Hot-path budget (DESIGN §8): one indexed read for the key with its agent, its legacy session
 and the catalog version (``authenticate``); the agent's catalog (enabled tools with their
 connections and connectors, named and rendered) from this process's cache while that version
-holds, else one read (``catalog``); one read for a call's connection (``call_target``); writes
-only where something changed (``touch``, ``record_call``). ``tools/list`` answers from the
-stored catalog; no upstream is asked.
+holds, else two reads, tools and the other items (``catalog``); one read for a call's
+connection (``call_target``, ``forward_target``); writes only where something changed
+(``touch``, ``record_call``). ``tools/list``, ``prompts/list``, ``resources/list`` and
+``resources/templates/list`` answer from the stored catalog; no upstream is asked.
 """
 
-import base64
-import binascii
 import hashlib
 import json
 import secrets
@@ -20,23 +19,26 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import Row, bindparam, delete, select, update
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import contains_eager, joinedload
 
 from ..extensions import db
 from ..models import (
     Agent,
     AgentConnection,
     AgentKey,
+    CatalogItem,
     CatalogState,
     Connector,
     GatewayCancellation,
     GatewaySession,
+    ResourceSubscription,
     Tool,
     utcnow,
 )
-from . import agent_keys, toolnames
+from . import agent_keys, calls, toolnames
+from .agent_surface import SCHEME, Surface, cursor_for, cursor_name
 
-# Tools per tools/list page.
+# Tools (prompts, resources, templates) per list page.
 PAGE_SIZE = 100
 # A connection's last call is written when its outcome changed, or at most this often.
 LAST_CALL_INTERVAL = 60  # seconds
@@ -230,14 +232,16 @@ def unknown_tool(name: str, agent_name: str) -> str:
 
 
 class Catalog:
-    """The agent's enabled tools across its connectors, by exposed name, in name order. Never
-    changed once built (a process shares it between requests): pages are rendered once."""
+    """The agent's enabled tools across its connectors, by exposed name, in name order, and
+    its prompts, resources and templates (``surface``: ``agent_surface``). Never changed once
+    built (a process shares it between requests): pages are rendered once."""
 
-    def __init__(self, agent: AgentView, rows):
+    def __init__(self, agent: AgentView, rows, items=()):
         found = [r for r in rows if r.name in (r.enabled_tools or ())]
         names = toolnames.exposed_names([(r.slug, r.name) for r in found], agent.keep_tool_names)
         entries = [Entry(names[(r.slug, r.name)], r, r.connector_name, r) for r in found]
         self.entries = {e.name: e for e in sorted(entries, key=lambda e: e.name)}
+        self.surface = Surface(agent.keep_tool_names, items, PAGE_SIZE)
         self._pages: dict = {}
 
     def listed(self) -> list[Entry]:
@@ -258,16 +262,18 @@ class Catalog:
         return page
 
     def _page(self, cursor) -> tuple[list[dict], str | None]:
-        after = _cursor_name(cursor) if cursor is not None else None
+        after = cursor_name(cursor) if cursor is not None else None
         listed = [e for e in self.listed() if after is None or e.name > after]
         page = listed[:PAGE_SIZE]
         more = len(listed) > PAGE_SIZE
-        return [e.definition() for e in page], _cursor(page[-1].name) if more else None
+        return [e.definition() for e in page], cursor_for(page[-1].name) if more else None
 
     def fingerprint(self) -> str:
-        """Changes whenever the listed tools or their definitions do (list_changed)."""
+        """``<tools> <resources> <prompts>``: each part changes whenever that list or a
+        definition in it does (``streams`` sends the matching list_changed)."""
         text = "\n".join(f"{e.name} {e.tool.definition_hash}" for e in self.listed())
-        return hashlib.sha256(text.encode()).hexdigest()
+        tools = hashlib.sha256(text.encode()).hexdigest()
+        return " ".join((tools, *self.surface.fingerprints()))
 
 
 # Each enabled tool's naming, checks and definition, with its connection and connector.
@@ -280,6 +286,16 @@ _CATALOG_ROWS = (
     .join(Tool, Tool.connector_id == Connector.id)
 )  # fmt: skip
 _CATALOG = _CATALOG_ROWS.where(AgentConnection.agent_id == bindparam("agent_id"))
+# Each prompt, resource and template of the agent's connectors, with the connection's choices.
+_ITEM_ROWS = (
+    select(AgentConnection.id, AgentConnection.connector_id, AgentConnection.enabled_prompts,
+           AgentConnection.enabled_resources, AgentConnection.changed_prompts, Connector.slug,
+           Connector.name.label("connector_name"), CatalogItem.kind, CatalogItem.key,
+           CatalogItem.definition, CatalogItem.definition_hash)
+    .join(Connector, Connector.id == AgentConnection.connector_id)
+    .join(CatalogItem, CatalogItem.connector_id == Connector.id)
+)  # fmt: skip
+_ITEMS = _ITEM_ROWS.where(AgentConnection.agent_id == bindparam("agent_id"))
 _TARGET = (
     select(AgentConnection, Tool.input_schema)
     .join(AgentConnection.connector)
@@ -319,7 +335,9 @@ def catalog(agent: AgentView) -> Catalog:
     if agent.catalog_version is not None and cached is not None and cached[:2] == key:
         return cached[2]
     values = {"agent_id": agent.id}
-    return _keep(cache, agent, Catalog(agent, db.session.execute(_CATALOG, values).all()))
+    rows = db.session.execute(_CATALOG, values).all()
+    items = db.session.execute(_ITEMS, values).all()
+    return _keep(cache, agent, Catalog(agent, rows, items))
 
 
 def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
@@ -331,6 +349,60 @@ def call_target(entry: Entry) -> tuple[Connector, AgentConnection, dict | None]:
     return connection.connector, connection, input_schema
 
 
+_CONNECTION = (
+    select(AgentConnection)
+    .join(AgentConnection.connector)
+    .where(AgentConnection.id == bindparam("connection_id"))
+    .options(contains_eager(AgentConnection.connector))
+)
+
+
+def forward_target(item) -> tuple[Connector, AgentConnection]:
+    """The connector and connection a forwarded request (a prompt, a resource, a completion)
+    runs with, as ``call_target``. One query."""
+    connection = db.session.execute(_CONNECTION, {"connection_id": item.connection.id}).scalar_one()
+    _cache().last_calls[connection.id] = (connection.last_called_at, connection.last_call_error)
+    return connection.connector, connection
+
+
+def remember_subscription(session: SessionView, connector_id: int, uri: str, on: bool):
+    """A legacy session's resources/subscribe (``on``) or unsubscribe of an upstream URI,
+    recorded for the session's GET stream; committed."""
+    key = {"session_sha256": session.id_sha256, "connector_id": connector_id, "uri": uri[:1024]}
+    found = db.session.get(ResourceSubscription, key)
+    if on and found is None:
+        db.session.add(ResourceSubscription(**key))
+    elif not on and found is not None:
+        db.session.delete(found)
+    db.session.commit()
+
+
+def feed_target(agent: AgentView, connector_id: int, uris) -> tuple | None:
+    """What a held legacy stream needs to hear an upstream's resource updates: the call's
+    ``calls.Target`` (the agent's connection to the connector, its credential read and
+    refreshed when due) and each subscribed upstream URI's agent-side one; None when the
+    connection is gone, the upstream is not a legacy one (2026-07-28 has no
+    resources/subscribe) or its credential cannot be used. Committed."""
+    connection = db.session.scalar(
+        select(AgentConnection)
+        .where(AgentConnection.agent_id == agent.id, AgentConnection.connector_id == connector_id)
+        .options(joinedload(AgentConnection.connector))
+    )
+    if connection is None or connection.connector.protocol_era != "legacy":
+        db.session.commit()
+        return None
+    connector = connection.connector
+    target = calls.prepare(connector, connection, agent.name, "resources/subscribe", None, None)
+    surface = catalog(agent).surface
+    names = {}
+    for uri in uris:
+        route = surface.resource(uri)
+        mine = route is not None and route.item.connection.connector_id == connector_id
+        names[uri] = uri if mine else f"{SCHEME}{connector.slug}/{uri}"
+    db.session.commit()
+    return (target, names) if isinstance(target, calls.Target) else None
+
+
 @dataclass
 class WatchState:
     """What the stream watcher reads in one look (``watch_state``)."""
@@ -339,6 +411,8 @@ class WatchState:
     usable_keys: set
     sessions: set
     fingerprints: dict  # agent id → catalog fingerprint (only when the version moved)
+    # session digest → frozenset of (connector id, upstream URI) it subscribed to
+    subscriptions: dict = field(default_factory=dict)
 
 
 # Statements of the watcher's look, built once; ids go in chunks (bound parameters are capped).
@@ -348,8 +422,14 @@ _KEYS = select(AgentKey.id, AgentKey.expires_at, AgentKey.revoked_at).where(
 _SESSIONS = select(GatewaySession.id_sha256).where(
     GatewaySession.id_sha256.in_(bindparam("ids", expanding=True))
 )
+_SUBSCRIPTIONS = select(
+    ResourceSubscription.session_sha256, ResourceSubscription.connector_id, ResourceSubscription.uri
+).where(ResourceSubscription.session_sha256.in_(bindparam("ids", expanding=True)))
 # The same rows for several agents at once (the stream watcher), each with its agent.
 _CATALOGS = _CATALOG_ROWS.add_columns(AgentConnection.agent_id.label("for_agent")).where(
+    AgentConnection.agent_id.in_(bindparam("agent_ids", expanding=True))
+)
+_ITEMS_OF = _ITEM_ROWS.add_columns(AgentConnection.agent_id.label("for_agent")).where(
     AgentConnection.agent_id.in_(bindparam("agent_ids", expanding=True))
 )
 _AGENTS = select(Agent.id, Agent.name, Agent.keep_tool_names).where(
@@ -362,8 +442,9 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
     """For the held streams of a process: the catalog version, which of ``key_ids`` are still
     usable, which of ``session_digests`` still exist, and, when the version is not
     ``seen_version``, the fingerprint of each of ``agents`` (id → ``AgentView``) catalog.
-    A few statements whatever the number of streams: one for the version, one per 500 keys
-    and sessions, and one for the catalogs this process has not built at that version."""
+    A few statements whatever the number of streams: one for the version, one per 500 keys,
+    two per 500 sessions (they exist; their resource subscriptions), and two for the
+    catalogs this process has not built at that version."""
     now = utcnow()
     version = db.session.scalar(_VERSION_ONLY)
     usable = set()
@@ -372,8 +453,11 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
             if AgentKey(expires_at=row.expires_at, revoked_at=row.revoked_at).usable(now):
                 usable.add(row.id)
     live = set()
+    subscriptions: dict = {}
     for ids in _chunks(sorted(session_digests)):
         live.update(db.session.scalars(_SESSIONS, {"ids": ids}))
+        for row in db.session.execute(_SUBSCRIPTIONS, {"ids": ids}):
+            subscriptions.setdefault(row.session_sha256, set()).add((row.connector_id, row.uri))
     fingerprints = {}
     if version != seen_version:
         views = []
@@ -382,7 +466,8 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
                       for row in db.session.execute(_AGENTS, {"ids": ids})]  # fmt: skip
         fingerprints = {c_id: c.fingerprint() for c_id, c in catalogs(views).items()}
     db.session.commit()
-    return WatchState(version, usable, live, fingerprints)
+    subscriptions = {digest: frozenset(pairs) for digest, pairs in subscriptions.items()}
+    return WatchState(version, usable, live, fingerprints, subscriptions)
 
 
 def catalogs(agents: list[AgentView]) -> dict:
@@ -399,11 +484,14 @@ def catalogs(agents: list[AgentView]) -> dict:
             missing.append(agent)
     for chunk in _chunks(missing):
         rows: dict[int, list] = {agent.id: [] for agent in chunk}
+        items: dict[int, list] = {agent.id: [] for agent in chunk}
         values = {"agent_ids": list(rows)}
         for row in db.session.execute(_CATALOGS, values):
             rows[row.for_agent].append(row)
+        for row in db.session.execute(_ITEMS_OF, values):
+            items[row.for_agent].append(row)
         for agent in chunk:
-            found[agent.id] = _keep(cache, agent, Catalog(agent, rows[agent.id]))
+            found[agent.id] = _keep(cache, agent, Catalog(agent, rows[agent.id], items[agent.id]))
     return found
 
 
@@ -470,19 +558,6 @@ def _call_due(last_calls: dict, connection_id: int, error: str | None, now: date
     last, last_error = last_calls.get(connection_id, (None, None))
     stale = last is None or (now - last).total_seconds() >= LAST_CALL_INTERVAL
     return stale or error != last_error
-
-
-def _cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _cursor_name(cursor) -> str:
-    if not isinstance(cursor, str):
-        raise ValueError("cursor")
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeError, ValueError):
-        raise ValueError("cursor") from None
 
 
 # The client capabilities a legacy session keeps: those naming server requests it answers

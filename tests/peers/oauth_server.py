@@ -22,11 +22,13 @@ protected-resource metadata and the bearer check that answers 401 on ``/mcp``. T
   token dies, so the next refresh answers ``invalid_grant``).
 
 Tools on ``/mcp``: ``echo(text)``, ``add(a, b)``, ``whoami()`` (client id, scopes, resource and
-the access token the call came with).
+the access token the call came with); resource ``peer://whoami`` (the access token the read
+came with, as a SHA-256).
 """
 
 import argparse
 import asyncio
+import hashlib
 import html
 import secrets
 import time
@@ -35,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import (
     AccessToken,
@@ -416,6 +419,13 @@ def build_server(base_url: str, provider: MemoryProvider, options) -> MCPServer:
             "resource": token.resource,
             "access_token": token.token,
         }
+
+    @server.resource("peer://whoami", mime_type="text/plain")
+    def token_of_the_reader() -> str:
+        """The SHA-256 of the access token this read came with (a test checks whose
+        credential went; the token itself would be scrubbed on its way to the agent)."""
+        token = get_access_token()
+        return hashlib.sha256(token.token.encode()).hexdigest() if token is not None else ""
 
     stats = provider.stats
 

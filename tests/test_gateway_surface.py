@@ -1,0 +1,487 @@
+"""Prompts, resources, resource templates and completion through the agent endpoint, with the
+official Python SDK (2.x) client in its default mode (which probes the modern era) and forced
+legacy, against real upstream peers in both eras (``tests/peers/surface.py`` serves the same
+fixtures on each): lists under agent-side names, reads of text, blob and template URIs, a
+prompt with arguments, an argument completed, a subscription, what is not ticked neither
+listed nor served, two connectors exposing the same URI, the call log's rows and kinds, and
+the statements a read or a get costs.
+"""
+
+import contextlib
+import hashlib
+import json
+import warnings
+
+import anyio
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp.types import PromptReference, ResourceTemplateReference
+from sqlalchemy import select
+
+from mcpadmin.extensions import db
+from mcpadmin.models import (
+    Agent,
+    AgentConnection,
+    CallRecord,
+    CatalogItem,
+    Connector,
+    ItemKind,
+    ResourceSubscription,
+)
+from mcpadmin.protocol import mcp
+from mcpadmin.services import calllog, calls
+from mcpadmin.services import gateway as service
+from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
+from tests.peers.mcp_fixtures import surface_fixtures
+from tests.peers.surface import ITEMS, LOGO, README
+from tests.test_gateway import sdk_client
+from tests.test_status_after_calls import statements
+
+MODES = ["auto", "legacy"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool(monkeypatch):
+    monkeypatch.setattr(calls, "POOL", mcp.SessionPool())
+
+
+def tick(agent, connector_name, prompts=("greeting", "summary"), resources=("*",)):
+    connection = next(c for c in agent.connections if c.connector.name == connector_name)
+    connection.enabled_prompts, connection.enabled_resources = list(prompts), list(resources)
+    return connection
+
+
+@pytest.fixture
+def peers(surface_peer, legacy_surface_peer):
+    """The 2.x and the 1.30.0 peers serving the default fixtures (other tests rewrite them)."""
+    for peer in (surface_peer, legacy_surface_peer):
+        peer.set_surface(surface_fixtures())
+    return surface_peer, legacy_surface_peer
+
+
+@pytest.fixture
+def surface(app, served, peers):
+    """Agent "Ada" with "Alpha" (the 2.x peer: both eras) and "Beta" (the 1.30.0 peer: legacy
+    only), both serving the same fixtures, everything ticked; its endpoint and key."""
+    with app.app_context():
+        alpha = synced_connector(peers[0].url, "Alpha")
+        beta = synced_connector(peers[1].url, "Beta")
+        agent, key = agent_with_tools([alpha, beta], name="Ada")
+        tick(agent, "Alpha")
+        tick(agent, "Beta")
+        db.session.commit()
+        return served.endpoint(agent), key
+
+
+def run(main):
+    with warnings.catch_warnings():  # resources/subscribe is deprecated for 2026-07-28
+        warnings.simplefilter("ignore")
+        return run_async(main)
+
+
+def rows(app) -> list[CallRecord]:
+    calllog.flush(app)
+    with app.app_context():
+        return db.session.scalars(select(CallRecord).order_by(CallRecord.id)).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_resources_and_templates_are_listed_under_agent_side_uris(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            resources = (await client.list_resources()).resources
+            templates = (await client.list_resource_templates()).resource_templates
+            return [str(r.uri) for r in resources], [t.uri_template for t in templates]
+
+    uris, templates = run(main)
+    # Alpha comes first in slug order: it keeps the upstream's URIs; Beta's are namespaced.
+    assert sorted(uris) == sorted([README, LOGO, f"mcpadmin://beta/{README}",
+                                   f"mcpadmin://beta/{LOGO}"])  # fmt: skip
+    assert sorted(templates) == sorted([ITEMS, f"mcpadmin://beta/{ITEMS}"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_text_blob_and_template_resources_are_read_from_the_right_upstream(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            readme = await client.read_resource(README)
+            logo = await client.read_resource(LOGO)
+            item = await client.read_resource("peer://items/7")
+            beta = await client.read_resource(f"mcpadmin://beta/{ITEMS[:-4]}9")
+            return readme, logo, item, beta
+
+    readme, logo, item, beta = run(main)
+    assert readme.contents[0].text == "Read me."
+    assert logo.contents[0].blob and logo.contents[0].mime_type == "image/png"
+    assert item.contents[0].text == "Item 7"
+    assert beta.contents[0].text == "Item 9"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_prompts_are_listed_and_got_with_arguments(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            prompts = (await client.list_prompts()).prompts
+            got = await client.get_prompt("beta__greeting", {"name": "Ada"})
+            return prompts, got
+
+    prompts, got = run(main)
+    assert sorted(p.name for p in prompts) == ["alpha__greeting", "alpha__summary",
+                                               "beta__greeting", "beta__summary"]  # fmt: skip
+    greeting = next(p for p in prompts if p.name == "alpha__greeting")
+    assert greeting.arguments[0].name == "name" and greeting.arguments[0].required
+    assert got.messages[0].content.text == "Hello, Ada!"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_argument_is_completed_for_a_prompt_and_a_template(surface, mode):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            prompt = PromptReference(type="ref/prompt", name="alpha__greeting")
+            names = await client.complete(prompt, {"name": "name", "value": "A"})
+            template = ResourceTemplateReference(type="ref/resource",
+                                                 uri=f"mcpadmin://beta/{ITEMS}")  # fmt: skip
+            ids = await client.complete(template, {"name": "id", "value": ""})
+            return names.completion.values, ids.completion.values
+
+    assert run(main) == (["Ada", "Alan"], ["1", "2", "3"])
+
+
+def test_a_legacy_subscription_is_forwarded_and_recorded(app, surface):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            await client.subscribe_resource(f"mcpadmin://beta/{README}")
+
+    run(main)
+    with app.app_context():
+        found = db.session.scalars(select(ResourceSubscription)).all()
+    assert [s.uri for s in found] == [README]
+
+
+def test_a_subscription_to_a_modern_upstream_is_refused_with_a_sentence(surface):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            try:
+                await client.subscribe_resource(README)  # Alpha's: it speaks 2026-07-28
+            except MCPError as exc:
+                return exc.error.message
+
+    assert "Alpha speaks MCP 2026-07-28, which has no resources/subscribe" in run(main)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_what_is_not_ticked_is_neither_listed_nor_served(app, surface, mode):
+    url, key = surface
+    with app.app_context():
+        connection = db.session.scalars(
+            select(AgentConnection).where(AgentConnection.enabled_prompts != None)  # noqa: E711
+        ).all()
+        for c in connection:
+            if c.connector.name == "Beta":
+                c.enabled_prompts, c.enabled_resources = [], [ITEMS]
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            names = [p.name for p in (await client.list_prompts()).prompts]
+            uris = [str(r.uri) for r in (await client.list_resources()).resources]
+            errors = []
+            for attempt in (client.get_prompt("beta__greeting", {"name": "x"}),
+                            client.read_resource(f"mcpadmin://beta/{README}")):  # fmt: skip
+                try:
+                    await attempt
+                except MCPError as exc:
+                    errors.append((exc.error.code, exc.error.message))
+            item = await client.read_resource(f"mcpadmin://beta/{ITEMS[:-4]}3")
+            return names, uris, errors, item
+
+    names, uris, errors, item = run(main)
+    assert names == ["alpha__greeting", "alpha__summary"]
+    assert not any(u.startswith("mcpadmin://beta/") for u in uris)
+    assert errors[0][0] == errors[1][0] == -32602
+    assert ("The prompt 'beta__greeting' is not one of agent 'Ada''s prompts: tick it on the "
+            "Beta card of the agent's page.") in errors[0][1]  # fmt: skip
+    assert (f"No connector of agent 'Ada' serves the resource 'mcpadmin://beta/{README}': "
+            "tick it (or 'All resources') on the Beta card of the agent's page."
+            ) in errors[1][1]  # fmt: skip
+    assert item.contents[0].text == "Item 3"  # the ticked template admits what it matches
+
+
+def test_a_changed_prompt_is_listed_but_held_back(app, surface):
+    url, key = surface
+    with app.app_context():
+        for c in db.session.scalars(select(AgentConnection)):
+            if c.connector.name == "Alpha":
+                c.changed_prompts = ["greeting"]
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key, "auto") as client:
+            names = [p.name for p in (await client.list_prompts()).prompts]
+            try:
+                await client.get_prompt("alpha__greeting", {"name": "x"})
+            except MCPError as exc:
+                return names, exc.error.message
+
+    names, message = run(main)
+    assert "alpha__greeting" in names
+    assert "The definition of the prompt greeting on Alpha changed" in message
+
+
+def test_an_upstream_not_found_keeps_its_code_and_names_the_connector(app, surface):
+    url, key = surface
+    with app.app_context():  # listed in the catalog, gone upstream
+        alpha = next(c for c in db.session.scalars(select(AgentConnection))
+                     if c.connector.name == "Alpha")  # fmt: skip
+        db.session.add(CatalogItem(connector_id=alpha.connector_id, kind=ItemKind.RESOURCE,
+                                   key="peer://gone", definition={"uri": "peer://gone",
+                                                                  "name": "gone"}))  # fmt: skip
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key, "auto") as client:
+            try:
+                await client.read_resource("peer://gone")
+            except MCPError as exc:
+                return exc.error
+
+    error = run(main)
+    assert "Alpha refused the call" in error.message and "peer://gone" in error.message
+
+
+def test_each_request_gets_a_row_with_its_kind(app, surface):
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            await client.read_resource(f"mcpadmin://beta/{README}")
+            await client.get_prompt("alpha__summary")
+            await client.complete(PromptReference(type="ref/prompt", name="alpha__greeting"),
+                                  {"name": "name", "value": "G"})  # fmt: skip
+            await client.subscribe_resource(f"mcpadmin://beta/{README}")
+            with contextlib.suppress(MCPError):
+                await client.get_prompt("nobody__greeting")
+
+    run(main)
+    found = [(r.kind, r.tool, r.upstream_tool, r.connector_name, r.outcome) for r in rows(app)]
+    assert found == [
+        ("resource", f"mcpadmin://beta/{README}", README, "Beta", "ok"),
+        ("prompt", "alpha__summary", "summary", "Alpha", "ok"),
+        ("completion", "alpha__greeting", "greeting", "Alpha", "ok"),
+        ("subscription", f"mcpadmin://beta/{README}", README, "Beta", "ok"),
+        ("prompt", "nobody__greeting", None, None, "refused_not_allowed"),
+    ]
+
+
+def test_a_read_and_a_get_cost_the_statements_of_a_tool_call(app, peers):
+    """In process, as ``test_status_after_calls`` counts a tools/call (2 statements): the key
+    with the catalog version, and the connection with its connector."""
+    from tests.gateway_helpers import AgentClient
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    with app.app_context():
+        alpha = synced_connector(peers[0].url, "Alpha")
+        agent, key = agent_with_tools([alpha], name="Ada")
+        tick(agent, "Alpha")
+        db.session.commit()
+        path = f"/agents/{agent.id}/mcp"
+    requests = [
+        (modern_body("resources/read", uri=README),
+         modern_headers(key, "resources/read", **{"Mcp-Name": README})),
+        (modern_body("prompts/get", name="alpha__greeting", arguments={"name": "Ada"}),
+         modern_headers(key, "prompts/get", **{"Mcp-Name": "alpha__greeting"})),
+    ]  # fmt: skip
+    with AgentClient(app) as client:
+        for body, headers in requests:
+            assert "result" in client.post(path, json=body, headers=headers).json  # first use
+            with statements(app) as seen:
+                for _ in range(10):
+                    answer = client.post(path, json=body, headers=headers).json
+            assert "result" in answer, answer
+            assert len(seen) == 2 * 10, seen
+
+
+def test_a_listen_stream_hears_which_list_changed(app, surface):
+    """Unticking prompts sends prompts/list_changed only; unticking resources then sends
+    resources/list_changed only (tools did not change)."""
+    import requests
+
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    url, key = surface
+    app.config["GATEWAY_WATCH_SECONDS"] = 0.1
+    asked = {"toolsListChanged": True, "resourcesListChanged": True, "promptsListChanged": True}
+    body = modern_body("subscriptions/listen", request_id="listen-1", notifications=asked)
+    headers = modern_headers(key, "subscriptions/listen")
+
+    def untick(**choices):
+        with app.app_context():
+            for c in db.session.scalars(select(AgentConnection)):
+                if c.connector.name == "Beta":
+                    for column, value in choices.items():
+                        setattr(c, column, value)
+            db.session.commit()
+
+    with requests.post(url, json=body, headers=headers, stream=True, timeout=5) as stream:
+        lines = (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith(b"data:"))
+        assert next(lines)["params"]["notifications"] == asked
+        untick(enabled_prompts=[])
+        first = next(lines)
+        untick(enabled_resources=[])
+        second = next(lines)
+    assert first["method"] == "notifications/prompts/list_changed"
+    assert second["method"] == "notifications/resources/list_changed"
+
+
+def test_a_per_agent_oauth_connector_reads_with_the_agents_own_token(
+    app, served, logged_in, fresh_oauth_peer
+):
+    from tests.oauth_helpers import add_connector as add_oauth_connector
+    from tests.oauth_helpers import connect
+
+    connector_id = add_oauth_connector(app, fresh_oauth_peer.mcp_url, mode="per_agent",
+                                       name="Notes")  # fmt: skip
+    with app.app_context():
+        connector = db.session.get(Connector, connector_id)
+        agent, key = agent_with_tools([connector], name="Ada", enabled={})
+        db.session.add(CatalogItem(connector=connector, kind=ItemKind.RESOURCE,
+                                   key="peer://whoami", definition={"uri": "peer://whoami",
+                                                                    "name": "whoami"}))  # fmt: skip
+        tick(agent, "Notes", prompts=())
+        db.session.commit()
+        agent_id, url = agent.id, served.endpoint(agent)
+    connect(logged_in, connector_id, agent_id)
+    with app.app_context():
+        connection = db.session.get(Agent, agent_id).connections[0]
+        token = connection.access_token_enc.reveal()
+
+    async def main():
+        async with sdk_client(url, key, "auto") as client:
+            return await client.read_resource("peer://whoami")
+
+    assert run(main).contents[0].text == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_lists_are_paged_with_opaque_cursors_and_a_bad_cursor_is_invalid_params(
+    app, peers, monkeypatch
+):
+    from tests.gateway_helpers import AgentClient
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    monkeypatch.setattr(service, "PAGE_SIZE", 1)
+    with app.app_context():
+        alpha = synced_connector(peers[0].url, "Alpha")
+        agent, key = agent_with_tools([alpha], name="Ada")
+        tick(agent, "Alpha")
+        db.session.commit()
+        path = f"/agents/{agent.id}/mcp"
+    headers = modern_headers(key, "prompts/list")
+    names, cursor = [], None
+    with AgentClient(app) as client:
+        while True:
+            params = {"cursor": cursor} if cursor else {}
+            result = client.post(path, json=modern_body("prompts/list", **params),
+                                 headers=headers).json["result"]  # fmt: skip
+            assert result["ttlMs"] == 0 and result["cacheScope"] == "private"
+            names += [p["name"] for p in result["prompts"]]
+            cursor = result.get("nextCursor")
+            if cursor is None:
+                break
+        bad = client.post(path, json=modern_body("prompts/list", cursor="%%%"), headers=headers)
+    assert names == ["alpha__greeting", "alpha__summary"]
+    assert bad.json["error"]["code"] == -32602
+
+
+@pytest.mark.parametrize("connector_name", ["Alpha", "Beta"])
+def test_an_upstream_whose_era_is_unknown_is_probed_in_a_pool_thread(app, surface, connector_name):
+    url, key = surface
+    with app.app_context():
+        connector = db.session.scalar(select(Connector).where(Connector.name == connector_name))
+        connector.protocol_era = connector.protocol_version = None
+        db.session.commit()
+    prefix = "" if connector_name == "Alpha" else "mcpadmin://beta/"
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            return await client.read_resource(prefix + README)
+
+    assert run(main).contents[0].text == "Read me."
+    with app.app_context():
+        connector = db.session.scalar(select(Connector).where(Connector.name == connector_name))
+        assert connector.protocol_era == ("modern" if connector_name == "Alpha" else "legacy")
+
+
+@pytest.mark.parametrize("era", [None, "legacy"])
+def test_an_upstream_that_is_down_is_an_error_naming_the_connector(app, served, era):
+    with app.app_context():
+        connector = Connector(name="Gone", url="http://127.0.0.1:9/mcp", protocol_era=era,
+                              protocol_version="2025-11-25" if era else None)  # fmt: skip
+        db.session.add(CatalogItem(connector=connector, kind=ItemKind.PROMPT, key="ping",
+                                   definition={"name": "ping"}))  # fmt: skip
+        agent, key = agent_with_tools([connector], name="Ada")
+        tick(agent, "Gone", prompts=["ping"], resources=())
+        db.session.commit()
+        url = served.endpoint(agent)
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            try:
+                await client.get_prompt("gone__ping")
+            except MCPError as exc:
+                return exc.error
+
+    error = run(main)
+    assert error.code == -32603 and "Gone could not be reached" in error.message
+    assert [(r.kind, r.outcome) for r in rows(app)] == [("prompt", "upstream_down")]
+    with app.app_context():
+        assert db.session.query(AgentConnection).one().last_call_error
+
+
+def test_a_legacy_subscription_hears_the_upstreams_update_on_its_stream(app, peers):
+    """The 1.30.0 peer sends one resources/updated for each subscription on the subscribing
+    session's GET stream; the stream holding the agent's session relays it under the
+    agent-side URI."""
+    import httpx2
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.gateway_helpers import serving
+
+    app.config["GATEWAY_STREAM_SECONDS"] = 10
+    with app.app_context():
+        beta = synced_connector(peers[1].url, "Beta")
+        agent, key = agent_with_tools([beta], name="Ada")
+        tick(agent, "Beta")
+        db.session.commit()
+        agent_id = agent.id
+    heard = []
+
+    async def handler(message):
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            heard.append(str(message.params.uri))
+
+    async def main(url):
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
+        async with http, Client(streamable_http_client(url, http_client=http), mode="legacy",
+                                message_handler=handler) as client:  # fmt: skip
+            await client.subscribe_resource(README)
+            with anyio.fail_after(8):
+                while not heard:
+                    await anyio.sleep(0.1)
+
+    with serving(app, stream_seconds=10) as served, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_async(main, f"{served.url}/agents/{agent_id}/mcp")
+    assert heard == [README]
