@@ -34,6 +34,7 @@ BENCHMARKS = {
     "gateway": "6. Agent gateway",
     "records": "7. Calls and Audit pages, usage charts",
     "streams": "8. Held agent streams",
+    "surface": "9. Resources and prompts through the gateway vs tools/call",
 }
 PEERS = "6b. Agent gateway beside a peer: ContextForge (--peers)"
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
