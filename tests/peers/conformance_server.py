@@ -30,6 +30,7 @@ import mcp_types as types
 import uvicorn
 from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
+from mcp.server.streamable_http import EventMessage, EventStore
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcp_wrap import Wrapped, add_arguments
@@ -135,6 +136,19 @@ TOOLS = [
     },
     {"name": "test_elicitation_sep1034_defaults", "description": "Asks with default values"},
     {"name": "test_elicitation_sep1330_enums", "description": "Asks with the five enum shapes"},
+    {
+        "name": "test_custom_header",
+        "description": "Echoes its region, which a 2026 client also sends as Mcp-Param-Region",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+            "required": ["region"],
+        },
+    },
+    {
+        "name": "test_reconnection",
+        "description": "Closes its stream, then answers on the resumed one",
+    },
     {"name": "test_missing_capability", "description": "Needs sampling, which it checks first"},
     {"name": "test_streaming_elicitation", "description": "Asks the user while it runs"},
     {"name": "test_logging_tool", "description": "Logs while it runs (when asked to)"},
@@ -494,6 +508,14 @@ async def call(ctx: ServerRequestContext, name: str, arguments: dict) -> dict:
     if name == "echo":
         value = str(arguments.get("text", ""))
         return {"content": [text(value)], "structuredContent": {"text": value}}
+    if name == "test_reconnection":  # [25N/http: Resumability; SEP-1699 server-side disconnect]
+        if ctx.close_sse_stream is not None:
+            await asyncio.sleep(0.1)  # after the priming event went out
+            await ctx.close_sse_stream()
+            await asyncio.sleep(0.3)  # the client reconnects with Last-Event-ID meanwhile
+        return {"content": [text("Reconnection test completed")]}
+    if name == "test_custom_header":  # the SDK checked Mcp-Param-Region against the body
+        return {"content": [text(f"Region: {arguments.get('region', '')}")]}
     if name == "test_logging_tool":
         # At 2026-07-28 the SDK sends these only when the request's _meta asked for a level.
         for message in ("Logging tool started", "Logging tool finished"):
@@ -508,6 +530,29 @@ async def call(ctx: ServerRequestContext, name: str, arguments: dict) -> dict:
             await asyncio.sleep(delay)
         return {"content": [text(f"finished {steps} steps")]}
     raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
+
+
+class Events(EventStore):
+    """Every SSE event the session sent, in memory, so a client can resume a stream with
+    ``Last-Event-ID`` [25N/http: Resumability and Redelivery]."""
+
+    def __init__(self):
+        self.events: list[tuple[str, str, types.JSONRPCMessage | None]] = []
+
+    async def store_event(self, stream_id, message):
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        after = next((i for i, e in enumerate(self.events) if e[0] == last_event_id), None)
+        if after is None:
+            return None
+        stream = self.events[after][1]
+        for event_id, stream_id, message in self.events[after + 1 :]:
+            if stream_id == stream and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream
 
 
 def read(uri: str) -> dict:
@@ -648,7 +693,12 @@ def build(args):
     server.middleware.append(
         RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=server.name)
     )
-    app = server.streamable_http_app(json_response=args.json, stateless_http=args.stateless)
+    app = server.streamable_http_app(
+        json_response=args.json,
+        stateless_http=args.stateless,
+        event_store=None if args.stateless else Events(),
+        retry_interval=500,
+    )
     return Wrapped(app, args)
 
 
