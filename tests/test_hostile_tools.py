@@ -20,8 +20,9 @@ RLO, ZWSP = "\u202e", "\u200b"
 
 @pytest.fixture(scope="module")
 def hostile_peer():
-    """A 2.x server in JSON mode serving the list the test writes with ``set_tools``."""
-    peer = _start("mcp_server.py", "--json", tools=generated_tools(1))
+    """A 2.x server in JSON mode serving the list the test writes with ``set_tools`` (tools
+    only: the sync messages are the tools')."""
+    peer = _start("mcp_server.py", "--json", "--no-surface", tools=generated_tools(1))
     yield peer
     _stop(peer)
 

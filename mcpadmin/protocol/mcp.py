@@ -1,4 +1,5 @@
-"""An MCP client for Streamable HTTP that lists a server's tools and calls them, in either
+"""An MCP client for Streamable HTTP that lists a server's tools (and, for a sync, its
+resources, resource templates and prompts, with its capabilities) and calls them, in either
 protocol era.
 
 - **Modern** (2026-07-28): stateless requests, each carrying its version and client info in
@@ -52,8 +53,8 @@ CLIENT_INFO = {"name": "mcpadmin", "version": "0.1.0"}
 ACCEPT = "application/json, text/event-stream"
 META = "io.modelcontextprotocol/"
 
-MAX_PAGES = 200
-MAX_TOOLS = 10_000
+MAX_PAGES = 200  # per list
+MAX_TOOLS = 10_000  # per list: tools, resources, resource templates, prompts alike
 SYNC_DEADLINE = 120.0  # seconds for a whole listing, every page and handshake included
 
 # JSON-RPC codes [26/ver §Protocol Version Negotiation; 26/base §_meta; 26/chg Minor 12].
@@ -135,8 +136,25 @@ class RpcError(McpError):
         self.code, self.rpc_message, self.data, self.status = code, text, data, status
 
 
+# The lists a sync reads after ``tools/list``, each only when the server declared the
+# capability [26/server/resources §Capabilities; 26/server/prompts §Capabilities]:
+# (Listing field, method, result key, capability, what one item is called).
+SURFACE_LISTS = (
+    ("resources", "resources/list", "resources", "resources", "resource"),
+    ("templates", "resources/templates/list", "resourceTemplates", "resources",
+     "resource template"),
+    ("prompts", "prompts/list", "prompts", "prompts", "prompt"),
+)  # fmt: skip
+
+
 @dataclass
 class Listing:
+    """One sync's listing. ``capabilities`` is what the server declared (initialize result or
+    ``server/discover``; None: not learned). ``resources``/``templates``/``prompts`` are raw
+    wire items, ``[]`` when the capability is not declared, None when they were not listed
+    (the capabilities are unknown, or that list failed: a warning says so) and whatever was
+    stored before should stay."""
+
     tools: list[dict]
     era: str  # "modern" or "legacy"
     version: str
@@ -144,6 +162,10 @@ class Listing:
     ttl_ms: int = 0
     cache_scope: str | None = None
     warnings: list[str] = field(default_factory=list)
+    capabilities: dict | None = None
+    resources: list[dict] | None = None
+    templates: list[dict] | None = None
+    prompts: list[dict] | None = None
 
 
 @dataclass
@@ -217,22 +239,31 @@ class Reply:
     text: str = ""
 
 
+class ListProblem(McpError):
+    """A list answer that cannot be followed (no list, endless pages, too many items)."""
+
+
 class Restart(Exception):
     """Start again: the listing (an invalid cursor), or a call or listing in a new legacy
     session (the pooled one vanished: 404)."""
 
 
 class Client:
-    """Lists one server's tools or calls one of them. ``era``/``version`` are a cached verdict
-    from earlier (None: probe). ``pool`` keeps legacy sessions between calls (without one, a
-    call opens a session and closes it). ``deadline`` bounds the whole listing or call. Not
-    thread-safe; build one per sync or call (the pool is what is shared)."""
+    """Lists one server's tools (and resources, templates, prompts) or calls one of them.
+    ``era``/``version`` are a cached verdict from earlier (None: probe); ``capabilities``
+    the server's capabilities cached with them (a remembered modern era skips
+    ``server/discover`` when they are given). ``pool`` keeps legacy sessions between calls
+    (without one, a call opens a session and closes it). ``deadline`` bounds the whole
+    listing or call. Not thread-safe; build one per sync or call (the pool is what is
+    shared)."""
 
     def __init__(self, http: Http, url: str, headers: dict | None = None, *, era=None,
                  version=None, max_pages=MAX_PAGES, max_tools=MAX_TOOLS,
-                 deadline=SYNC_DEADLINE, pool: SessionPool | None = None):  # fmt: skip
+                 deadline=SYNC_DEADLINE, pool: SessionPool | None = None,
+                 capabilities: dict | None = None):  # fmt: skip
         self.http, self.url, self.auth = http, url, dict(headers or {})
         self.era, self.version = era, version
+        self.capabilities = capabilities if isinstance(capabilities, dict) else None
         self.max_pages, self.max_tools = max_pages, max_tools
         self.pool = pool
         self.requests = 0
@@ -240,15 +271,20 @@ class Client:
         self._ends = time.monotonic() + deadline
         self._next_id = 0
         self._task = "listing its tools"  # for the deadline's message
+        self._surface = False  # list resources, templates and prompts after the tools
 
-    def list_tools(self) -> Listing:
-        """Every tool the server lists, all pages, in one era.
+    def list_tools(self, *, surface: bool = False) -> Listing:
+        """Every tool the server lists, all pages, in one era; with ``surface``, then, in the
+        same session, its resources, resource templates and prompts, each only when the
+        server declared the capability (``Listing``; a failed list after the tools is a
+        warning, not a failure). Without it those stay None.
 
         :raise Unauthorized, Forbidden: 401/403 (the caller may refresh and retry).
         :raise McpError: anything else (HTTP failures included, and a credential header that
             cannot be sent), one sentence for the operator.
         """
         check_sendable(self.auth)
+        self._surface = surface
         try:
             return self._list_tools()
         except HttpError as exc:
@@ -345,6 +381,8 @@ class Client:
                 result = reply.message.get("result")
                 supported = result.get("supportedVersions") if isinstance(result, dict) else None
                 mutual = _mutual(supported if isinstance(supported, list) else [])
+                if mutual:
+                    self.capabilities = _capabilities(result)
                 return mutual  # None: only legacy versions, or a result we cannot read
             if not isinstance(error, dict):
                 if 200 <= reply.status < 300 and reply.message is None:
@@ -378,21 +416,32 @@ class Client:
     # -- modern era ------------------------------------------------------------------------
 
     def _modern(self, version: str) -> Listing:
-        listing = Listing(tools=[], era="modern", version=version, ttl_ms=None)
         for _attempt in range(2):
+            listing = Listing(tools=[], era="modern", version=version, ttl_ms=None)
             try:
                 self._pages(listing, partial(self._call_modern, version))
                 break
             except Restart:
-                listing.tools, listing.ttl_ms, listing.cache_scope = [], None, None
+                continue
         else:
             raise McpError("The server refused its own page cursor twice; listing abandoned.")
         listing.ttl_ms = listing.ttl_ms or 0
         return self._finish(listing)
 
-    def _call_modern(self, version, params):
-        reply = self._post(self._request("tools/list", params, version), version, "tools/list")
-        return result_of(reply, self.url, "tools/list")
+    def _call_modern(self, version, method, params):
+        reply = self._post(self._request(method, params, version), version, method)
+        return result_of(reply, self.url, method)
+
+    def _discover(self, version) -> dict | None:
+        """The capabilities of a modern server whose era was remembered without them
+        [26/server/discover]; None (with a warning from the caller) if it will not say."""
+        try:
+            return _capabilities(self._call_modern(version, "server/discover", {}))
+        except (Unauthorized, Forbidden, ConnectionLost, TimedOut):
+            raise
+        except McpError as exc:
+            log.info("server/discover at %s failed after tools/list: %s", self.url, exc)
+            return None
 
     # -- legacy era ------------------------------------------------------------------------
 
@@ -412,7 +461,8 @@ class Client:
         raise McpError("The server lost the session twice in a row (404); listing abandoned.")
 
     def _initialize(self) -> tuple[str | None, str]:
-        """[25N/life §Initialization]: the session id (may be None) and the agreed version."""
+        """[25N/life §Initialization]: the session id (may be None) and the agreed version;
+        the server's capabilities from the initialize result go to ``self.capabilities``."""
         steps = handshake(self.url, self._new_id)
         step = next(steps)
         while True:
@@ -420,17 +470,19 @@ class Client:
                 answer = self._close(step.session, None)
             else:
                 answer = self._post(step.message, step.version, session=step.session)
+                if step.message.get("method") == "initialize" and answer.message:
+                    self.capabilities = _capabilities(answer.message.get("result"))
             try:
                 step = steps.send(answer)
             except StopIteration as done:
                 return done.value
 
-    def _call_legacy(self, session, version, params):
-        request = self._request("tools/list", params)
+    def _call_legacy(self, session, version, method, params):
+        request = self._request(method, params)
         reply = self._post(request, legacy_version_header(version), session=session)
         if reply.status == 404 and session:
             raise Restart()  # [25N/http §Session Management]: start a new session
-        return result_of(reply, self.url, "tools/list", initialized=True)
+        return result_of(reply, self.url, method, initialized=True)
 
     def _close(self, session, version):
         """DELETE the session [25N/http §Session Management]; 405 (not allowed) is fine."""
@@ -540,8 +592,50 @@ class Client:
     # -- pagination ------------------------------------------------------------------------
 
     def _pages(self, listing: Listing, call):
-        """Follow ``nextCursor`` to the end [26/page §Implementation Guidelines], bounded."""
-        cursor, seen = None, set()
+        """Every list of the listing, in one era: ``call(method, params)`` answers a result.
+        Tools first (a failure fails the listing), then each surface list the server
+        declared (a failure is a warning, and that list stays None)."""
+        listing.tools = self._list(partial(call, "tools/list"), "tools", "tool", listing)
+        listing.capabilities = self.capabilities
+        if not self._surface:
+            return
+        if listing.era == "modern" and self.capabilities is None:
+            self.capabilities = self._discover(listing.version)
+        listing.capabilities = self.capabilities
+        if listing.capabilities is None:
+            listing.warnings.append(
+                "The server did not say what it offers besides tools; its stored resources, "
+                "templates and prompts are kept."
+            )
+            return
+        for name, method, key, capability, noun in SURFACE_LISTS:
+            if not isinstance(listing.capabilities.get(capability), dict):
+                setattr(listing, name, [])  # not offered [26/server/resources §Capabilities]
+                continue
+            try:
+                setattr(listing, name, self._list(partial(call, method), key, noun))
+            except RpcError as exc:
+                if name == "templates" and exc.code == METHOD_NOT_FOUND:
+                    setattr(listing, name, [])  # resources without templates
+                    continue
+                listing.warnings.append(f"Listing the {noun}s failed ({exc}); the stored "
+                                        f"{noun}s are kept.")  # fmt: skip
+            except ListProblem as exc:
+                listing.warnings.append(f"{exc} The stored {noun}s are kept.")
+            except Restart:
+                # A refused cursor or a lost session after the tools were listed: the tools
+                # stand; this list is left for the next sync.
+                listing.warnings.append(f"The server broke off listing its {noun}s (a page "
+                                        f"was refused); the stored {noun}s are kept.")  # fmt: skip
+
+    def _list(self, call, key: str, noun: str, listing: Listing | None = None) -> list:
+        """Follow ``nextCursor`` to the end [26/page §Implementation Guidelines], bounded;
+        ``listing`` (tools only) collects the cache fields of a modern answer.
+
+        :raise Restart: the server refused its own cursor (drop everything, start over).
+        :raise ListProblem: an answer without the list, or too many pages or items.
+        """
+        items, cursor, seen = [], None, set()
         for _page in range(self.max_pages):
             params = {} if cursor is None else {"cursor": cursor}
             try:
@@ -550,25 +644,28 @@ class Client:
                 if cursor is not None and exc.code == INVALID_PARAMS:
                     raise Restart() from exc  # invalid cursor: drop pages, start over
                 raise
-            tools = result.get("tools")
-            if not isinstance(tools, list):
-                raise McpError("The server's tools/list answer has no tool list.")
+            page = result.get(key)
+            if not isinstance(page, list):
+                raise ListProblem(f"The server's {noun} list answer has no {noun} list."
+                                  if key != "tools" else
+                                  "The server's tools/list answer has no tool list.")  # fmt: skip
             self._pages_listed += 1
-            listing.tools.extend(tools)
-            if len(listing.tools) > self.max_tools:
-                raise McpError(f"The server lists more than {self.max_tools} tools; stopped.")
-            if listing.era == "modern":
+            items.extend(page)
+            if len(items) > self.max_tools:
+                raise ListProblem(f"The server lists more than {self.max_tools} {noun}s; stopped.")
+            if listing is not None and listing.era == "modern":
                 _cache_fields(listing, result)
             cursor = result.get("nextCursor")
             if cursor is None:
-                return
+                return items
             if not isinstance(cursor, str) or cursor in seen:
-                raise McpError("The server sent the same page cursor twice; stopped listing.")
+                raise ListProblem("The server sent the same page cursor twice; stopped listing.")
             seen.add(cursor)
-        raise McpError(f"The server's tool list goes on past {self.max_pages} pages; stopped.")
+        raise ListProblem(f"The server's {noun} list goes on past {self.max_pages} pages; stopped.")
 
     def _finish(self, listing: Listing) -> Listing:
-        listing.tools, listing.warnings = checked_tools(listing.tools)
+        listing.tools, warnings = checked_tools(listing.tools)
+        listing.warnings[:0] = warnings  # after them, those of the lists that followed
         for warning in listing.warnings:
             log.warning("%s: %s", self.url, warning)
         listing.requests = self.requests
@@ -1092,6 +1189,12 @@ def _cache_fields(listing: Listing, result: dict):
         listing.cache_scope = "private"
     elif scope == "public":
         listing.cache_scope = "public"
+
+
+def _capabilities(result) -> dict | None:
+    """The ``capabilities`` object of an initialize or ``server/discover`` result, if any."""
+    capabilities = result.get("capabilities") if isinstance(result, dict) else None
+    return capabilities if isinstance(capabilities, dict) else None
 
 
 def is_standard_tool_name(name: str) -> bool:

@@ -1,4 +1,5 @@
-"""Listing a server's tools with the right credential: the pair's headers, one retry with a
+"""Listing a server's tools (then its resources, templates and prompts, in the same
+session) with the right credential: the pair's headers, one retry with a
 refreshed OAuth token after a 401, and every refusal turned into a ``SyncError`` whose
 sentence the operator reads (the holder is moved through ``lifecycle`` where the credential
 is at fault)."""
@@ -30,7 +31,9 @@ NO_AGENT_YET = ("No agent has connected yet: the server lists its tools only wit
 
 
 def list_tools(connector: Connector, connection: AgentConnection | None) -> mcp.Listing:
-    """The server's listing, with the pair's credential (none when nothing is stored).
+    """The server's listing, tools and the rest it declared, with the pair's credential
+    (none when nothing is stored). The capabilities stored at the last sync spare a
+    remembered modern server the ``server/discover``.
 
     :raise SyncError: the listing failed; a dead grant or a step-up was already recorded on
         the holder.
@@ -42,15 +45,16 @@ def list_tools(connector: Connector, connection: AgentConnection | None) -> mcp.
         headers,
         era=connector.protocol_era,
         version=connector.protocol_version,
+        capabilities=connector.server_capabilities,
     )
     try:
         try:
-            return client.list_tools()
+            return client.list_tools(surface=True)
         except mcp.Unauthorized:
             if connector.auth_type != "oauth" or not headers:
                 raise
             client.auth = _headers(connector, connection, force_refresh=True)
-            return client.list_tools()
+            return client.list_tools(surface=True)
     except mcp.Unauthorized as exc:
         if connector.auth_type == "oauth" and headers:
             reason = "The server refused the access token even after a refresh: Reconnect."

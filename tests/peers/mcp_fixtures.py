@@ -17,11 +17,11 @@ LEGACY_PYTHON = os.path.join(ROOT, ".venv-mcp1", "bin", "python")
 
 
 class McpPeer:
-    """A running peer: its MCP URL, the requests it received, and (with a tools file) the
-    tool list it serves."""
+    """A running peer: its MCP URL, the requests it received, and (with a tools file or a
+    surface file) the tool list or the resources, templates and prompts it serves."""
 
-    def __init__(self, peer, tools_file=None):
-        self.peer, self.tools_file = peer, tools_file
+    def __init__(self, peer, tools_file=None, surface_file=None):
+        self.peer, self.tools_file, self.surface_file = peer, tools_file, surface_file
 
     @property
     def url(self) -> str:
@@ -32,27 +32,63 @@ class McpPeer:
         return requests.get(self.peer.base_url + "/_stats", timeout=5).json()["requests"]
 
     def set_tools(self, tools: list[dict]):
-        with open(self.tools_file, "w", encoding="utf-8") as f:
-            json.dump(tools, f)
+        _write(self.tools_file, tools)
+
+    def set_surface(self, surface: dict):
+        """Serve ``{"resources": [...], "templates": [...], "prompts": [...]}`` (wire dicts)
+        from the next request on."""
+        _write(self.surface_file, surface)
 
 
-def _start(script, *args, python=None, tools=None):
-    tools_file = None
-    if tools is not None:
-        fd, tools_file = tempfile.mkstemp(suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(tools, f)
+def surface_fixtures() -> dict:
+    """The resources, templates and prompts a peer serves by default (``surface.py``), as a
+    surface file's content, for a test to change and ``set_surface``."""
+    from .surface import PROMPTS, RESOURCES, TEMPLATES
+
+    return json.loads(json.dumps({"resources": RESOURCES, "templates": TEMPLATES,
+                                  "prompts": PROMPTS}))  # fmt: skip
+
+
+def _write(path, content):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f)
+
+
+def _temp(content) -> str:
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    _write(path, content)
+    return path
+
+
+def _start(script, *args, python=None, tools=None, surface=None):
+    """Start an MCP peer; ``tools`` (a tool list) and ``surface`` (a surface file's content)
+    go to files the test can rewrite (``set_tools``, ``set_surface``)."""
+    tools_file = _temp(tools) if tools is not None else None
+    surface_file = _temp(surface) if surface is not None else None
+    if tools_file:
         args = (*args, "--tools-file", tools_file)
+    if surface_file:
+        args = (*args, "--surface-file", surface_file)
     if python is not None and not os.path.exists(python):
         raise RuntimeError(f"{python} is missing: run scripts/test to install the mcp 1.x peer")
     peer = start(script, *args, **({"python": python} if python else {}))
-    return McpPeer(peer, tools_file)
+    return McpPeer(peer, tools_file, surface_file)
 
 
 def _stop(mcp_peer):
     mcp_peer.peer.stop()
-    if mcp_peer.tools_file:
-        os.unlink(mcp_peer.tools_file)
+    for path in (mcp_peer.tools_file, mcp_peer.surface_file):
+        if path:
+            os.unlink(path)
+
+
+def _tools_only(script, *args, **kwargs):
+    return _start(script, "--no-surface", *args, **kwargs)
+
+
+# The fixtures below serve tools only (``--no-surface``): their request counts are the tool
+# listing's. ``surface_peer`` and ``legacy_surface_peer`` serve resources and prompts too.
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +97,7 @@ def modern_peer():
     an event stream); its tool list comes from a file tests rewrite."""
     from .mcp_wrap import generated_tools
 
-    peer = _start("mcp_server.py", "--notify", "--ttl-ms", "600000", tools=generated_tools(3))
+    peer = _tools_only("mcp_server.py", "--notify", "--ttl-ms", "600000", tools=generated_tools(3))
     yield peer
     _stop(peer)
 
@@ -69,7 +105,7 @@ def modern_peer():
 @pytest.fixture(scope="session")
 def json_peer():
     """2.x in JSON-response mode."""
-    peer = _start("mcp_server.py", "--json", "--tools", "4")
+    peer = _tools_only("mcp_server.py", "--json", "--tools", "4")
     yield peer
     _stop(peer)
 
@@ -79,7 +115,7 @@ def legacy_peer():
     """1.30.0 (legacy only), stateful, SSE responses; tool list from a file."""
     from .mcp_wrap import generated_tools
 
-    peer = _start("mcp_legacy_server.py", python=LEGACY_PYTHON, tools=generated_tools(3))
+    peer = _tools_only("mcp_legacy_server.py", python=LEGACY_PYTHON, tools=generated_tools(3))
     yield peer
     _stop(peer)
 
@@ -87,8 +123,8 @@ def legacy_peer():
 @pytest.fixture(scope="session")
 def stateless_legacy_peer():
     """1.30.0, stateless (no session id), JSON responses."""
-    peer = _start("mcp_legacy_server.py", "--stateless", "--json", "--tools", "2",
-                  python=LEGACY_PYTHON)  # fmt: skip
+    peer = _tools_only("mcp_legacy_server.py", "--stateless", "--json", "--tools", "2",
+                       python=LEGACY_PYTHON)  # fmt: skip
     yield peer
     _stop(peer)
 
@@ -96,7 +132,7 @@ def stateless_legacy_peer():
 @pytest.fixture(scope="session")
 def bearer_peer():
     """2.x requiring ``Authorization: Bearer peer-token``."""
-    peer = _start("mcp_server.py", "--bearer", "peer-token", "--tools", "2")
+    peer = _tools_only("mcp_server.py", "--bearer", "peer-token", "--tools", "2")
     yield peer
     _stop(peer)
 
@@ -104,8 +140,8 @@ def bearer_peer():
 @pytest.fixture(scope="session")
 def api_key_peer():
     """1.30.0 requiring the header ``X-Api-Key: peer-key``."""
-    peer = _start("mcp_legacy_server.py", "--api-key", "X-Api-Key=peer-key", "--tools", "2",
-                  python=LEGACY_PYTHON)  # fmt: skip
+    peer = _tools_only("mcp_legacy_server.py", "--api-key", "X-Api-Key=peer-key", "--tools", "2",
+                       python=LEGACY_PYTHON)  # fmt: skip
     yield peer
     _stop(peer)
 
@@ -113,7 +149,7 @@ def api_key_peer():
 @pytest.fixture(scope="session")
 def paged_peer():
     """2.x with 250 tools, 40 per page (7 pages)."""
-    peer = _start("mcp_server.py", "--tools", "250", "--page-size", "40")
+    peer = _tools_only("mcp_server.py", "--tools", "250", "--page-size", "40")
     yield peer
     _stop(peer)
 
@@ -121,7 +157,7 @@ def paged_peer():
 @pytest.fixture(scope="session")
 def dropping_peer():
     """2.x that cuts every tools/list answer off mid-stream."""
-    peer = _start("mcp_server.py", "--drop")
+    peer = _tools_only("mcp_server.py", "--drop")
     yield peer
     _stop(peer)
 
@@ -129,6 +165,28 @@ def dropping_peer():
 @pytest.fixture(scope="session")
 def slow_peer():
     """2.x that waits 3 seconds before answering tools/list."""
-    peer = _start("mcp_server.py", "--slow", "3")
+    peer = _tools_only("mcp_server.py", "--slow", "3")
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def surface_peer():
+    """2.x (both eras) serving ``surface.py``'s resources, templates and prompts from a file
+    tests rewrite (``set_surface``), and 3 tools."""
+    from .mcp_wrap import generated_tools
+
+    peer = _start("mcp_server.py", tools=generated_tools(3), surface=surface_fixtures())
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(scope="session")
+def legacy_surface_peer():
+    """1.30.0 (legacy only) serving the same, from a file tests rewrite."""
+    from .mcp_wrap import generated_tools
+
+    peer = _start("mcp_legacy_server.py", python=LEGACY_PYTHON, tools=generated_tools(3),
+                  surface=surface_fixtures())  # fmt: skip
     yield peer
     _stop(peer)

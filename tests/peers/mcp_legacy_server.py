@@ -3,15 +3,19 @@
 ``server/discover`` gets a JSON-RPC error and clients must fall back.
 
 Run with ``.venv-mcp1/bin/python``: ``mcp_legacy_server.py --port N [--tools 3]
-[--tools-file F] [--json] [--stateless] [--bearer T] [--api-key NAME=VALUE] [--call-tools]``;
-``tools/call`` answers the tools of ``call_tools.py`` (listed too with ``--call-tools``).
+[--tools-file F] [--page-size N] [--json] [--stateless] [--bearer T] [--api-key NAME=VALUE]
+[--call-tools] [--surface-file F | --no-surface]``; ``tools/call`` answers the tools of
+``call_tools.py`` (listed too with ``--call-tools``); resources, templates, prompts and
+completions are ``surface.py``'s.
 """
 
 import argparse
+import asyncio
 import contextlib
 
 import call_tools
 import mcp.types as types
+import surface
 import uvicorn
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -22,12 +26,36 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 
-def build(args):
-    server = Server("legacy-peer", version="1.0.0")
+class SubscribingServer(Server):
+    """1.30.0 declares ``resources.subscribe: false`` whatever is registered; this one says
+    true when ``resources/subscribe`` is handled."""
 
-    @server.list_tools()
-    async def list_tools() -> list[types.Tool]:
-        return [types.Tool.model_validate(t) for t in call_tools.served(args)]
+    def get_capabilities(self, notification_options, experimental_capabilities):
+        capabilities = super().get_capabilities(notification_options, experimental_capabilities)
+        if capabilities.resources and types.SubscribeRequest in self.request_handlers:
+            capabilities.resources.subscribe = True
+        return capabilities
+
+
+def _listed(args, request, items, result_type, key):
+    try:
+        page, next_cursor = surface.page(items, request.params.cursor if request.params else None,
+                                         args.page_size)  # fmt: skip
+    except surface.Invalid as exc:
+        raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=str(exc))) from None
+    return types.ServerResult(result_type.model_validate({key: page, "nextCursor": next_cursor}))
+
+
+def build(args):
+    server = SubscribingServer("legacy-peer", version="1.0.0")
+
+    async def list_tools(request: types.ListToolsRequest) -> types.ServerResult:
+        tools = call_tools.served(args)
+        return _listed(args, request, tools, types.ListToolsResult, "tools")
+
+    server.request_handlers[types.ListToolsRequest] = list_tools
+    if not args.no_surface:
+        _serve_surface(server, args)
 
     async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
         # Registered directly, not with ``@server.call_tool()``, which turns every exception
@@ -80,10 +108,85 @@ def build(args):
     return Wrapped(app, args)
 
 
+def _serve_surface(server, args):
+    """Handlers for ``surface.py``'s resources, templates, prompts and completions,
+    registered directly so the lists can be paged."""
+
+    async def list_resources(request: types.ListResourcesRequest) -> types.ServerResult:
+        resources = surface.load(args)["resources"]
+        return _listed(args, request, resources, types.ListResourcesResult, "resources")
+
+    async def list_templates(request: types.ListResourceTemplatesRequest) -> types.ServerResult:
+        templates = surface.load(args)["templates"]
+        return _listed(args, request, templates, types.ListResourceTemplatesResult,
+                       "resourceTemplates")  # fmt: skip
+
+    async def list_prompts(request: types.ListPromptsRequest) -> types.ServerResult:
+        prompts = surface.load(args)["prompts"]
+        return _listed(args, request, prompts, types.ListPromptsResult, "prompts")
+
+    async def read_resource(request: types.ReadResourceRequest) -> types.ServerResult:
+        try:
+            contents = surface.read(args, str(request.params.uri))
+        except surface.NotFound as exc:
+            # [25N/server/resources#error-handling] resource not found: -32002
+            raise McpError(types.ErrorData(code=-32002, message=str(exc))) from None
+        return types.ServerResult(types.ReadResourceResult.model_validate({"contents": contents}))
+
+    async def get_prompt(request: types.GetPromptRequest) -> types.ServerResult:
+        params = request.params
+        try:
+            result = surface.get_prompt(args, params.name, params.arguments)
+        except (surface.NotFound, surface.Invalid) as exc:
+            raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=str(exc))) from None
+        return types.ServerResult(types.GetPromptResult.model_validate(result))
+
+    async def complete(request: types.CompleteRequest) -> types.ServerResult:
+        ref = request.params.ref.model_dump(by_alias=True, mode="json")
+        argument = request.params.argument.model_dump(by_alias=True, mode="json")
+        completion = surface.complete(ref, argument)
+        return types.ServerResult(types.CompleteResult.model_validate({"completion": completion}))
+
+    async def subscribe(request: types.SubscribeRequest) -> types.ServerResult:
+        # One notifications/resources/updated on the session's GET stream, soon after the
+        # answer (so the client has its GET stream open by then).
+        session, uri = server.request_context.session, str(request.params.uri)
+
+        async def updated():
+            await asyncio.sleep(0.3)
+            with contextlib.suppress(Exception):  # the session may be gone by then
+                await session.send_resource_updated(uri)
+
+        task = asyncio.get_running_loop().create_task(updated())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        return types.ServerResult(types.EmptyResult())
+
+    async def unsubscribe(request: types.UnsubscribeRequest) -> types.ServerResult:
+        return types.ServerResult(types.EmptyResult())
+
+    server.request_handlers.update(
+        {
+            types.ListResourcesRequest: list_resources,
+            types.ListResourceTemplatesRequest: list_templates,
+            types.ReadResourceRequest: read_resource,
+            types.SubscribeRequest: subscribe,
+            types.UnsubscribeRequest: unsubscribe,
+            types.ListPromptsRequest: list_prompts,
+            types.GetPromptRequest: get_prompt,
+            types.CompleteRequest: complete,
+        }
+    )
+
+
+_tasks = set()  # the pending resources/updated notifications (a task needs a reference)
+
+
 def main():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     parser.add_argument("--call-tools", action="store_true", help="list call_tools.TOOLS too")
+    surface.add_arguments(parser)
     args = parser.parse_args()
     uvicorn.run(build(args), host="127.0.0.1", port=args.port, log_level="warning")
 

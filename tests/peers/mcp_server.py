@@ -1,37 +1,27 @@
 """An MCP server on the official SDK's 2.x line, which serves both protocol eras on one
 endpoint: ``server/discover`` + stateless requests (2026-07-28) and the ``initialize``
-handshake with sessions (2025-xx). Built on the low-level ``Server`` so ``tools/list`` can be
-paged (``--page-size``) and the list re-read from ``--tools-file`` on every call.
+handshake with sessions (2025-xx). Built on the low-level ``Server`` so every list can be
+paged (``--page-size``) and re-read from ``--tools-file`` / ``--surface-file`` on every call.
 
 Run: ``python mcp_server.py --port N [--tools 50] [--page-size 100] [--json] [--stateless]
 [--bearer TOKEN] [--api-key NAME=VALUE] [--drop] [--slow S] [--ttl-ms MS] [--notify]
-[--call-tools]``; ``tools/call`` answers the tools of ``call_tools.py`` (listed too with
-``--call-tools``).
+[--call-tools] [--surface-file F | --no-surface]``; ``tools/call`` answers the tools of
+``call_tools.py`` (listed too with ``--call-tools``); resources, templates, prompts and
+completions are ``surface.py``'s.
 """
 
 import argparse
-import base64
+import asyncio
+import contextlib
 
 import call_tools
 import mcp_types as types
+import surface
 import uvicorn
 from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcp_wrap import Wrapped, add_arguments
-
-
-def cursor_for(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
-
-
-def offset_of(cursor: str) -> int:
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind != "offset":
-            raise ValueError(cursor)
-        return int(value)
-    except ValueError:
-        raise MCPError(types.INVALID_PARAMS, "Invalid cursor") from None
 
 
 def build(args):
@@ -41,15 +31,9 @@ def build(args):
             await ctx.session.send_progress_notification(
                 "peer", 0.5, message="listing", related_request_id=ctx.request_id
             )
-        start = offset_of(params.cursor) if params and params.cursor is not None else 0
-        size = args.page_size or len(tools) or 1
-        page = tools[start : start + size]
-        more = start + size < len(tools)
+        page, next_cursor = _page(tools, params, args)
         return types.ListToolsResult(
-            tools=page,
-            next_cursor=cursor_for(start + size) if more else None,
-            ttl_ms=args.ttl_ms,
-            cache_scope="public",
+            tools=page, next_cursor=next_cursor, ttl_ms=args.ttl_ms, cache_scope="public"
         )
 
     async def call_tool(ctx: ServerRequestContext, params: types.CallToolRequestParams):
@@ -72,15 +56,97 @@ def build(args):
             raise MCPError(exc.code, exc.message) from None
         return types.CallToolResult.model_validate(result)
 
-    server = Server("peer", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
+    handlers = {} if args.no_surface else _surface_handlers(args)
+    server = Server("peer", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool,
+                    **handlers)  # fmt: skip
     app = server.streamable_http_app(json_response=args.json, stateless_http=args.stateless)
     return Wrapped(app, args)
+
+
+def _page(items, params, args):
+    try:
+        return surface.page(items, params.cursor if params else None, args.page_size)
+    except surface.Invalid as exc:
+        raise MCPError(types.INVALID_PARAMS, str(exc)) from None
+
+
+def _surface_handlers(args) -> dict:
+    """The handlers that serve ``surface.py``'s resources, templates, prompts and
+    completions; the SDK derives the capabilities from which ones are registered."""
+
+    async def list_resources(ctx, params):
+        page, next_cursor = _page(surface.load(args)["resources"], params, args)
+        listed = {"resources": page, "nextCursor": next_cursor}
+        return types.ListResourcesResult.model_validate(listed)
+
+    async def list_templates(ctx, params):
+        page, next_cursor = _page(surface.load(args)["templates"], params, args)
+        listed = {"resourceTemplates": page, "nextCursor": next_cursor}
+        return types.ListResourceTemplatesResult.model_validate(listed)
+
+    async def list_prompts(ctx, params):
+        page, next_cursor = _page(surface.load(args)["prompts"], params, args)
+        listed = {"prompts": page, "nextCursor": next_cursor}
+        return types.ListPromptsResult.model_validate(listed)
+
+    async def read_resource(ctx: ServerRequestContext, params: types.ReadResourceRequestParams):
+        try:
+            contents = surface.read(args, str(params.uri))
+        except surface.NotFound as exc:
+            # [26/server/resources#error-handling] -32602 since 2026-07-28 (-32002 retired);
+            # [25N/server/resources#error-handling] -32002 before.
+            modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+            raise MCPError(types.INVALID_PARAMS if modern else -32002, str(exc)) from None
+        return types.ReadResourceResult.model_validate({"contents": contents})
+
+    async def get_prompt(ctx, params: types.GetPromptRequestParams):
+        try:
+            result = surface.get_prompt(args, params.name, params.arguments)
+        except (surface.NotFound, surface.Invalid) as exc:
+            raise MCPError(types.INVALID_PARAMS, str(exc)) from None
+        return types.GetPromptResult.model_validate(result)
+
+    async def complete(ctx, params: types.CompleteRequestParams):
+        ref = params.ref.model_dump(by_alias=True, mode="json")
+        argument = params.argument.model_dump(by_alias=True, mode="json")
+        completion = surface.complete(ref, argument)
+        return types.CompleteResult.model_validate({"completion": completion})
+
+    async def subscribe(ctx: ServerRequestContext, params: types.SubscribeRequestParams):
+        # Legacy only: one notifications/resources/updated on the session's GET stream,
+        # soon after the answer (so the client has its GET stream open by then).
+        async def updated():
+            await asyncio.sleep(0.3)
+            with contextlib.suppress(Exception):  # the session may be gone by then
+                await ctx.session.send_resource_updated(str(params.uri))
+
+        task = asyncio.get_running_loop().create_task(updated())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        return types.EmptyResult()
+
+    async def unsubscribe(ctx, params: types.UnsubscribeRequestParams):
+        return types.EmptyResult()
+
+    return {
+        "on_list_resources": list_resources,
+        "on_list_resource_templates": list_templates,
+        "on_read_resource": read_resource,
+        "on_subscribe_resource": subscribe,
+        "on_unsubscribe_resource": unsubscribe,
+        "on_list_prompts": list_prompts,
+        "on_get_prompt": get_prompt,
+        "on_completion": complete,
+    }
+
+
+_tasks = set()  # the pending resources/updated notifications (a task needs a reference)
 
 
 def main():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    parser.add_argument("--page-size", type=int, default=0)
+    surface.add_arguments(parser)
     parser.add_argument("--ttl-ms", type=int, default=0)
     parser.add_argument("--notify", action="store_true", help="progress before tools/list")
     parser.add_argument("--call-tools", action="store_true", help="list call_tools.TOOLS too")
