@@ -258,12 +258,19 @@ def serve_gateway(instance_path: str, database_uri: str, workers: int = 2):
         log.close()
 
 
-def seed_agent(connectors, name: str = "Agent", keep_tool_names: bool = False):
+def seed_agent(
+    connectors,
+    name: str = "Agent",
+    keep_tool_names: bool = False,
+    all_prompts: bool = False,
+    all_resources: bool = False,
+):
     """In the app context: sync each of ``connectors`` (unsaved ``Connector`` rows), give a
-    new agent every tool of each, and a key. Answers ``(agent_id, key, tool_names)``, the
-    names as the connectors' servers give them."""
+    new agent every tool of each, and a key; with ``all_prompts`` every prompt the sync stored
+    too, with ``all_resources`` all of each connector's resources and templates (``["*"]``).
+    Answers ``(agent_id, key, tool_names)``, the names as the connectors' servers give them."""
     from mcpadmin.extensions import db
-    from mcpadmin.models import Agent, AgentConnection
+    from mcpadmin.models import Agent, AgentConnection, CatalogItem
     from mcpadmin.services import agent_keys, sync
 
     agent = Agent(name=name, keep_tool_names=keep_tool_names)
@@ -273,7 +280,15 @@ def seed_agent(connectors, name: str = "Agent", keep_tool_names: bool = False):
     for connector in connectors:
         sync.sync_tools(connector)
         tools = sorted(t.name for t in connector.tools)
-        db.session.add(AgentConnection(agent=agent, connector=connector, enabled_tools=tools))
+        connection = AgentConnection(agent=agent, connector=connector, enabled_tools=tools)
+        if all_prompts:
+            prompts = db.session.scalars(
+                db.select(CatalogItem.key).filter_by(connector_id=connector.id, kind="prompt")
+            )
+            connection.enabled_prompts = sorted(prompts)
+        if all_resources:
+            connection.enabled_resources = ["*"]
+        db.session.add(connection)
         names.extend(tools)
     _, key = agent_keys.create(agent, "tests")
     db.session.commit()

@@ -32,6 +32,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.streamable_http import EventMessage, EventStore
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcp_wrap import Wrapped, add_arguments
 
@@ -325,18 +326,24 @@ def state_of(ctx: ServerRequestContext) -> str | None:
 async def ask(ctx: ServerRequestContext, requests: dict, state: str | None = None) -> dict:
     """The client's answers to ``requests`` (``{key: {"method", "params"}}``), as JSON.
 
-    At 2025-11-25 each is sent as a JSON-RPC request on the call's stream, in turn (the
-    client's refusal, e.g. an undeclared capability, propagates as the SDK raises it). At
+    At 2025-11-25 each is sent as a JSON-RPC request on the call's stream, in turn, each
+    awaited 30 s at most (the client's refusal, e.g. an undeclared capability, propagates as
+    the SDK raises it). At
     2026-07-28 the answers come with the retried request [26/mrtr]; while one is missing this
     raises ``InputRequired`` asking for the missing ones (the SHOULD of SEP-2322: re-request,
     don't fail), with ``state`` as the ``requestState``. Answers to keys not asked are ignored.
     """
     if not modern(ctx):
+        # On the call's own stream: the client may not have opened its GET stream yet.
+        on_the_call = ServerMessageMetadata(related_request_id=ctx.request_id)
         answers = {}
         for key, request in requests.items():
             request_type, result_type = ANSWER_TYPES[request["method"]]
             answer = await ctx.session.send_request(
-                request_type.model_validate(request), result_type
+                request_type.model_validate(request),
+                result_type,
+                request_read_timeout_seconds=30,
+                metadata=on_the_call,
             )
             answers[key] = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
         return answers
