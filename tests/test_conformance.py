@@ -124,7 +124,17 @@ NOT_YET = {
     "tools-call-elicitation": ASKS,
     "elicitation-sep1034-defaults": ASKS,
     "elicitation-sep1330-enums": ASKS,
-    **{s: MRTR for s in INPUT_REQUIRED},
+    # unsupported-methods and ignore-extra-params pass already: the gateway returns no
+    # input_required on a list, and relays a call carrying every answer as a plain call.
+    **{
+        s: MRTR
+        for s in INPUT_REQUIRED
+        if s
+        not in (
+            "input-required-result-unsupported-methods",
+            "input-required-result-ignore-extra-params",
+        )
+    },
     **{
         f"resources-{s}": RESOURCES
         for s in ("list", "read-text", "read-binary", "templates-read", "subscribe", "unsubscribe")
@@ -135,10 +145,14 @@ NOT_YET = {
         f"prompts-get-{s}": PROMPTS
         for s in ("simple", "with-args", "embedded-resource", "with-image")
     },
+    "caching": "prompts/list, resources/list and resources/templates/list are not served yet, "
+    "so their caching hints are missing (issue 22)",
+    "server-stateless": "the gateway answers the upstream's -32021 (a client capability the "
+    "agent did not declare) as an isError result; relaying the agent's capabilities (issue 22) "
+    "must answer -32021 with HTTP 400 (sep-2575-server-rejects-undeclared-capability, "
+    "sep-2575-missing-capability-http-400)",
     "http-custom-header-server-validation": "the agent-side tool list carries no x-mcp-header "
     "parameters, so the suite finds none to test",
-    "server-sse-polling": "the gateway's own SSE streams are not resumable (no priming event "
-    "id, no retry, no Last-Event-ID replay)",
 }
 
 pytestmark = pytest.mark.skipif(clients.missing() is not None, reason=str(clients.missing()))
