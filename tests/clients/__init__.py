@@ -6,6 +6,10 @@ dict per step:
 - ``run_py1`` runs the 1.30.0 Python client (``py1_client.py`` under ``.venv-mcp1``);
 - ``run_py2`` runs the 2.x Python client in this process, ``mode="auto"`` (probes
   ``server/discover``, falls back to ``initialize``) or ``mode="legacy"`` (``initialize`` only);
+- besides tools, every client lists resources and templates (``resources``), reads one
+  (``read``), lists prompts (``prompts``), gets one (``prompt``), completes an argument
+  (``complete``) and answers an elicitation during a ``call`` with its ``elicit`` (the
+  answer then has ``"elicited"``, the requests seen);
 - ``conformance`` runs one server scenario of the suite at one protocol version and answers
   its checks;
 - ``serve_gateway`` serves the app under gunicorn on a real port, and ``seed_agent`` gives it
@@ -89,11 +93,17 @@ async def _py2(url, key, steps, mode):
     from mcp.shared._httpx_utils import create_mcp_http_client
 
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {key}"})
-    answers = []
-    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+    answers, elicitation = [], _Elicitation()
+    transport = streamable_http_client(url, http_client=http)
+    async with http, Client(transport, mode=mode, elicitation_callback=elicitation) as client:
         for step in steps:
             try:
-                answers.append(await _py2_step(client, step))
+                if step["op"] == "call":
+                    elicitation.answer, elicitation.seen = step.get("elicit"), []
+                answer = await _py2_step(client, step)
+                answers.append(
+                    {**answer, "elicited": elicitation.seen} if "elicit" in step else answer
+                )
             except Exception as error:  # noqa: BLE001 - every failure is reported per step
                 answers.append({"error": str(error) or type(error).__name__})
         answers.append({"protocol_version": client.session.protocol_version})
@@ -104,8 +114,62 @@ def _dump(model) -> dict:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+class _Elicitation:
+    """Answers the server's elicitation requests (2025: on the stream; 2026: the client's
+    input_required driver) with the running step's ``elicit``, else declines."""
+
+    def __init__(self):
+        self.answer, self.seen = None, []
+
+    async def __call__(self, context, params):
+        from mcp import types
+
+        self.seen.append(_dump(params))
+        return types.ElicitResult.model_validate(self.answer or {"action": "decline"})
+
+
+async def _py2_pages(fetch, field: str) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        page = await fetch(cursor=cursor, cache_mode="bypass")
+        items.extend(_dump(i) for i in getattr(page, field))
+        cursor = page.next_cursor
+        if cursor is None:
+            return items
+
+
+async def _py2_surface(client, step):
+    """The steps beyond tools: resources, templates, reads, prompts and completions."""
+    from mcp import types
+
+    if step["op"] == "resources":
+        return {
+            "resources": await _py2_pages(client.list_resources, "resources"),
+            "templates": await _py2_pages(client.list_resource_templates, "resource_templates"),
+        }
+    if step["op"] == "read":
+        return {"result": _dump(await client.read_resource(step["uri"], cache_mode="bypass"))}
+    if step["op"] == "prompts":
+        return {"prompts": await _py2_pages(client.list_prompts, "prompts")}
+    if step["op"] == "prompt":
+        return {"result": _dump(await client.get_prompt(step["name"], step.get("arguments")))}
+    if step["op"] == "complete":
+        ref = step["ref"]
+        kind = (
+            types.PromptReference
+            if ref["type"] == "ref/prompt"
+            else types.ResourceTemplateReference
+        )
+        argument = {"name": step["argument"]["name"], "value": step["argument"]["value"]}
+        return {"result": _dump(await client.complete(kind.model_validate(ref), argument))}
+    return None
+
+
 async def _py2_step(client, step):
     from mcp.shared.exceptions import MCPDeprecationWarning
+
+    if (answer := await _py2_surface(client, step)) is not None:
+        return answer
 
     if step["op"] == "list":
         tools, cursor = [], None
@@ -258,12 +322,19 @@ def serve_gateway(instance_path: str, database_uri: str, workers: int = 2):
         log.close()
 
 
-def seed_agent(connectors, name: str = "Agent", keep_tool_names: bool = False):
+def seed_agent(
+    connectors,
+    name: str = "Agent",
+    keep_tool_names: bool = False,
+    all_prompts: bool = False,
+    all_resources: bool = False,
+):
     """In the app context: sync each of ``connectors`` (unsaved ``Connector`` rows), give a
-    new agent every tool of each, and a key. Answers ``(agent_id, key, tool_names)``, the
-    names as the connectors' servers give them."""
+    new agent every tool of each, and a key; with ``all_prompts`` every prompt the sync stored
+    too, with ``all_resources`` all of each connector's resources and templates (``["*"]``).
+    Answers ``(agent_id, key, tool_names)``, the names as the connectors' servers give them."""
     from mcpadmin.extensions import db
-    from mcpadmin.models import Agent, AgentConnection
+    from mcpadmin.models import Agent, AgentConnection, CatalogItem
     from mcpadmin.services import agent_keys, sync
 
     agent = Agent(name=name, keep_tool_names=keep_tool_names)
@@ -273,7 +344,15 @@ def seed_agent(connectors, name: str = "Agent", keep_tool_names: bool = False):
     for connector in connectors:
         sync.sync_tools(connector)
         tools = sorted(t.name for t in connector.tools)
-        db.session.add(AgentConnection(agent=agent, connector=connector, enabled_tools=tools))
+        connection = AgentConnection(agent=agent, connector=connector, enabled_tools=tools)
+        db.session.add(connection)
+        if all_prompts:
+            prompts = db.session.scalars(
+                db.select(CatalogItem.key).filter_by(connector_id=connector.id, kind="prompt")
+            )
+            connection.enabled_prompts = sorted(prompts)
+        if all_resources:
+            connection.enabled_resources = ["*"]
         names.extend(tools)
     _, key = agent_keys.create(agent, "tests")
     db.session.commit()

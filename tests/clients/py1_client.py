@@ -5,7 +5,9 @@
 
 Same steps and output as ``ts_client.mjs``: one JSON object per step on its own line. The 1.x
 client has no way to cancel a request: a cancelling step stops waiting and sends
-``notifications/cancelled`` itself, with the id the session gave the call.
+``notifications/cancelled`` itself, with the id the session gave the call. It declares the
+elicitation capability and answers each ``elicitation/create`` with the ``elicit`` answer of
+the step running (else declines), reporting the requests it saw under ``"elicited"``.
 """
 
 import json
@@ -15,10 +17,32 @@ import anyio
 from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
+from pydantic import AnyUrl
 
 
 def dump(model) -> dict:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Elicitation:
+    """Answers the server's elicitation requests with the running step's ``elicit``."""
+
+    def __init__(self):
+        self.answer, self.seen = None, []
+
+    async def __call__(self, context, params: types.ElicitRequestParams):
+        self.seen.append(dump(params))
+        return types.ElicitResult.model_validate(self.answer or {"action": "decline"})
+
+
+async def pages(fetch, field: str) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        page = await fetch(cursor)
+        items.extend(dump(i) for i in getattr(page, field))
+        cursor = page.nextCursor
+        if cursor is None:
+            return items
 
 
 async def list_all(session: ClientSession) -> dict:
@@ -76,11 +100,34 @@ async def call(session: ClientSession, step: dict) -> dict:
     return {"cancelled": True, "progress": progress}
 
 
-async def run(session: ClientSession, step: dict) -> dict:
+async def run(session: ClientSession, step: dict, elicitation: Elicitation) -> dict:
     if step["op"] == "list":
         return await list_all(session)
     if step["op"] == "call":
-        return await call(session, step)
+        elicitation.answer, elicitation.seen = step.get("elicit"), []
+        answer = await call(session, step)
+        return {**answer, "elicited": elicitation.seen} if "elicit" in step else answer
+    if step["op"] == "resources":
+        return {
+            "resources": await pages(session.list_resources, "resources"),
+            "templates": await pages(session.list_resource_templates, "resourceTemplates"),
+        }
+    if step["op"] == "read":
+        return {"result": dump(await session.read_resource(AnyUrl(step["uri"])))}
+    if step["op"] == "prompts":
+        return {"prompts": await pages(session.list_prompts, "prompts")}
+    if step["op"] == "prompt":
+        return {"result": dump(await session.get_prompt(step["name"], step.get("arguments")))}
+    if step["op"] == "complete":
+        ref = step["ref"]
+        ref = (
+            types.PromptReference
+            if ref["type"] == "ref/prompt"
+            else types.ResourceTemplateReference
+        )(**ref)
+        argument = step["argument"]
+        result = await session.complete(ref, {"name": argument["name"], "value": argument["value"]})
+        return {"result": dump(result)}
     if step["op"] == "ping":
         await session.send_ping()
         return {"ping": True}
@@ -89,14 +136,15 @@ async def run(session: ClientSession, step: dict) -> dict:
 
 async def main(url: str, key: str, steps: list[dict]):
     headers = {"Authorization": f"Bearer {key}"}
+    elicitation = Elicitation()
     async with (
         streamablehttp_client(url, headers=headers) as (read, write, _),
-        ClientSession(read, write) as session,
+        ClientSession(read, write, elicitation_callback=elicitation) as session,
     ):
         await session.initialize()
         for step in steps:
             try:
-                answer = await run(session, step)
+                answer = await run(session, step, elicitation)
             except Exception as error:  # noqa: BLE001 - every failure is reported per step
                 answer = {"error": str(error) or type(error).__name__}
             print(json.dumps(answer), flush=True)

@@ -9,6 +9,13 @@
 //   ... with "progress": true                        -> {"result": {...}, "progress": [...]}
 //   ... with "cancel": true (after first progress)   -> {"cancelled": true, "progress": [...]}
 //   {"op": "ping"}                                   -> {"ping": true}
+//   {"op": "resources"}                              -> {"resources": [...], "templates": [...]}
+//   {"op": "read", "uri": U}                         -> {"result": {...}}
+//   {"op": "prompts"}                                -> {"prompts": [...]}
+//   {"op": "prompt", "name": N, "arguments": {...}}  -> {"result": {...}}
+//   {"op": "complete", "ref": {...}, "argument": {"name": A, "value": V}} -> {"result": {...}}
+//   a "call" with "elicit": ANSWER answers the server's elicitation/create requests during
+//   the call with ANSWER (else they are declined)    -> {"result": {...}, "elicited": [...]}
 // A step that fails prints {"error": message} and the run goes on.
 // The SDK comes from .node/clients (scripts/client-deps), found from this file's location.
 import { readFileSync } from "node:fs";
@@ -20,9 +27,24 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const require = createRequire(join(root, ".node", "clients", "package.json"));
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+const { ElicitRequestSchema } = require("@modelcontextprotocol/sdk/types.js");
 
 const [url, key] = process.argv.slice(2);
 const steps = JSON.parse(readFileSync(0, "utf8"));
+
+async function pages(fetch, field) {
+  const items = [];
+  let cursor;
+  do {
+    const page = await fetch(cursor === undefined ? {} : { cursor });
+    items.push(...page[field]);
+    cursor = page.nextCursor;
+  } while (cursor !== undefined);
+  return items;
+}
+
+// What the server's elicitation requests get: the running step's "elicit", and what they were.
+const elicitation = { answer: undefined, seen: [] };
 
 async function list(client) {
   const tools = [];
@@ -57,7 +79,26 @@ async function call(client, step) {
 
 async function run(client, step) {
   if (step.op === "list") return list(client);
-  if (step.op === "call") return call(client, step);
+  if (step.op === "call") {
+    elicitation.answer = step.elicit;
+    elicitation.seen = [];
+    const answer = await call(client, step);
+    return step.elicit === undefined ? answer : { ...answer, elicited: elicitation.seen };
+  }
+  if (step.op === "resources") {
+    return {
+      resources: await pages((p) => client.listResources(p), "resources"),
+      templates: await pages((p) => client.listResourceTemplates(p), "resourceTemplates"),
+    };
+  }
+  if (step.op === "read") return { result: await client.readResource({ uri: step.uri }) };
+  if (step.op === "prompts") return { prompts: await pages((p) => client.listPrompts(p), "prompts") };
+  if (step.op === "prompt") {
+    return { result: await client.getPrompt({ name: step.name, arguments: step.arguments ?? {} }) };
+  }
+  if (step.op === "complete") {
+    return { result: await client.complete({ ref: step.ref, argument: step.argument }) };
+  }
   if (step.op === "ping") {
     await client.ping();
     return { ping: true };
@@ -68,7 +109,14 @@ async function run(client, step) {
 const transport = new StreamableHTTPClientTransport(new URL(url), {
   requestInit: { headers: { Authorization: `Bearer ${key}` } },
 });
-const client = new Client({ name: "mcpadmin-ts-test-client", version: "1.0.0" });
+const client = new Client(
+  { name: "mcpadmin-ts-test-client", version: "1.0.0" },
+  { capabilities: { elicitation: {} } },
+);
+client.setRequestHandler(ElicitRequestSchema, async (request) => {
+  elicitation.seen.push(request.params);
+  return elicitation.answer ?? { action: "decline" };
+});
 try {
   await client.connect(transport);
 } catch (error) {
