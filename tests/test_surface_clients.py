@@ -8,8 +8,6 @@ argument, and answer the elicitation a tool asks for (2025: a request on the cal
 Every step runs twice: straight at the peer (which proves the clients and the peer), and
 through the gateway, for an agent with every tool and prompt and all resources of the peer
 ticked, names prefixed (prompts ``<slug>__<name>``; URIs and templates as the peer's own).
-The module is an expected failure until the gateway's surface work merges (remove the xfail
-then); the straight-at-the-peer runs pass already (``--runxfail`` shows them).
 """
 
 import pytest
@@ -23,7 +21,6 @@ from tests.peers import start
 
 pytestmark = [
     pytest.mark.skipif(clients.missing() is not None, reason=str(clients.missing())),
-    pytest.mark.xfail(reason="gateway surface not merged", strict=False),
 ]
 
 CLIENTS = ["py2-auto", "py2-legacy", "py1", "ts"]
