@@ -28,6 +28,7 @@ from mcpadmin.models import (
 from mcpadmin.services import find
 from tests.records_helpers import call
 from tests.test_agents import card
+from tests.test_records_pages import counted
 
 CAPABILITIES = {"tools": {}, "resources": {"subscribe": True}, "prompts": {}, "completions": {}}
 TRIAGE = {
@@ -336,6 +337,28 @@ def test_a_per_agent_connector_offers_choices_once_connected(logged_in, app, wor
         db.session.commit()
     page = card(logged_in.get(f"/agents/{world['agent']}").get_data(True), world["linear"])
     assert "Prompts Ada may get (0 of 2)" in page and "Resources Ada may read (0 of 3)" in page
+
+
+def test_the_agent_page_reads_items_in_the_same_statements_however_many(logged_in, app, world):
+    path = f"/agents/{world['agent']}"
+    logged_in.get(path)  # the session's first page loads what every page does
+    with counted(app) as few:
+        logged_in.get(path)
+    with app.app_context():
+        for n in range(3):
+            connector = Connector(name=f"More {n}", url=f"https://m{n}.example/mcp",
+                                  auth_type="none", server_capabilities=CAPABILITIES)  # fmt: skip
+            db.session.add(connector)
+            db.session.flush()
+            db.session.add(Tool(connector_id=connector.id, name="t"))
+            for i in range(4):
+                item(connector.id, ItemKind.PROMPT, f"p{i}")
+                item(connector.id, ItemKind.RESOURCE, f"x://{i}")
+        db.session.commit()
+    with counted(app) as many:
+        page = logged_in.get(path).get_data(True)
+    assert "Prompts Ada may get (0 of 4)" in page
+    assert many[0] == few[0]
 
 
 def test_an_agent_with_only_prompts_is_found_by_its_connector(app, world):

@@ -1,6 +1,7 @@
 """An agent's connections: per-agent credentials and its choices of tools, prompts and
 resources. The caller commits."""
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -86,8 +87,9 @@ def offered(connector: Connector, connection: AgentConnection | None) -> list[To
     return [t for t in connector.tools if t.name in set(names)]
 
 
-def card(connector: Connector, connection: AgentConnection | None) -> Card:
-    items = items_of(connector)
+def card(connector: Connector, connection: AgentConnection | None, items=None) -> Card:
+    """``items``: the connector's catalog items, if already loaded (else read from it)."""
+    items = items_of(connector, items)
     return Card(
         connector=connector,
         connection=connection,
@@ -102,10 +104,10 @@ def card(connector: Connector, connection: AgentConnection | None) -> Card:
     )
 
 
-def items_of(connector: Connector) -> dict[str, list[CatalogItem]]:
-    """The connector's catalog items by kind, each in key order."""
+def items_of(connector: Connector, items=None) -> dict[str, list[CatalogItem]]:
+    """The connector's catalog items (or ``items``, already loaded) by kind, in key order."""
     found = {kind: [] for kind in ItemKind.ALL}
-    for item in connector.items:
+    for item in connector.items if items is None else items:
         found.setdefault(item.kind, []).append(item)
     return found
 
@@ -113,10 +115,15 @@ def items_of(connector: Connector) -> dict[str, list[CatalogItem]]:
 def cards(agent: Agent) -> list[Card]:
     """One card per connector, in name order, in a fixed number of queries."""
     # joinedload, not selectinload: that one batches 500 ids per query, so the count would grow.
-    query = select(Connector).options(joinedload(Connector.tools), joinedload(Connector.items))
+    query = select(Connector).options(joinedload(Connector.tools))
     connectors = db.session.scalars(query.order_by(func.lower(Connector.name))).unique().all()
     connections = {c.connector_id: c for c in agent.connections}
-    return [card(c, connections.get(c.id)) for c in connectors]
+    # Every connector's items in one more statement: joined beside the tools, each connector
+    # would come back as tools × items rows.
+    items = defaultdict(list)
+    for item in db.session.scalars(select(CatalogItem).order_by(CatalogItem.key)):
+        items[item.connector_id].append(item)
+    return [card(c, connections.get(c.id), items[c.id]) for c in connectors]
 
 
 def save_secret(agent: Agent, connector: Connector, plaintext: str) -> AgentConnection:
