@@ -199,7 +199,7 @@ def test_choosing_the_same_prompts_again_records_nothing(logged_in, app, world):
     assert events(app, "agent.prompts_chosen") == []
 
 
-@pytest.mark.parametrize("forged", ["nope", "999999", "file:///readme.md", "triage"])
+@pytest.mark.parametrize("forged", ["nope", "999999", "file:///readme.md", "triage", "*"])
 def test_a_forged_prompt_is_refused_with_a_sentence(logged_in, app, world, forged):
     connect(app, world, enabled_prompts=["summarize"])
     # Not ids of its prompts: a resource's id, and a prompt's name rather than its id.

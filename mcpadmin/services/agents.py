@@ -230,7 +230,7 @@ def choose_resources(
     """
     items = items_of(connector)
     offered_items = items[ItemKind.RESOURCE] + items[ItemKind.TEMPLATE]
-    picked = _picked(offered_items, values, connector, "resource")
+    picked = _picked(offered_items, values, connector, "resource", also=(ALL_RESOURCES,))
     if select == NONE:
         chosen = []
     elif select == ALL or ALL_RESOURCES in values:
@@ -241,13 +241,14 @@ def choose_resources(
     return chosen
 
 
-def _picked(items: list[CatalogItem], values: list[str], connector: Connector, what: str):
+def _picked(items: list[CatalogItem], values: list[str], connector: Connector, what: str,
+            also=()):  # fmt: skip
     """The items whose ids are ``values``, in key order.
 
-    :raise ChoiceError: a value that is not the id of one of ``items``.
+    :raise ChoiceError: a value that is neither the id of one of ``items`` nor in ``also``.
     """
     by_id = {str(item.id): item for item in items}
-    unknown = [v for v in values if v not in by_id and v != ALL_RESOURCES]
+    unknown = [v for v in values if v not in by_id and v not in also]
     if unknown:
         raise ChoiceError(
             f"{connector.name} does not offer that {what} (any more): nothing was changed; "
