@@ -15,7 +15,7 @@ from . import flashes, records
 from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, SecretForm
-from .models import Agent, AgentConnection, AgentKey, Connector, utcnow
+from .models import Agent, AgentConnection, AgentKey, Connector, ItemKind, utcnow
 from .services import agent_keys, audit, catalog, fanout, find, gateway, lifecycle, name_taken
 from .services import agents as service
 from .services.audit import Action
@@ -193,15 +193,70 @@ def choose_tools(id, connector_id):
     before = set(connection.enabled_tools or []) if connection else set()
     select = request.form.get("select")
     chosen = service.choose_tools(agent, connector, request.form.getlist("tools"), select)
-    after = set(chosen)
-    if after != before:
-        changed = {"enabled": after - before, "disabled": before - after}
-        how = {"selected": select} if select in (service.ALL, service.NONE) else {}
-        audit.record(Action.TOOLS_CHOSEN, agent, {"connector": connector.name, **changed, **how})
+    _audit_choice(Action.TOOLS_CHOSEN, agent, connector, before, set(chosen), select)
     db.session.commit()
     offered = len(service.offered(connector, service.connection_for(agent, connector)))
     flash(f"{len(chosen)} of {plural(offered, 'tool')} enabled on {connector.name}.", "success")
     return _card_response(agent, connector)
+
+
+@bp.post("/<int:id>/connectors/<int:connector_id>/prompts")
+def choose_prompts(id, connector_id):
+    """Enable the ticked prompts (the ``prompts`` field: catalog item ids) for the agent, the
+    others disabled; or, with ``select`` set to ``all`` or ``none``, every prompt of the
+    connector or none. A value that is not one of its prompts changes nothing and gets a
+    sentence on the card."""
+    agent, connector = get_pair(id, connector_id)
+    connection = service.connection_for(agent, connector)
+    before = set(connection.enabled_prompts or []) if connection else set()
+    select = request.form.get("select")
+    try:
+        chosen = service.choose_prompts(agent, connector, request.form.getlist("prompts"), select)
+    except service.ChoiceError as exc:
+        flash(str(exc), "error")
+        return _card_response(agent, connector)
+    _audit_choice(Action.PROMPTS_CHOSEN, agent, connector, before, set(chosen), select)
+    db.session.commit()
+    offered = len(service.items_of(connector)[ItemKind.PROMPT])
+    flash(f"{len(chosen)} of {plural(offered, 'prompt')} enabled on {connector.name}.", "success")
+    return _card_response(agent, connector)
+
+
+@bp.post("/<int:id>/connectors/<int:connector_id>/resources")
+def choose_resources(id, connector_id):
+    """Let the agent read the ticked resources and URI templates (the ``resources`` field:
+    catalog item ids), or all of the connector's (the value ``*``, or ``select`` set to
+    ``all``), or none (``select`` set to ``none``). A value that is not one of the
+    connector's changes nothing and gets a sentence on the card."""
+    agent, connector = get_pair(id, connector_id)
+    connection = service.connection_for(agent, connector)
+    before = set(connection.enabled_resources or []) if connection else set()
+    select = request.form.get("select")
+    values = request.form.getlist("resources")
+    try:
+        chosen = service.choose_resources(agent, connector, values, select)
+    except service.ChoiceError as exc:
+        flash(str(exc), "error")
+        return _card_response(agent, connector)
+    _audit_choice(Action.RESOURCES_CHOSEN, agent, connector, before, set(chosen), select)
+    db.session.commit()
+    if chosen == [service.ALL_RESOURCES]:
+        flash(f"All resources of {connector.name} enabled, those it adds later too.", "success")
+    else:
+        items = service.items_of(connector)
+        offered = len(items[ItemKind.RESOURCE]) + len(items[ItemKind.TEMPLATE])
+        flash(f"{len(chosen)} of {plural(offered, 'resource')} enabled on {connector.name}.",
+              "success")  # fmt: skip
+    return _card_response(agent, connector)
+
+
+def _audit_choice(action, agent, connector, before: set, after: set, select):
+    """Record a changed choice of tools, prompts or resources (nothing when none changed)."""
+    if after == before:
+        return
+    changed = {"enabled": after - before, "disabled": before - after}
+    how = {"selected": select} if select in (service.ALL, service.NONE) else {}
+    audit.record(action, agent, {"connector": connector.name, **changed, **how})
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/sync")
@@ -241,6 +296,32 @@ def reviewed(id, connector_id):
     if request.form.get("back") == "tool" and not request.headers.get("HX-Request"):
         return redirect(url_for("tools.show", connector_id=connector.id, tool_id=tool.id,
                                 agent=agent.id))  # fmt: skip
+    return _card_response(agent, connector)
+
+
+@bp.post("/<int:id>/connectors/<int:connector_id>/prompt-reviewed")
+def prompt_reviewed(id, connector_id):
+    """Stop flagging the changed definition of the prompt whose catalog item id is the
+    ``prompt`` form field for this agent: ``prompts/get`` serves it again.
+
+    :raise 404: no such agent, connector, or connection between them. A prompt the connector
+        no longer has gets the current card and a message.
+    """
+    agent, connector = get_pair(id, connector_id)
+    connection = service.connection_for(agent, connector)
+    if connection is None:
+        abort(404)
+    wanted = request.form.get("prompt", "")
+    prompts = service.items_of(connector)[ItemKind.PROMPT]
+    item = next((p for p in prompts if str(p.id) == wanted), None)
+    if item is None:  # a sync removed it since the page was loaded: show the current card
+        flash(f"That prompt is no longer offered by {connector.name}; the list is up to date "
+              "now.", "info")  # fmt: skip
+        return _card_response(agent, connector)
+    service.mark_prompt_reviewed(connection, item)
+    audit.record(Action.PROMPT_REVIEWED, agent, {"connector": connector.name, "prompt": item.key})
+    db.session.commit()
+    flash(f"Prompt {item.key} marked reviewed for {agent.name}.", "success")
     return _card_response(agent, connector)
 
 

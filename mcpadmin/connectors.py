@@ -1,4 +1,5 @@
-"""Connector pages: index, new/edit with htmx-swapped auth fields, details, delete, tool sync."""
+"""Connector pages: index, new/edit with htmx-swapped auth fields, details (with the tools,
+resources, resource templates and prompts the server offers), delete, tool sync."""
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
@@ -9,6 +10,7 @@ from .crypto import secret_state
 from .extensions import db
 from .forms import ConnectorForm, SecretForm
 from .models import AgentConnection, Connector, Tool
+from .services import agents as agent_service
 from .services import audit, clients, fanout, find, lifecycle, name_taken
 from .services import connectors as service
 from .services.audit import Action
@@ -80,12 +82,29 @@ def _show(connector, secret_form=None, status=200):
     return render_template(
         "connectors/show.html",
         connector=connector,
+        items=agent_service.items_of(connector),
         credential=lifecycle.for_connector(connector),
         access=service.agent_access(connector),
         secret_form=secret_form or SecretForm(formdata=None),
         redirect_uri=clients.redirect_uri(),
         **records.usage_slot(connector=connector),
     ), status
+
+
+@bp.app_template_filter("prompt_arguments")
+def prompt_arguments(definition) -> list[tuple[str, bool, str | None]]:
+    """A prompt definition's ``arguments`` as ``(name, required, description)``, what is not
+    an argument object with a string name left out: the definition is the server's, as it
+    sent it [26/prompts §Data Types]."""
+    found = definition.get("arguments") if isinstance(definition, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [
+        (a["name"], a.get("required") is True,
+         a["description"] if isinstance(a.get("description"), str) else None)
+        for a in found
+        if isinstance(a, dict) and isinstance(a.get("name"), str)
+    ]  # fmt: skip
 
 
 @bp.post("/<int:id>/secret")

@@ -24,11 +24,12 @@ from .extensions import db
 from .models import Agent, AuditEvent, CallRecord, Connector
 from .services import audit as audit_actions
 from .services import exports, records, usage
-from .services.records import OUTCOME_WORDS, FilterError
+from .services.records import KIND_WORDS, OUTCOME_WORDS, FilterError
 
 bp = Blueprint("records", __name__)
 bp.add_app_template_filter(records.outcome_words, "outcome_words")
 bp.add_app_template_filter(records.outcome_kind, "outcome_kind")
+bp.add_app_template_filter(records.kind_words, "kind_words")
 bp.add_app_template_filter(records.changes, "changes")
 bp.add_app_template_filter(charts.milliseconds, "milliseconds")
 bp.add_app_template_filter(charts.percent, "percent")
@@ -37,7 +38,8 @@ bp.add_app_template_filter(charts.byte_size, "byte_size")
 
 @bp.get("/calls/")
 def calls():
-    """Agents' tool calls, newest first, filtered by agent, connector, tool, outcome, time."""
+    """What agents asked through the gateway (tool calls, resource reads, prompt gets…),
+    newest first, filtered by agent, connector, kind, name, outcome, time."""
     return _listing("records/calls.html", records.call_filters, records.call_page, _call_choices())
 
 
@@ -95,12 +97,14 @@ def _export(model, name, parse, fmt, choices):
 
 
 def _call_choices() -> dict:
-    """The agents and connectors the Calls filters offer, by name (two statements)."""
+    """The agents and connectors the Calls filters offer, by name (two statements), and the
+    kinds and outcomes."""
     agents = db.session.execute(select(Agent.id, Agent.name).order_by(func.lower(Agent.name)))
     connectors = db.session.execute(
         select(Connector.id, Connector.name).order_by(func.lower(Connector.name))
     )
-    return {"agents": agents.all(), "connectors": connectors.all(), "outcomes": OUTCOME_WORDS}
+    return {"agents": agents.all(), "connectors": connectors.all(), "kinds": KIND_WORDS,
+            "outcomes": OUTCOME_WORDS}  # fmt: skip
 
 
 def _audit_choices() -> dict:

@@ -1,5 +1,7 @@
-"""An agent's connections: per-agent credentials and tool choices. The caller commits."""
+"""An agent's connections: per-agent credentials and its choices of tools, prompts and
+resources. The caller commits."""
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -7,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from ..crypto import seal
 from ..extensions import db
-from ..models import Agent, AgentConnection, Connector, Tool
+from ..models import Agent, AgentConnection, CatalogItem, Connector, ItemKind, Tool
 from . import lifecycle, tokens
 
 
@@ -25,6 +27,22 @@ class Card:
     credential: lifecycle.Presentation
     tools: list[Tool] = field(default_factory=list)  # what this agent is offered
     enabled: set[str] = field(default_factory=set)
+    # The connector's prompts, resources and resource templates (``CatalogItem`` rows), and
+    # the prompt names and resource keys (``ALL_RESOURCES`` for all) the agent may use.
+    prompts: list[CatalogItem] = field(default_factory=list)
+    resources: list[CatalogItem] = field(default_factory=list)
+    templates: list[CatalogItem] = field(default_factory=list)
+    enabled_prompts: set[str] = field(default_factory=set)
+    enabled_resources: set[str] = field(default_factory=set)
+
+    @property
+    def all_resources(self) -> bool:
+        return ALL_RESOURCES in self.enabled_resources
+
+    @property
+    def synced_surface(self) -> bool:
+        """Whether a sync has recorded what the server offers besides tools."""
+        return self.connector.server_capabilities is not None
 
 
 @dataclass
@@ -69,14 +87,29 @@ def offered(connector: Connector, connection: AgentConnection | None) -> list[To
     return [t for t in connector.tools if t.name in set(names)]
 
 
-def card(connector: Connector, connection: AgentConnection | None) -> Card:
+def card(connector: Connector, connection: AgentConnection | None, items=None) -> Card:
+    """``items``: the connector's catalog items, if already loaded (else read from it)."""
+    items = items_of(connector, items)
     return Card(
         connector=connector,
         connection=connection,
         credential=lifecycle.present(connector, connection),
         tools=offered(connector, connection),
         enabled=set(connection.enabled_tools or []) if connection else set(),
+        prompts=items[ItemKind.PROMPT],
+        resources=items[ItemKind.RESOURCE],
+        templates=items[ItemKind.TEMPLATE],
+        enabled_prompts=set(connection.enabled_prompts or []) if connection else set(),
+        enabled_resources=set(connection.enabled_resources or []) if connection else set(),
     )
+
+
+def items_of(connector: Connector, items=None) -> dict[str, list[CatalogItem]]:
+    """The connector's catalog items (or ``items``, already loaded) by kind, in key order."""
+    found = {kind: [] for kind in ItemKind.ALL}
+    for item in connector.items if items is None else items:
+        found.setdefault(item.kind, []).append(item)
+    return found
 
 
 def cards(agent: Agent) -> list[Card]:
@@ -85,7 +118,12 @@ def cards(agent: Agent) -> list[Card]:
     query = select(Connector).options(joinedload(Connector.tools))
     connectors = db.session.scalars(query.order_by(func.lower(Connector.name))).unique().all()
     connections = {c.connector_id: c for c in agent.connections}
-    return [card(c, connections.get(c.id)) for c in connectors]
+    # Every connector's items in one more statement: joined beside the tools, each connector
+    # would come back as tools × items rows.
+    items = defaultdict(list)
+    for item in db.session.scalars(select(CatalogItem).order_by(CatalogItem.key)):
+        items[item.connector_id].append(item)
+    return [card(c, connections.get(c.id), items[c.id]) for c in connectors]
 
 
 def save_secret(agent: Agent, connector: Connector, plaintext: str) -> AgentConnection:
@@ -148,3 +186,81 @@ def choose_tools(
         chosen = [t.name for t in tools if str(t.id) in wanted]
     connection.enabled_tools = chosen
     return chosen
+
+
+# ``enabled_resources`` holding this alone: every resource and template of the connector,
+# those it lists later included.
+ALL_RESOURCES = "*"
+
+
+class ChoiceError(AgentConnectionError):
+    """A choice names something the connector does not offer (a forged form, or a page
+    loaded before a sync removed it); the message says so."""
+
+
+def choose_prompts(
+    agent: Agent, connector: Connector, item_ids: list[str], select: str | None = None
+) -> list[str]:
+    """Enable exactly the connector's prompts whose ``CatalogItem`` ids are in ``item_ids``
+    for the agent, or with ``select`` all of them (``ALL``) or none (``NONE``); return their
+    names. Ids, not names, as in ``choose_tools``. A prompt whose definition changed stays
+    flagged when enabled this way too.
+
+    :raise ChoiceError: an id that is not one of the connector's prompts; nothing is saved.
+    """
+    prompts = items_of(connector)[ItemKind.PROMPT]
+    if select in (ALL, NONE):
+        chosen = [p.key for p in prompts] if select == ALL else []
+    else:
+        chosen = [p.key for p in _picked(prompts, item_ids, connector, "prompt")]
+    connection_for(agent, connector, create=True).enabled_prompts = chosen
+    return chosen
+
+
+def choose_resources(
+    agent: Agent, connector: Connector, values: list[str], select: str | None = None
+) -> list[str]:
+    """Let the agent read exactly the resources and templates of the connector whose
+    ``CatalogItem`` ids are in ``values``, or all of them with ``ALL_RESOURCES`` among the
+    values or ``select`` set to ``ALL`` (stored as ``["*"]``: those listed later included), or
+    none (``select`` ``NONE``); return what is stored (URIs and URI templates, or ``["*"]``).
+
+    :raise ChoiceError: a value that is neither ``ALL_RESOURCES`` nor the id of one of the
+        connector's resources or templates; nothing is saved.
+    """
+    items = items_of(connector)
+    offered_items = items[ItemKind.RESOURCE] + items[ItemKind.TEMPLATE]
+    picked = _picked(offered_items, values, connector, "resource", also=(ALL_RESOURCES,))
+    if select == NONE:
+        chosen = []
+    elif select == ALL or ALL_RESOURCES in values:
+        chosen = [ALL_RESOURCES]
+    else:
+        chosen = [item.key for item in picked]
+    connection_for(agent, connector, create=True).enabled_resources = chosen
+    return chosen
+
+
+def _picked(items: list[CatalogItem], values: list[str], connector: Connector, what: str,
+            also=()):  # fmt: skip
+    """The items whose ids are ``values``, in key order.
+
+    :raise ChoiceError: a value that is neither the id of one of ``items`` nor in ``also``.
+    """
+    by_id = {str(item.id): item for item in items}
+    unknown = [v for v in values if v not in by_id and v not in also]
+    if unknown:
+        raise ChoiceError(
+            f"{connector.name} does not offer that {what} (any more): nothing was changed; "
+            "the list is up to date now."
+        )
+    wanted = set(values)
+    return [item for item in items if str(item.id) in wanted]
+
+
+def mark_prompt_reviewed(connection: AgentConnection, item: CatalogItem):
+    """The operator looked at the current definition of the prompt ``item`` for the
+    connection's agent: stop flagging it (``prompts/get`` is served again).
+
+    Stands in for ``surface.mark_prompt_reviewed`` until the sync's module is merged."""
+    connection.changed_prompts = [n for n in connection.changed_prompts or [] if n != item.key]

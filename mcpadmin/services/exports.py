@@ -18,8 +18,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 CALL_COLUMNS = (
     "id", "at", "request_id", "agent_id", "agent_name", "key_id", "key_label", "operator_name",
-    "connector_id", "connector_name", "tool", "upstream_tool", "era", "outcome", "total_ms",
-    "upstream_ms", "request_bytes", "response_bytes", "error", "arguments",
+    "connector_id", "connector_name", "kind", "tool", "upstream_tool", "era", "outcome",
+    "total_ms", "upstream_ms", "request_bytes", "response_bytes", "error", "arguments",
 )  # fmt: skip
 AUDIT_COLUMNS = (
     "id", "at", "admin_name", "address", "action", "target_type", "target_id", "target_name",

@@ -65,14 +65,17 @@ def status_choices(per_agent: bool = True) -> dict[str, str]:
 
 def agents_connectors(connections: Iterable[AgentConnection]) -> dict[int, list[tuple]]:
     """Each agent's connectors (agent id → ``(Connector, lifecycle.Presentation)`` pairs in
-    connector name order): those it has tools enabled on or its own credential for, with the
-    credential its card shows (its own on a per-agent connector, else the shared one)."""
+    connector name order): those it has tools, prompts or resources enabled on or its own
+    credential for, with the credential its card shows (its own on a per-agent connector,
+    else the shared one)."""
     found = defaultdict(list)
     for connection in connections:
         connector: Connector = connection.connector
         presented = lifecycle.present(connector, connection)
         own = connector.per_agent and presented.shown != Shown.NO_CREDENTIAL
-        if connection.enabled_tools or own:
+        chosen = (connection.enabled_tools or connection.enabled_prompts
+                  or connection.enabled_resources)  # fmt: skip
+        if chosen or own:
             found[connection.agent_id].append((connector, presented))
     for pairs in found.values():
         pairs.sort(key=lambda pair: pair[0].name.casefold())

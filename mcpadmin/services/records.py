@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 
 from ..extensions import db
 from ..models import AuditEvent, CallRecord
-from .calllog import Outcome
+from .calllog import Kind, Outcome
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -45,6 +45,24 @@ OUTCOME_WORDS = {
     Outcome.DOWN: "Upstream down",
     Outcome.CANCELLED: "Cancelled",
 }
+
+
+# What each kind of row records, in words (``CallRecord.kind``).
+KIND_WORDS = {
+    Kind.TOOL: "Tool call",
+    Kind.RESOURCE: "Resource read",
+    Kind.PROMPT: "Prompt get",
+    Kind.COMPLETION: "Completion",
+    Kind.SUBSCRIPTION: "Subscription",
+    Kind.ELICITATION: "Elicitation",
+    Kind.SAMPLING: "Sampling",
+    Kind.ROOTS: "Roots",
+}
+
+
+def kind_words(kind: str) -> str:
+    """The kind in words; a kind this version does not know, as stored."""
+    return KIND_WORDS.get(kind, kind)
 
 
 def outcome_words(outcome: str) -> str:
@@ -98,14 +116,14 @@ class Page:
 
 
 def call_filters(args: Mapping) -> Filters:
-    """Filters for the call log from ``args``: agent id, connector id, tool (the name the
-    agent called or the upstream's own), outcome, request id (``request_id_of``), ``q`` (words
-    found in either tool name, the agent's or connector's name or the error, any case), from,
-    to.
+    """Filters for the call log from ``args``: agent id, connector id, kind (``Kind``), tool
+    (the name the agent called or the upstream's own: for other kinds the prompt name, the
+    URI or the method), outcome, request id (``request_id_of``), ``q`` (words found in either
+    name, the agent's or connector's name or the error, any case), from, to.
 
-    :raise FilterError: an id that is not a number in range, an unknown outcome, a request id
-        that is not one, a text over 200 characters, a date that is not ``YYYY-MM-DD`` or
-        ``YYYY-MM-DDTHH:MM``, or a range that ends before it starts.
+    :raise FilterError: an id that is not a number in range, an unknown kind or outcome, a
+        request id that is not one, a text over 200 characters, a date that is not
+        ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM``, or a range that ends before it starts.
     """
     values, where = {}, []
     for name, column, label in (
@@ -115,6 +133,11 @@ def call_filters(args: Mapping) -> Filters:
         if number := _number(args, name, label, MAX_ID):
             values[name] = number
             where.append(column == number)
+    if kind := _text(args, "kind", "Kind"):
+        if kind not in set(Kind):
+            raise FilterError(f"“{kind[:40]}” is not a kind of call; pick one from the list.")
+        values["kind"] = kind
+        where.append(CallRecord.kind == kind)
     if tool := _text(args, "tool", "Tool"):
         values["tool"] = tool
         where.append(or_(CallRecord.tool == tool, CallRecord.upstream_tool == tool))

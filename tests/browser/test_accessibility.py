@@ -8,15 +8,24 @@ from mcpadmin.extensions import db
 from mcpadmin.models import Agent, Connector
 from tests.browser.conftest import axe_violations
 from tests.browser.test_journeys import add_agent, add_connector, row
+from tests.test_surface_choices import CAPABILITIES, TRIAGE, item
 
 
 @pytest.fixture
-def populated(signed_in, live_server, bearer_peer):
-    """A synced bearer connector, a per-agent OAuth one, and an agent."""
+def populated(signed_in, live_server, bearer_peer, app):
+    """A synced bearer connector (prompts and resources stored beside its tools), a
+    per-agent OAuth one, and an agent."""
     page, base = signed_in, live_server.url
     add_connector(page, base, "Tracker", bearer_peer.url, "bearer", secret="peer-token")
     row(page, "Tracker").get_by_role("button", name="Sync").click()
     row(page, "Tracker").get_by_text("Connected").wait_for()
+    with app.app_context():
+        tracker = db.session.scalar(select(Connector).where(Connector.name == "Tracker"))
+        tracker.server_capabilities = CAPABILITIES
+        item(tracker.id, "prompt", "triage", title="Triage", definition=TRIAGE)
+        item(tracker.id, "resource", "file:///readme.md", mime_type="text/markdown")
+        item(tracker.id, "template", "tracker://issues/{id}")
+        db.session.commit()
     add_connector(page, base, "Sentry", "https://mcp.sentry.example/mcp", "oauth", "per_agent")
     add_agent(page, base, "Triage bot")
     return page

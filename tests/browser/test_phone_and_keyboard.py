@@ -10,10 +10,11 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from mcpadmin.extensions import db
-from mcpadmin.models import Connector, Tool
+from mcpadmin.models import AgentConnection, Connector, Tool
 from tests.browser.conftest import axe_violations, settle, shoot
 from tests.browser.test_journeys import add_connector, row
 from tests.records_helpers import call, event
+from tests.test_surface_choices import CAPABILITIES, TRIAGE, item
 from tests.test_sync import add_agent
 from tests.test_sync import add_connector as add_stored_connector
 
@@ -24,9 +25,9 @@ UNBROKEN = "Unbroken" + "x" * 92
 
 @pytest.fixture
 def world(signed_in, live_server, app, bearer_peer):
-    """A shared bearer connector synced through the pages (2 tools), a per-agent bearer one,
-    a connector with a 100-character unbroken name, an agent using them, calls and audit
-    events with long names and values."""
+    """A shared bearer connector synced through the pages (2 tools; prompts and resources
+    stored beside them), a per-agent bearer one, a connector with a 100-character unbroken
+    name, an agent using them, calls and audit events with long names and values."""
     page, base = signed_in, live_server.url
     add_connector(page, base, "Tracker", bearer_peer.url, "bearer", secret="peer-token")
     row(page, "Tracker").get_by_role("button", name="Sync").click()
@@ -40,6 +41,14 @@ def world(signed_in, live_server, app, bearer_peer):
     agent = add_agent(app, "Support bot", tracker)
     now = datetime.now(UTC).replace(microsecond=0)
     with app.app_context():
+        # What Tracker offers besides tools, with unbroken names; a changed enabled prompt.
+        db.session.get(Connector, tracker).server_capabilities = CAPABILITIES
+        item(tracker, "prompt", "triage", title="Triage", definition=TRIAGE)
+        item(tracker, "prompt", "p" * 100)
+        item(tracker, "resource", "file:///" + "r" * 120, mime_type="text/plain")
+        item(tracker, "template", "tracker://issues/{id}")
+        connection = db.session.scalar(select(AgentConnection).filter_by(agent_id=agent))
+        connection.enabled_prompts = connection.changed_prompts = ["triage"]
         for i in range(3):
             call(at=now - timedelta(minutes=i), agent_id=agent, agent_name="Support bot",
                  connector_id=tracker, connector_name=UNBROKEN, tool="tracker__" + "t" * 60,
