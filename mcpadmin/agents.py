@@ -15,8 +15,18 @@ from . import flashes, records
 from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, SecretForm
-from .models import Agent, AgentConnection, AgentKey, Connector, ItemKind, utcnow
-from .services import agent_keys, audit, catalog, fanout, find, gateway, lifecycle, name_taken
+from .models import ALL_RESOURCES, Agent, AgentConnection, AgentKey, Connector, ItemKind, utcnow
+from .services import (
+    agent_keys,
+    audit,
+    catalog,
+    fanout,
+    find,
+    gateway,
+    lifecycle,
+    name_taken,
+    surface,
+)
 from .services import agents as service
 from .services.audit import Action
 
@@ -240,7 +250,7 @@ def choose_resources(id, connector_id):
         return _card_response(agent, connector)
     _audit_choice(Action.RESOURCES_CHOSEN, agent, connector, before, set(chosen), select)
     db.session.commit()
-    if chosen == [service.ALL_RESOURCES]:
+    if chosen == [ALL_RESOURCES]:
         flash(f"All resources of {connector.name} enabled, those it adds later too.", "success")
     else:
         items = service.items_of(connector)
@@ -318,7 +328,7 @@ def prompt_reviewed(id, connector_id):
         flash(f"That prompt is no longer offered by {connector.name}; the list is up to date "
               "now.", "info")  # fmt: skip
         return _card_response(agent, connector)
-    service.mark_prompt_reviewed(connection, item)
+    surface.mark_prompt_reviewed(connection, item)
     audit.record(Action.PROMPT_REVIEWED, agent, {"connector": connector.name, "prompt": item.key})
     db.session.commit()
     flash(f"Prompt {item.key} marked reviewed for {agent.name}.", "success")

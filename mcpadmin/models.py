@@ -220,6 +220,11 @@ class Connector(CredentialColumns, db.Model):
     )
 
 
+# ``AgentConnection.enabled_resources`` holding this: every resource and template of the
+# connector, those listed later included.
+ALL_RESOURCES = "*"
+
+
 class ItemKind:
     """``CatalogItem.kind``: what besides tools a server lists."""
 

@@ -21,11 +21,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ..models import ItemKind
+from ..models import ALL_RESOURCES, ItemKind
 from ..protocol import uritemplate
 from . import toolnames
 
-ALL = "*"
 SCHEME = "mcpadmin://"
 
 
@@ -142,13 +141,13 @@ class Surface:
 
 def _ticked(row) -> bool:
     enabled = row.enabled_resources or ()
-    return ALL in enabled or row.key in enabled
+    return ALL_RESOURCES in enabled or row.key in enabled
 
 
 def _admitted(row) -> bool:
     """A resource is served when all resources, its URI or a template matching it is ticked."""
     enabled = row.enabled_resources or ()
-    return ALL in enabled or row.key in enabled or any(
+    return ALL_RESOURCES in enabled or row.key in enabled or any(
         uritemplate.matches(t, row.key) for t in enabled if "{" in t)  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from ..crypto import seal
 from ..extensions import db
-from ..models import Agent, AgentConnection, CatalogItem, Connector, ItemKind, Tool
+from ..models import ALL_RESOURCES, Agent, AgentConnection, CatalogItem, Connector, ItemKind, Tool
 from . import lifecycle, tokens
 
 
@@ -190,7 +190,6 @@ def choose_tools(
 
 # ``enabled_resources`` holding this alone: every resource and template of the connector,
 # those it lists later included.
-ALL_RESOURCES = "*"
 
 
 class ChoiceError(AgentConnectionError):
@@ -256,11 +255,3 @@ def _picked(items: list[CatalogItem], values: list[str], connector: Connector, w
         )
     wanted = set(values)
     return [item for item in items if str(item.id) in wanted]
-
-
-def mark_prompt_reviewed(connection: AgentConnection, item: CatalogItem):
-    """The operator looked at the current definition of the prompt ``item`` for the
-    connection's agent: stop flagging it (``prompts/get`` is served again).
-
-    Stands in for ``surface.mark_prompt_reviewed`` until the sync's module is merged."""
-    connection.changed_prompts = [n for n in connection.changed_prompts or [] if n != item.key]

@@ -22,7 +22,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from ..models import AgentConnection, CatalogItem, ItemKind
+from ..models import ALL_RESOURCES, AgentConnection, CatalogItem, ItemKind
 from ..protocol import mcp
 from .catalog import MAX_DESCRIPTION, MAX_TITLE, definition_hash
 
@@ -32,7 +32,6 @@ MAX_KEY = 1024  # CatalogItem.key: a longer URI or name cannot be stored, so it 
 MAX_NAME = 255  # CatalogItem.name and mime_type
 MAX_DEFINITION_BYTES = 64 * 1024  # a whole definition, text already cut
 MAX_CAPABILITIES_BYTES = 16 * 1024
-ALL_RESOURCES = "*"  # AgentConnection.enabled_resources: every resource and template
 
 # kind → (Listing field, the definition field that is its key, what it is called)
 KINDS = {
