@@ -495,12 +495,16 @@ def _seen_context():
 def seen_by(agent) -> dict:
     """What the agent's MCP client sees: ``listed``, the entries of its ``tools/list`` in
     order, named and chosen by the code the gateway answers with (``gateway.catalog``);
-    ``held``, enabled tools held back until their changed definition is reviewed; ``renamed``,
+    ``held``, enabled tools held back until their changed definition is reviewed; ``prompts``
+    and ``resources`` (templates after them), as its prompts/list and resources/list (and
+    resources/templates/list) give them (``agent_surface.Item``); ``renamed``,
     (connector name, prefix) for each connector whose prefix is an earlier name's. One
     statement."""
     built = gateway.catalog(gateway.AgentView(agent.id, agent.name, agent.keep_tool_names))
     entries = list(built.entries.values())
     renamed = {(e.connector_name, e.tool.slug) for e in entries
                if find.prefix_kept(e.connector_name, e.tool.slug)}  # fmt: skip
+    surface = built.surface
     return {"listed": built.listed(), "held": [e for e in entries if e.changed],
-            "renamed": sorted(renamed)}  # fmt: skip
+            "renamed": sorted(renamed), "prompts": list(surface.prompts.values()),
+            "resources": [*surface.resources.values(), *surface.templates.values()]}  # fmt: skip

@@ -119,3 +119,28 @@ def test_the_connector_page_shows_the_prefix_and_that_a_rename_keeps_it(logged_i
     page = logged_in.get(f"/connectors/{connector_id}").get_data(as_text=True)
     assert '<code class="prefix">bearer_cafe__</code>' in page
     assert "The prefix comes from an earlier name" in page
+
+
+def test_the_page_lists_the_prompts_and_resources_its_client_gets(logged_in, app, cafe):
+    """Ticked prompts and all resources: the page's names below the tools are what the SDK
+    client's prompts/list, resources/list and resources/templates/list give."""
+    agent_id, _, url, key = cafe
+    with app.app_context():
+        connection = db.session.query(AgentConnection).one()
+        connection.enabled_prompts = ["greeting"]
+        connection.enabled_resources = ["*"]
+        db.session.commit()
+
+    async def main():
+        async with sdk_client(url, key) as client:
+            prompts = [p.name for p in (await client.list_prompts()).prompts]
+            resources = [str(r.uri) for r in (await client.list_resources()).resources]
+            templates = [t.uri_template for t in (await client.list_resource_templates())
+                         .resource_templates]  # fmt: skip
+            return prompts + resources + templates
+
+    names, section = seen_on_page(logged_in, agent_id)
+    listed = run_async(main)
+    assert "bearer_cafe__greeting" in listed and "peer://static/readme" in listed
+    assert names == listed_by_sdk(url, key) + listed
+    assert "Prompts and resources of Ada" in section and "URI template" in section
