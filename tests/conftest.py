@@ -1,11 +1,16 @@
 """Fixtures: an app per test on a database migrated once per session and emptied after each
-test; ``TEST_DATABASE_URL`` points the whole suite at PostgreSQL instead of SQLite."""
+test; ``TEST_DATABASE_URL`` points the whole suite at PostgreSQL instead of SQLite.
+
+Under pytest-xdist (``-n 2``, as ``scripts/test`` runs the suite) each worker is a session of
+its own: its own SQLite file, or its own PostgreSQL database named after the one in
+``TEST_DATABASE_URL`` (``test`` gives ``test_gw0``, ``test_gw1``...), created on first use, so
+one worker emptying its tables never deletes the rows of a test running in another."""
 
 import os
 import re
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from werkzeug.security import generate_password_hash
 
 from mcpadmin import create_app
@@ -29,12 +34,30 @@ def database_uri(tmp_path_factory):
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        url = worker_database(url, worker)
     engine = create_engine(database_url(url))
     with engine.begin() as conn:  # start from an empty schema, whatever an earlier run left
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+def worker_database(url, worker):
+    """The URL of xdist worker ``worker``'s own database beside the one ``url`` names, created
+    through ``url``'s connection (the CI's ``postgres`` role may create databases) when absent.
+    The URL keeps its own spelling (``postgresql://``): subprocesses get it as it is."""
+    name = f"{make_url(url).database}_{worker}"
+    engine = create_engine(database_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                              {"name": name}).scalar()  # fmt: skip
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture
