@@ -1,11 +1,17 @@
 """Fixtures: an app per test on a database migrated once per session and emptied after each
-test; ``TEST_DATABASE_URL`` points the whole suite at PostgreSQL instead of SQLite."""
+test; ``TEST_DATABASE_URL`` points the whole suite at PostgreSQL instead of SQLite.
+
+Under pytest-xdist (``-n 2``, as ``scripts/test`` runs the suite) each worker is a session of
+its own: its own SQLite file, or its own PostgreSQL database named after the one in
+``TEST_DATABASE_URL`` (``test`` gives ``test_gw0``, ``test_gw1``...), created on first use, so
+one worker emptying its tables never deletes the rows of a test running in another."""
 
 import os
 import re
 
 import pytest
-from sqlalchemy import create_engine, text
+from hypothesis import HealthCheck, settings
+from sqlalchemy import create_engine, make_url, text
 from werkzeug.security import generate_password_hash
 
 from mcpadmin import create_app
@@ -15,6 +21,12 @@ from mcpadmin.models import AdminUser, CatalogState
 from mcpadmin.services import calllog
 
 PASSWORD = "correct horse battery"
+
+# Hypothesis times each example (200 ms) and the drawing of inputs (1 s) against a machine it
+# assumes idle; the suite runs four workers on two CPUs beside peers and gunicorn, where a draw
+# once took 0.98 s (test_scrub) with nothing wrong. What the properties assert is unchanged.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 pytest_plugins = [
     "tests.peers.oauth_fixtures",
@@ -29,12 +41,30 @@ def database_uri(tmp_path_factory):
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        url = worker_database(url, worker)
     engine = create_engine(database_url(url))
     with engine.begin() as conn:  # start from an empty schema, whatever an earlier run left
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+def worker_database(url, worker):
+    """The URL of xdist worker ``worker``'s own database beside the one ``url`` names, created
+    through ``url``'s connection (the CI's ``postgres`` role may create databases) when absent.
+    The URL keeps its own spelling (``postgresql://``): subprocesses get it as it is."""
+    name = f"{make_url(url).database}_{worker}"
+    engine = create_engine(database_url(url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                              {"name": name}).scalar()  # fmt: skip
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -108,7 +138,7 @@ def client(app):
 
 @pytest.fixture
 def admin(app, password_hash):
-    """The test admin, stored with a hash computed once per run (scrypt takes ~0.3 s)."""
+    """The test admin, stored with a hash computed once per run."""
     with app.app_context():
         db.session.add(AdminUser(username="admin", password_hash=password_hash))
         db.session.commit()
@@ -117,7 +147,10 @@ def admin(app, password_hash):
 
 @pytest.fixture(scope="session")
 def password_hash():
-    return generate_password_hash(PASSWORD)
+    """Scrypt at a work factor of 2^10 instead of Werkzeug's 2^15: every sign-in checks it, and
+    at the default each check costs 0.1 s of CPU, some 80 s a run over the suite's sign-ins.
+    The app's own hashes (``create-admin``, ``test_auth``) keep the default."""
+    return generate_password_hash(PASSWORD, method="scrypt:1024:8:1")
 
 
 @pytest.fixture
