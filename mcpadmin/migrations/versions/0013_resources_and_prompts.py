@@ -61,8 +61,9 @@ def upgrade():
         sa.ForeignKeyConstraint(['connector_id'], ['connector.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('session_sha256', 'connector_id', 'uri'),
     )
-    with op.batch_alter_table('connector') as batch:
-        batch.add_column(sa.Column('server_capabilities', sa.JSON(), nullable=True))
+    # Not in batch mode: on SQLite that recreates the table, and dropping the old one (with
+    # foreign keys on) would delete every tool, item and connection of every connector.
+    op.add_column('connector', sa.Column('server_capabilities', sa.JSON(), nullable=True))
     with op.batch_alter_table('agent_connection') as batch:
         batch.add_column(sa.Column('enabled_prompts', sa.JSON(), nullable=True))
         batch.add_column(sa.Column('enabled_resources', sa.JSON(), nullable=True))
@@ -89,8 +90,7 @@ def downgrade():
         batch.drop_column('changed_prompts')
         batch.drop_column('enabled_resources')
         batch.drop_column('enabled_prompts')
-    with op.batch_alter_table('connector') as batch:
-        batch.drop_column('server_capabilities')
+    op.drop_column('connector', 'server_capabilities')  # not in batch mode: see upgrade
     op.drop_table('resource_subscription')
     op.drop_table('pending_ask')
     op.drop_table('catalog_item')
