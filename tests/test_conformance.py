@@ -99,16 +99,15 @@ MUST_PASS = [run for run in RUNS if run not in PEER_SIDE]
 
 # Checks of a scenario that the peer cannot exercise, so neither can the gateway; the suite
 # marks them SKIPPED at the peer, and the gateway (which declares listChanged) is not held to
-# them. The SDK's lowlevel Server serves ``subscriptions/listen`` only with a handler of the
-# application's, and the peer has none, nor the suite's ``test_trigger_*_change`` hooks.
-NO_LISTEN = "the peer serves no subscriptions/listen and has no test_trigger_*_change tool"
+# them. The suite changes the server's lists through ``test_trigger_*_change`` tools, which the
+# peer has not (nor a ``subscriptions/listen`` handler: the SDK's lowlevel Server serves it only
+# with one of the application's). The gateway serves ``subscriptions/listen`` itself, so the
+# acknowledgement, the subscription id and the notification filter are checked through it.
+NO_TRIGGER = "the peer has no test_trigger_*_change tool, so no list changes during the check"
 NOT_APPLICABLE = {
     "server-stateless": {
-        "sep-2575-server-sends-subscription-ack": NO_LISTEN,
-        "sep-2575-server-tags-subscription-id": NO_LISTEN,
-        "sep-2575-server-honors-notification-filter": NO_LISTEN,
-        "sep-2575-server-sends-prompts-list-changed-on-subscription": NO_LISTEN,
-        "sep-2575-server-sends-tools-list-changed-on-subscription": NO_LISTEN,
+        "sep-2575-server-sends-prompts-list-changed-on-subscription": NO_TRIGGER,
+        "sep-2575-server-sends-tools-list-changed-on-subscription": NO_TRIGGER,
     },
 }
 
@@ -132,15 +131,6 @@ NOT_YET = {
         "expects yet"
         for s in ("non-tool-request", "tampered-state", "validate-input")
     },
-    "server-stateless": "the gateway answers the upstream's -32021 (a client capability the "
-    "agent did not declare) as an isError result; relaying the agent's capabilities (issue 22) "
-    "must answer -32021 with HTTP 400 (sep-2575-server-rejects-undeclared-capability, "
-    "sep-2575-missing-capability-http-400)",
-    # Not surface work, but the gateway's, now that the peer has an x-mcp-header tool.
-    "http-custom-header-server-validation": "the gateway lists test_custom_header's "
-    "x-mcp-header but does not check the agent's Mcp-Param-Region against the body (bad "
-    "base64, a mismatch, a missing header all get 200) [26/http: Server Behavior for Custom "
-    "Headers, MUST 400 + -32020]",
 }
 
 pytestmark = pytest.mark.skipif(clients.missing() is not None, reason=str(clients.missing()))

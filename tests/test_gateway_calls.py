@@ -8,6 +8,7 @@ import time
 
 import anyio
 import pytest
+import requests
 from mcp.shared.exceptions import MCPError
 
 from mcpadmin.crypto import seal
@@ -18,8 +19,10 @@ from mcpadmin.services import calls
 from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
 from tests.oauth_helpers import add_connector as add_oauth_connector
 from tests.oauth_helpers import connect
+from tests.peers import start
 from tests.peers.mcp_fixtures import LEGACY_PYTHON, _start, _stop
 from tests.test_gateway import sdk_client
+from tests.test_gateway_wire import modern_body, modern_headers
 from tests.test_upstream_calls import wait_for
 
 TOKEN = "gateway-peer-token-0123456789"  # noqa: S105 (the bearer peer's test credential)
@@ -283,3 +286,56 @@ def test_no_upstream_credential_reaches_the_agent(app, served, logged_in, fresh_
 
     result = run(main)
     assert token not in result.model_dump_json()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_x_mcp_header_parameter_reaches_the_upstream_as_its_header(two_upstreams, mode):
+    """The modern agent's client mirrors ``place.region`` (the listed schema keeps its
+    x-mcp-header), the gateway checks it and the upstream gets its own Mcp-Param-Region; a
+    legacy agent sends none, and the upstream gets it all the same."""
+    url, key = two_upstreams
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            return await client.call_tool("weather__locate", {"place": {"region": "eu-west 1"}})
+
+    result = run(main)
+    assert not result.is_error
+    assert result.content[0].text == "Mcp-Param-Region: eu-west 1"
+
+
+@pytest.fixture(scope="module")
+def conformance_peer():
+    peer = start("conformance_server.py")
+    yield peer
+    peer.stop()
+
+
+def test_a_capability_the_agent_did_not_declare_is_its_own_32021(app, served, conformance_peer):
+    """The upstream refuses a modern call that needs sampling the agent did not declare with
+    -32021: the agent gets that error (HTTP 400, the capability named), not an isError result
+    [26/base §Error Codes]; a legacy agent gets an isError result (2025 has no -32021)."""
+    with app.app_context():
+        connector = synced_connector(conformance_peer.base_url + "/mcp", "Conformance")
+        agent, key = agent_with_tools([connector], name="Ada")
+        url = served.endpoint(agent)
+
+    async def main(mode):
+        async with sdk_client(url, key, mode) as client:
+            try:
+                return await client.call_tool("conformance__test_missing_capability", {})
+            except MCPError as exc:
+                return exc
+
+    refused = run(lambda: main("auto"))
+    assert isinstance(refused, MCPError) and refused.error.code == -32021
+    assert refused.error.data == {"requiredCapabilities": {"sampling": {}}}
+    assert "Conformance needs client capabilities" in refused.error.message
+    legacy = run(lambda: main("legacy"))
+    assert legacy.is_error and "Conformance refused the call" in legacy.content[0].text
+    name = "conformance__test_missing_capability"
+    body = modern_body("tools/call", 7, name=name, arguments={})
+    headers = modern_headers(key, "tools/call", **{"Mcp-Name": name})
+    reply = requests.post(url, json=body, headers=headers, timeout=30)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == -32021

@@ -154,6 +154,88 @@ def test_a_modern_tools_call_needs_a_matching_mcp_name(client, agent):
     assert reply.get_json()["error"]["code"] == -32020
 
 
+REGION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "place": {
+            "type": "object",
+            "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+        },
+        "count": {"type": "integer", "x-mcp-header": "Count"},
+    },
+}
+
+
+@pytest.fixture
+def region_agent(app):
+    """An agent with one stored tool whose parameters ride in Mcp-Param-Region and
+    Mcp-Param-Count too, on a connector nobody answers at."""
+    with app.app_context():
+        connector = Connector(name="Peer", url="http://127.0.0.1:9/mcp")
+        connector.tools = [Tool(name="locate", input_schema=REGION_SCHEMA, definition_hash="l")]
+        db.session.add(connector)
+        agent, key = agent_with_tools([connector])
+        return agent.id, key
+
+
+def call_locate(client, agent_id, key, arguments, **headers):
+    body = modern_body("tools/call", name="peer__locate", arguments=arguments)
+    sent = {**modern_headers(key, "tools/call", **{"Mcp-Name": "peer__locate"}), **headers}
+    return client.post(url(agent_id), json=body, headers=sent)
+
+
+def test_a_tools_x_mcp_header_is_listed_as_the_upstream_declared_it(client, region_agent):
+    """The agent's client must mirror the parameters, so the listed schema keeps them."""
+    agent_id, key = region_agent
+    reply = client.post(
+        url(agent_id), json=modern_body("tools/list"), headers=modern_headers(key, "tools/list")
+    )
+    assert reply.get_json()["result"]["tools"][0]["inputSchema"] == REGION_SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("arguments", "headers", "said"),
+    [
+        ({"place": {"region": "Hello"}}, {}, "Mcp-Param-Region is missing"),
+        ({"place": {"region": "Hello"}}, {"Mcp-Param-Region": "Bye"}, "must equal"),
+        ({"place": {"region": "Hello"}}, {"Mcp-Param-Region": "=?base64?SGVsbG8?="}, "valid"),
+        ({"place": {"region": "Hello"}}, {"Mcp-Param-Region": "=?base64?SGVs!!!bG8=?="}, "valid"),
+        ({}, {"Mcp-Param-Region": "Hello"}, "is sent but params.arguments.place.region"),
+        ({"count": 42}, {"Mcp-Param-Count": "43"}, "Mcp-Param-Count must equal"),
+        ({"count": True}, {"Mcp-Param-Count": "1"}, "Mcp-Param-Count must equal"),
+    ],
+)
+def test_mcp_param_headers_that_disagree_with_the_body_get_400(
+    client, region_agent, arguments, headers, said
+):
+    """[26/http §Server Behavior for Custom Headers]: 400 and -32020, before anything goes
+    upstream."""
+    agent_id, key = region_agent
+    reply = call_locate(client, agent_id, key, arguments, **headers)
+    assert reply.status_code == 400
+    error = reply.get_json()["error"]
+    assert error["code"] == -32020 and said in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "headers"),
+    [
+        ({"place": {"region": "Hello"}}, {"Mcp-Param-Region": "=?base64?SGVsbG8=?="}),
+        ({"place": {"region": "SGVsbG8="}}, {"Mcp-Param-Region": "SGVsbG8="}),  # literal
+        ({"place": {"region": "=?base64?SGVsbG8="}}, {"Mcp-Param-Region": "=?base64?SGVsbG8="}),
+        ({"place": {"region": None}, "count": 42.0}, {"Mcp-Param-Count": "42"}),
+        ({"count": 42}, {"mcp-param-count": "42.0"}),
+        ({"place": "not an object"}, {}),
+    ],
+)
+def test_mcp_param_headers_that_carry_the_body_pass(client, region_agent, arguments, headers):
+    """The call goes on (to a connector nobody answers at: an isError result, not -32020)."""
+    agent_id, key = region_agent
+    reply = call_locate(client, agent_id, key, arguments, **headers)
+    assert reply.status_code == 200, reply.get_json()
+    assert reply.get_json()["result"]["isError"] is True
+
+
 def test_an_unknown_modern_method_gets_404_method_not_found(client, agent):
     agent_id, key = agent
     reply = client.post(

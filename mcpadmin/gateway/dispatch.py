@@ -314,9 +314,12 @@ def _forward(caller, request, now, modern: bool):
 
 
 def _call(caller, request, now, modern: bool):
-    """tools/call: checked against the agent's catalog on every call; a call that may go
-    upstream comes back ``Prepared`` (its credential read, refreshed if due). A refusal is
-    answered here, and the call log gets its row."""
+    """tools/call: checked against the agent's catalog on every call, and a modern call's
+    ``Mcp-Param-*`` headers against its arguments (-32020, HTTP 400: the gateway reads the
+    body, so it MUST [26/http §Server Behavior for Custom Headers]; the upstream gets its own
+    headers from the arguments, ``mcp.param_headers``); a call that may go upstream comes back
+    ``Prepared`` (its credential read, refreshed if due). A refusal is answered here, and the
+    call log gets its row."""
     message = request.message
     name = message.params.get("name")
     arguments = message.params.get("arguments", {})
@@ -334,6 +337,11 @@ def _call(caller, request, now, modern: bool):
         return _refused(request, call, Outcome.NOT_ALLOWED, failure)
     call.connector_id, call.connector_name = entry.connection.connector_id, entry.connector_name
     call.upstream_tool = entry.tool.name
+    if modern:  # the listed schema keeps x-mcp-header: the agent's client mirrors them
+        try:
+            server.check_param_headers(message, request.headers, entry.tool.input_schema)
+        except RpcFailure as failure:
+            return _refused(request, call, Outcome.PROTOCOL, failure)
     if entry.changed:
         text = entry.held_back(caller.agent.name)
         result = error_result(requestlog.tagged(text), modern)

@@ -143,10 +143,9 @@ class CallResponse:
 
     async def _json(self, send, outcome: calls.Outcome):
         prepared = self.prepared
-        result = dispatch.result_for(outcome, prepared.modern)
-        body = dispatch.encode(server.response(prepared.message.id, result))
+        body = dispatch.encode(answer(prepared, outcome))
         await self._finish(outcome.kind, outcome.error, outcome.upstream_ms, len(body))
-        await send_whole(send, 200, body, JSON)
+        await send_whole(send, 400 if outcome.rpc_error else 200, body, JSON)
 
     async def _stream(self, send, first, updates):
         prepared = self.prepared
@@ -157,8 +156,7 @@ class CallResponse:
         await send({"type": "http.response.body", "body": event, "more_body": True})
         async for update in updates:
             if isinstance(update, calls.Outcome):
-                result = dispatch.result_for(update, prepared.modern)
-                event = server.sse_event(server.response(prepared.message.id, result))
+                event = server.sse_event(dispatch.tagged(answer(prepared, update)))
                 ending = (update.kind, update.error, update.upstream_ms, self.sent + len(event))
                 await self._finish(*ending)
                 await send({"type": "http.response.body", "body": event, "more_body": False})
@@ -254,7 +252,10 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
     except calls.Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
     except mcp.McpError as exc:
-        if target.needs_thread(exc):
+        refused = target.missing_capability(exc) if prepared.modern else None
+        if refused is not None:  # the agent's to fix: its own -32021 (``_json``)
+            outcome = refused
+        elif target.needs_thread(exc):
             outcome = await plane.run(target.explained, exc)
         else:
             outcome = target.explained(exc)
@@ -268,6 +269,15 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
         await plane.run(target.finished, outcome, *era)
     outcome.upstream_ms = (time.monotonic() - target.started) * 1000
     return outcome
+
+
+def answer(prepared: dispatch.Prepared, outcome: calls.Outcome) -> dict:
+    """The agent's response to the call: the outcome's JSON-RPC error (sent with HTTP 400 when
+    the answer is not already streaming), else its result."""
+    if outcome.rpc_error is not None:
+        error = outcome.rpc_error
+        return server.error(prepared.message.id, error["code"], error["message"], error["data"])
+    return server.response(prepared.message.id, dispatch.result_for(outcome, prepared.modern))
 
 
 class _Probe(Exception):

@@ -10,6 +10,7 @@ legacy (``initialize`` and sessions) [26/ver §Compatibility Matrix].
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 
 from .jsonbody import NotJson, parse_json
@@ -37,6 +38,14 @@ UNSUPPORTED_VERSION = -32022
 # Methods whose request carries an ``Mcp-Name`` header naming its target [26/http §Standard
 # Request Headers], and where the name is in the params.
 NAMED_METHODS = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
+# A tool parameter whose input schema property carries ``x-mcp-header`` rides in this header
+# too [26/http §Custom Headers from Tool Parameters]; a plain value is printable ASCII (a
+# value that is not goes as ``=?base64?…?=``) [26/http §Value Encoding].
+PARAM_HEADER = "Mcp-Param-"
+PLAIN_VALUE = re.compile(r"[\x20-\x7e]*")
+# An integer as a header may carry it: ``42`` or ``42.0`` [26/http §Value Encoding: numbers
+# SHOULD compare numerically].
+DECIMAL = re.compile(r"-?[0-9]+(\.0+)?")
 
 
 class RpcFailure(Exception):
@@ -156,6 +165,89 @@ def check_modern(message: Message, headers) -> None:
             data={"supported": list(MODERN_VERSIONS), "requested": message.version},
             request_id=message.id,
         )
+
+
+def check_param_headers(message: Message, headers, input_schema) -> None:
+    """A modern ``tools/call``'s ``Mcp-Param-*`` headers against its arguments, for the tool's
+    ``input_schema`` (the upstream's, as listed to the agent) [26/http §Server Behavior for
+    Custom Headers]: each argument an ``x-mcp-header`` property names is present in the body
+    (not null) exactly when its header is sent once, and the header, after ``=?base64?…?=``
+    decoding, equals it. Schemas are ones ``mcp.checked_tools`` kept: annotations sit only on
+    statically reachable scalar properties.
+
+    :raise RpcFailure: -32020 with HTTP 400 for the first header that is missing, unexpected,
+        sent twice, badly encoded (base64 padding or alphabet, characters HTTP cannot carry as
+        they are) or disagreeing with the body.
+    """
+    fail = _failing(message)
+    arguments = message.params.get("arguments")
+    for path, token, kind in _annotated(input_schema):
+        name, where = PARAM_HEADER + token, "params.arguments." + ".".join(path)
+        sent = _values(headers, name)
+        value = _at(arguments, path)
+        if len(sent) > 1:
+            fail(HEADER_MISMATCH, f"Header mismatch: {name} is sent more than once.")
+        if value is None:
+            if sent:
+                fail(HEADER_MISMATCH, f"Header mismatch: {name} is sent but {where} is absent.")
+            continue
+        if not sent:
+            fail(HEADER_MISMATCH, f"Header mismatch: {name} is missing; it must carry {where}.")
+        decoded = decode_header_value(sent[0])
+        if decoded is None or not PLAIN_VALUE.fullmatch(sent[0]):
+            fail(HEADER_MISMATCH, f"Header mismatch: {name} is not a valid header value (plain "
+                                  "printable ASCII, or =?base64?…?= over UTF-8).")  # fmt: skip
+        if not _same(decoded, value, kind):
+            fail(HEADER_MISMATCH, f"Header mismatch: {name} must equal {where}.")
+
+
+def _annotated(schema, path=(), depth=0):
+    """``(property path, header token, JSON type)`` of each ``x-mcp-header`` property reachable
+    from ``schema`` through ``properties``."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict) or depth > 32:
+        return
+    for key, prop in properties.items():
+        if not isinstance(prop, dict):
+            continue
+        token = prop.get("x-mcp-header")
+        if isinstance(token, str):
+            yield (*path, key), token, prop.get("type")
+        yield from _annotated(prop, (*path, key), depth + 1)
+
+
+def _values(headers, name: str) -> list[str]:
+    """Every value of header ``name`` (a repeated header shows up as several)."""
+    getlist = getattr(headers, "getlist", None)
+    if getlist is not None:
+        return getlist(name)
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
+def _at(arguments, path):
+    """The argument at ``path``; None when absent, null, or under a value that is not an
+    object."""
+    for key in path:
+        if not isinstance(arguments, dict):
+            return None
+        arguments = arguments.get(key)
+    return arguments
+
+
+def _same(decoded: str, value, kind) -> bool:
+    """Whether a header's decoded text carries ``value``: a boolean as ``true``/``false``, an
+    integer (a whole float for an integer property too) compared numerically, a string as it
+    is; a value no header can carry (an object, a list) never matches."""
+    if isinstance(value, bool):
+        return decoded == ("true" if value else "false")
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer()
+                                       and kind == "integer")  # fmt: skip
+    if whole:
+        return DECIMAL.fullmatch(decoded) is not None and int(decoded.split(".")[0]) == value
+    if isinstance(value, float):
+        return decoded == repr(value)
+    return isinstance(value, str) and decoded == value
 
 
 def legacy_version(headers, session_version: str | None) -> str:

@@ -40,13 +40,16 @@ class Outcome:
     or an ``isError`` one built here); ``error`` is None when the call worked, else one
     sentence (credential-free) fit for ``last_call_error``; ``upstream_ms`` is the time spent
     on it, a token refresh included; ``moves`` how it moves the credential's holder
-    (``lifecycle``: the event and the sentence to record), None when it moves nothing."""
+    (``lifecycle``: the event and the sentence to record), None when it moves nothing;
+    ``rpc_error``: the JSON-RPC error a modern agent gets instead of ``result`` (with HTTP
+    400), for a request the agent must fix (``Target.missing_capability``)."""
 
     result: dict
     error: str | None
     kind: str
     upstream_ms: float
     moves: tuple[Event, str | None] | None = None
+    rpc_error: dict | None = None
 
 
 class Refused(Exception):
@@ -189,6 +192,36 @@ class Target:
             db.session.commit()
             return outcome
         return self.pair.explained(exc)
+
+    def missing_capability(self, exc: mcp.McpError) -> Outcome | None:
+        """The outcome of a modern agent's call the upstream refused with -32021 for client
+        capabilities (its ``data.requiredCapabilities``) the agent did not declare: the
+        upstream saw the agent's own declaration of each one it names (``capabilities``, by
+        ``asks.carry``: elicitation, sampling, roots), so the agent gets the error itself, to
+        fix its request (``Outcome.rpc_error``) [26/base §Error Codes:
+        MissingRequiredClientCapabilityError, HTTP 400]. None for any other failure, and for a
+        capability mcpadmin does not pass on (not the agent's to fix: an ``isError`` result)."""
+        if not isinstance(exc, mcp.RpcError) or exc.code != mcp.MISSING_CLIENT_CAPABILITY:
+            return None
+        data = exc.data if isinstance(exc.data, dict) else {}
+        required = data.get("requiredCapabilities")
+        if (
+            not isinstance(required, dict)
+            or not required
+            or any(name not in mcp.ASK_CAPABILITIES for name in required)
+        ):
+            return None
+        outcome = self.pair.failed(
+            Kind.PROTOCOL,
+            f"{self.pair.name} needs client capabilities the agent's client did not declare "
+            f"for {self.tool} ({', '.join(sorted(required))}): declare them in the request's "
+            f"_meta ({mcp.META}clientCapabilities) and call again.",
+        )
+        needed = {name: value if isinstance(value, dict) and len(str(value)) <= 1000 else {}
+                  for name, value in required.items()}  # fmt: skip
+        outcome.rpc_error = {"code": exc.code, "message": outcome.error,
+                             "data": {"requiredCapabilities": needed}}  # fmt: skip
+        return outcome
 
     def needs_thread(self, exc: mcp.McpError) -> bool:
         """Whether ``explained`` may write: an OAuth credential refused (a dead grant, a
