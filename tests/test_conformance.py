@@ -124,13 +124,11 @@ NOT_YET = {
         "stream open, and the gateway relays resources/subscribe only while one holds"
         for s in ("subscribe", "unsubscribe")
     },
-    "sep-2164-resource-not-found": "the gateway answers an unknown URI with its own -32602 "
-    "refusal before asking the upstream",
     **{
-        f"input-required-result-{s}": "input_required on prompts/get and resources/read, and "
-        "the upstream's refusal of a tampered or invalid retry, are not relayed as the suite "
-        "expects yet"
-        for s in ("non-tool-request", "tampered-state", "validate-input")
+        f"input-required-result-{s}": "the upstream's JSON-RPC refusal (-32602) of a tools/call "
+        "retry with a tampered requestState or invalid inputResponses reaches the agent as an "
+        "isError result (relay.py), not as the JSON-RPC error the suite expects"
+        for s in ("tampered-state", "validate-input")
     },
     "server-stateless": "the gateway answers the upstream's -32021 (a client capability the "
     "agent did not declare) as an isError result; relaying the agent's capabilities (issue 22) "

@@ -288,6 +288,34 @@ def carry(target: calls.Target, message: server.Message, session, takes_stream: 
         target.capabilities = _requesting(session_capabilities(session.id_sha256))
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """What a forwarded request's modern upstream is told and what it may answer
+    (``envelope``): the client ``capabilities`` declared, and the ``resultType`` values
+    passed back to the agent."""
+
+    capabilities: dict | None
+    kinds: tuple[str, ...]
+
+
+# The forwarded requests a server may answer ``input_required`` [26/mrtr: prompts/get,
+# resources/read and tools/call].
+ASKING = ("prompts/get", "resources/read")
+
+
+def envelope(message: server.Message, method: str) -> Envelope:
+    """For a forwarded ``prompts/get`` or ``resources/read``, as ``carry`` for a tool call:
+    a modern agent's declared capabilities (those naming requests) go upstream and an
+    ``input_required`` result comes back to it unchanged, its retry's ``inputResponses`` and
+    ``requestState`` going upstream as they are (in the params ``forwarding.route`` keeps).
+    A legacy agent declares none upstream: its prompts/get or resources/read gets one JSON
+    answer, with no stream to relay a request on, so the upstream must not ask."""
+    if message.modern and method in ASKING:
+        capabilities = _requesting(message.meta.get(META_CAPABILITIES))
+        return Envelope(capabilities, ("complete", mcp.INPUT_REQUIRED))
+    return Envelope(None, ("complete",))
+
+
 def _requesting(capabilities) -> dict:
     """Of declared client capabilities, those naming requests the gateway relays."""
     if not isinstance(capabilities, dict):

@@ -281,7 +281,8 @@ def _forward(caller, request, now, modern: bool):
         route, params = forwarding.route(surface, caller.agent.name, message)
     except forwarding.Refusal as refusal:
         call.tool = refusal.name or message.method
-        failure = RpcFailure(server.INVALID_PARAMS, str(refusal), 200, request_id=message.id)
+        failure = RpcFailure(server.INVALID_PARAMS, str(refusal), 200, refusal.data,
+                             request_id=message.id)  # fmt: skip
         return _refused(request, call, refusal.outcome, failure)
     item = route.item
     call.tool, call.upstream_tool = route.name, route.upstream

@@ -113,10 +113,13 @@ class AsyncClient:
                 raise mcp.translated(exc) from exc
 
     async def request(self, method: str, params: dict, *, name: str | None = None,
-                      log_level: str | None = None) -> dict:  # fmt: skip
+                      log_level: str | None = None, capabilities: dict | None = None,
+                      kinds=("complete",)) -> dict:  # fmt: skip
         """As ``protocol.mcp.Client.request``: one forwarded request (``resources/read``,
         ``prompts/get``, ``completion/complete``, ``resources/subscribe``…) and its result,
-        under the same caps and deadline; notifications before the answer are skipped.
+        under the same caps and deadline; notifications before the answer are skipped. A
+        modern server is told the client ``capabilities``; ``kinds``: the ``resultType``
+        values taken (an ``input_required`` one passed on [26/mrtr]).
 
         :raise EraUnknown: no usable era is remembered, or the server refused in a way that
             may mean it changed eras. Run ``protocol.mcp.Client`` (which probes) instead.
@@ -130,11 +133,11 @@ class AsyncClient:
             if self.era == "legacy":
                 return await self._legacy_request(method, params)
             if self.era == "modern" and self.version in MODERN_VERSIONS:
-                message, headers = mcp.forwarded_request(
-                    method, params, version=self.version, name=name, log_level=log_level
-                )
+                message, headers = mcp.forwarded_request(method, params, version=self.version,
+                                                         name=name, log_level=log_level,
+                                                         capabilities=capabilities)  # fmt: skip
                 reply = await self._post(message, self.version, extra=headers)
-                return mcp.result_of(reply, self.url, method)
+                return mcp.result_of(reply, self.url, method, kinds=kinds)
         except HttpError as exc:
             raise mcp.translated(exc) from exc
         except mcp.McpError as exc:
