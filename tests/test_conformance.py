@@ -120,11 +120,6 @@ ASKS = "the gateway relays no server-to-client requests yet (issue 22: relaying)
 MRTR = "the gateway passes no input_required results through yet (issue 22: relaying)"
 NOT_YET = {
     **{
-        f"resources-{s}": "the conformance suite subscribes on a session that has no GET "
-        "stream open, and the gateway relays resources/subscribe only while one holds"
-        for s in ("subscribe", "unsubscribe")
-    },
-    **{
         f"input-required-result-{s}": "the upstream's JSON-RPC refusal (-32602) of a tools/call "
         "retry with a tampered requestState or invalid inputResponses reaches the agent as an "
         "isError result (relay.py), not as the JSON-RPC error the suite expects"

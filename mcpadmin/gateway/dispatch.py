@@ -295,13 +295,6 @@ def _forward(caller, request, now, modern: bool):
         return Answer(200, body)
     connector, connection = service.forward_target(item)
     call.era = connector.protocol_era
-    if message.method in LEGACY_ONLY and connector.protocol_era == "modern":
-        text = (f"{connector.name} speaks MCP 2026-07-28, which has no {message.method} "
-                "(updates come on subscriptions/listen there); mcpadmin cannot relay this "
-                "subscription.")  # fmt: skip
-        body = encode(server.error(message.id, server.INVALID_PARAMS, text))
-        record(caller, item, call, (Outcome.PROTOCOL, text, None, len(body)), request, now)
-        return Answer(200, body)
     target = calls.prepare(connector, connection, caller.agent.name, route.upstream, None, None)
     if isinstance(target, calls.Outcome):  # refused before sending: no credential, dead grant
         body = encode(server.error(message.id, server.INTERNAL_ERROR, target.error))

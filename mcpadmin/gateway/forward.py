@@ -71,6 +71,8 @@ async def _forward(plane, forwarded) -> tuple[calls.Outcome, int | None]:
     """The upstream's answer as an ``Outcome``, and the JSON-RPC code of a failure to keep."""
     target = forwarded.target
     pair = target.pair
+    if forwarded.method in SUBSCRIBING and target.era == "modern":
+        return _kept_here(forwarded), None
     client, code = None, None
     try:
         if plane.http is None:  # no outbound client on this loop (yet): the synchronous one
@@ -150,6 +152,17 @@ def _in_thread(forwarded) -> tuple[calls.Outcome, int | None]:
     target.finished(outcome, *era)
     outcome.upstream_ms = (time.monotonic() - target.started) * 1000
     return outcome, code
+
+
+def _kept_here(forwarded) -> calls.Outcome:
+    """A legacy agent's resources/(un)subscribe of a resource a 2026-07-28 upstream serves:
+    that era has no such request (its updates come on ``subscriptions/listen`` [26/subs]), so
+    the gateway answers it (``{}`` [25N/resources §Subscriptions]) and keeps the subscription
+    itself (``answer``); the session's GET stream listens upstream for it while it holds
+    (``streams.Hub._feed``). The URI was routed to one of the agent's resources already."""
+    outcome = forwarded.target.pair.succeeded({})
+    outcome.upstream_ms = 0.0
+    return outcome
 
 
 def _kept(exc: mcp.McpError) -> int | None:
