@@ -122,7 +122,9 @@ NOT_YET = {
     **{
         f"input-required-result-{s}": "the upstream's JSON-RPC refusal (-32602) of a tools/call "
         "retry with a tampered requestState or invalid inputResponses reaches the agent as an "
-        "isError result (relay.py), not as the JSON-RPC error the suite expects"
+        "isError result, not as the JSON-RPC error the suite expects: asks.refused_retry builds "
+        "that outcome (its rpc_error), to be answered by relay.py once h-fb's Outcome.rpc_error "
+        "merges"
         for s in ("tampered-state", "validate-input")
     },
     "server-stateless": "the gateway answers the upstream's -32021 (a client capability the "

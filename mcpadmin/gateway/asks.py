@@ -269,6 +269,24 @@ def input_required(result) -> bool:
     return isinstance(result, dict) and result.get("resultType") == mcp.INPUT_REQUIRED
 
 
+def refused_retry(prepared, exc: mcp.McpError) -> calls.Outcome | None:
+    """The outcome of a 2026 agent's ``tools/call`` retry (it carries ``inputResponses`` or
+    ``requestState``) that the upstream refused as invalid params: a ``requestState`` that
+    fails its integrity check, or ``inputResponses`` it cannot read [26/mrtr: servers MUST
+    reject tampered state, SHOULD validate input responses, with a JSON-RPC error]. The agent
+    sent them as they are (``carry``), so the refusal is its to see: its ``rpc_error`` is
+    -32602 with the connector's sentence (``_Pair.explained``), not an ``isError`` result. None
+    for any other failure (or a legacy agent, whose retries mcpadmin makes)."""
+    retried = any(k in prepared.message.params for k in ("inputResponses", "requestState"))
+    if not (prepared.modern and retried and isinstance(exc, mcp.RpcError)):
+        return None
+    if exc.code != server.INVALID_PARAMS:
+        return None
+    outcome = prepared.target.pair.explained(exc)
+    outcome.rpc_error = {"code": server.INVALID_PARAMS, "message": outcome.error, "data": None}
+    return outcome
+
+
 def too_many_rounds(agent: str) -> str:
     return (f"The server kept asking agent {agent} for input: mcpadmin stopped after "
             f"{MAX_ROUNDS} rounds.")  # fmt: skip
