@@ -119,17 +119,12 @@ ASKS = "the gateway relays no server-to-client requests yet (issue 22: relaying)
 MRTR = "the gateway passes no input_required results through yet (issue 22: relaying)"
 NOT_YET = {
     **{
-        f"resources-{s}": "the conformance suite subscribes on a session that has no GET "
-        "stream open, and the gateway relays resources/subscribe only while one holds"
-        for s in ("subscribe", "unsubscribe")
-    },
-    "sep-2164-resource-not-found": "the gateway answers an unknown URI with its own -32602 "
-    "refusal before asking the upstream",
-    **{
-        f"input-required-result-{s}": "input_required on prompts/get and resources/read, and "
-        "the upstream's refusal of a tampered or invalid retry, are not relayed as the suite "
-        "expects yet"
-        for s in ("non-tool-request", "tampered-state", "validate-input")
+        f"input-required-result-{s}": "the upstream's JSON-RPC refusal (-32602) of a tools/call "
+        "retry with a tampered requestState or invalid inputResponses reaches the agent as an "
+        "isError result, not as the JSON-RPC error the suite expects: asks.refused_retry builds "
+        "that outcome (its rpc_error), to be answered by relay.py once h-fb's Outcome.rpc_error "
+        "merges"
+        for s in ("tampered-state", "validate-input")
     },
 }
 

@@ -168,17 +168,98 @@ def test_a_legacy_subscription_is_forwarded_and_recorded(app, surface):
     assert [s.uri for s in found] == [README]
 
 
-def test_a_subscription_to_a_modern_upstream_is_refused_with_a_sentence(surface):
+def test_a_legacy_subscription_to_a_modern_upstream_is_kept_by_the_gateway(app, surface):
+    """Alpha speaks 2026-07-28, which has no resources/subscribe: the gateway answers the
+    legacy agent's subscribe and unsubscribe itself ({}) and keeps the subscription (its GET
+    stream listens upstream for it)."""
     url, key = surface
 
     async def main():
         async with sdk_client(url, key, "legacy") as client:
-            try:
-                await client.subscribe_resource(README)  # Alpha's: it speaks 2026-07-28
-            except MCPError as exc:
-                return exc.error.message
+            await client.subscribe_resource(README)  # Alpha's
+            with app.app_context():
+                kept = [(s.connector_id, s.uri) for s in
+                        db.session.scalars(select(ResourceSubscription))]  # fmt: skip
+            await client.unsubscribe_resource(README)
+            return kept
 
-    assert "Alpha speaks MCP 2026-07-28, which has no resources/subscribe" in run(main)
+    kept = run(main)
+    with app.app_context():
+        alpha = db.session.scalar(select(Connector).where(Connector.name == "Alpha"))
+        assert kept == [(alpha.id, README)]
+        assert db.session.scalars(select(ResourceSubscription)).all() == []
+    found = [(r.kind, r.tool, r.connector_name, r.outcome) for r in rows(app)]
+    assert found == [("subscription", README, "Alpha", "ok")] * 2
+
+
+@pytest.fixture
+def listening_peer():
+    """The 2.x peer serving subscriptions/listen, which publishes one update per URI a
+    listen stream asks for."""
+    from tests.peers.mcp_fixtures import _start, _stop
+    from tests.peers.mcp_wrap import generated_tools
+
+    peer = _start("mcp_server.py", "--listen", tools=generated_tools(3), surface=surface_fixtures())
+    yield peer
+    _stop(peer)
+
+
+def test_a_legacy_subscription_hears_a_modern_upstreams_update_on_its_stream(app, listening_peer):
+    """The session's GET stream listens upstream (subscriptions/listen with the URI in
+    resourceSubscriptions) and relays the update the 2026-07-28 peer publishes."""
+    import httpx2
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.gateway_helpers import serving
+
+    with app.app_context():
+        alpha = synced_connector(listening_peer.url, "Alpha")
+        assert alpha.protocol_era == "modern"
+        agent, key = agent_with_tools([alpha], name="Ada")
+        tick(agent, "Alpha")
+        db.session.commit()
+        agent_id = agent.id
+    heard = []
+
+    async def handler(message):
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            heard.append(str(message.params.uri))
+
+    async def main(url):
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
+        async with http, Client(streamable_http_client(url, http_client=http), mode="legacy",
+                                message_handler=handler) as client:  # fmt: skip
+            await client.subscribe_resource(README)
+            with anyio.fail_after(8):
+                while not heard:
+                    await anyio.sleep(0.1)
+
+    with serving(app, stream_seconds=10) as served, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_async(main, f"{served.url}/agents/{agent_id}/mcp")
+    assert heard == [README]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unknown_uri_is_invalid_params_with_the_uri_in_data(surface, mode):
+    """[26/resources §Error Handling, SEP-2164]: -32602 and ``data.uri``; the sentence says
+    what to tick."""
+    url, key = surface
+
+    async def main():
+        async with sdk_client(url, key, mode) as client:
+            try:
+                await client.read_resource("peer://nowhere")
+            except MCPError as exc:
+                return exc.error
+
+    error = run(main)
+    assert error.code == -32602 and error.data == {"uri": "peer://nowhere"}
+    assert (
+        "No connector of agent 'Ada' serves the resource 'peer://nowhere': tick it (or "
+        "'All resources') on the connector's card of the agent's page."
+    ) in error.message
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -259,6 +340,7 @@ def test_an_upstream_not_found_keeps_its_code_and_names_the_connector(app, surfa
 
     error = run(main)
     assert "Alpha refused the call" in error.message and "peer://gone" in error.message
+    assert error.code == -32602 and error.data == {"uri": "peer://gone"}  # SEP-2164
 
 
 def test_each_request_gets_a_row_with_its_kind(app, surface):
@@ -485,3 +567,73 @@ def test_a_legacy_subscription_hears_the_upstreams_update_on_its_stream(app, pee
         warnings.simplefilter("ignore")
         run_async(main, f"{served.url}/agents/{agent_id}/mcp")
     assert heard == [README]
+
+
+@pytest.fixture
+def asking_prompt(app, served):
+    """Agent "Ada" with the conformance peer's prompt that asks first
+    (``test_input_required_result_prompt``) ticked; its endpoint and key."""
+    from tests.peers import start
+
+    peer = start("conformance_server.py")
+    try:
+        with app.app_context():
+            connector = synced_connector(peer.base_url + "/mcp", "Conformance")
+            agent, key = agent_with_tools([connector], name="Ada")
+            tick(agent, "Conformance", prompts=("test_input_required_result_prompt",))
+            db.session.commit()
+            yield served.endpoint(agent), key
+    finally:
+        peer.stop()
+
+
+def test_a_modern_prompts_get_passes_input_required_through_and_its_retry_completes(
+    app, asking_prompt
+):
+    """[26/mrtr]: the upstream's input_required result reaches the 2026 agent as it is; the
+    retry's inputResponses go upstream and the prompt completes. A tampered requestState is
+    the upstream's to refuse, and its -32602 reaches the agent."""
+    import requests
+
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    url, key = asking_prompt
+    name = "conformance__test_input_required_result_prompt"
+    headers = modern_headers(key, "prompts/get", **{"Mcp-Name": name})
+
+    def get(**params):
+        body = modern_body("prompts/get", name=name, **params)
+        return requests.post(url, json=body, headers=headers, timeout=10).json()
+
+    first = get()["result"]
+    assert first["resultType"] == "input_required"
+    (key_asked,) = first["inputRequests"]
+    assert first["inputRequests"][key_asked]["method"] == "elicitation/create"
+    answer = {key_asked: {"action": "accept", "content": {"context": "the wiki"}}}
+    done = get(inputResponses=answer)["result"]
+    assert done["resultType"] == "complete"
+    assert done["messages"][0]["content"]["text"] == "Use this context: the wiki"
+    refused = get(inputResponses=answer, requestState="not-what-the-server-sealed")
+    assert refused["error"]["code"] == -32602
+    assert "Conformance" in refused["error"]["message"]
+    assert [(r.kind, r.tool, r.outcome) for r in rows(app)][:2] == [
+        ("prompt", name, "ok"),
+        ("prompt", name, "ok"),
+    ]
+
+
+def test_a_legacy_prompts_get_of_an_asking_prompt_ends_with_a_sentence(asking_prompt):
+    """A legacy agent's prompts/get has no stream to relay a request on: the upstream is
+    told no capabilities, and an input_required answer ends in a JSON-RPC error naming the
+    connector, never a hang."""
+    url, key = asking_prompt
+
+    async def main():
+        async with sdk_client(url, key, "legacy") as client:
+            try:
+                await client.get_prompt("conformance__test_input_required_result_prompt")
+            except MCPError as exc:
+                return exc.error
+
+    error = run(main)
+    assert "Conformance" in error.message and "input_required" in error.message

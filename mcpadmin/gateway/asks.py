@@ -269,6 +269,24 @@ def input_required(result) -> bool:
     return isinstance(result, dict) and result.get("resultType") == mcp.INPUT_REQUIRED
 
 
+def refused_retry(prepared, exc: mcp.McpError) -> calls.Outcome | None:
+    """The outcome of a 2026 agent's ``tools/call`` retry (it carries ``inputResponses`` or
+    ``requestState``) that the upstream refused as invalid params: a ``requestState`` that
+    fails its integrity check, or ``inputResponses`` it cannot read [26/mrtr: servers MUST
+    reject tampered state, SHOULD validate input responses, with a JSON-RPC error]. The agent
+    sent them as they are (``carry``), so the refusal is its to see: its ``rpc_error`` is
+    -32602 with the connector's sentence (``_Pair.explained``), not an ``isError`` result. None
+    for any other failure (or a legacy agent, whose retries mcpadmin makes)."""
+    retried = any(k in prepared.message.params for k in ("inputResponses", "requestState"))
+    if not (prepared.modern and retried and isinstance(exc, mcp.RpcError)):
+        return None
+    if exc.code != server.INVALID_PARAMS:
+        return None
+    outcome = prepared.target.pair.explained(exc)
+    outcome.rpc_error = {"code": server.INVALID_PARAMS, "message": outcome.error, "data": None}
+    return outcome
+
+
 def too_many_rounds(agent: str) -> str:
     return (f"The server kept asking agent {agent} for input: mcpadmin stopped after "
             f"{MAX_ROUNDS} rounds.")  # fmt: skip
@@ -286,6 +304,34 @@ def carry(target: calls.Target, message: server.Message, session, takes_stream: 
         target.inputs = inputs or None
     elif target.era == "modern" and session is not None and takes_stream:
         target.capabilities = _requesting(session_capabilities(session.id_sha256))
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What a forwarded request's modern upstream is told and what it may answer
+    (``envelope``): the client ``capabilities`` declared, and the ``resultType`` values
+    passed back to the agent."""
+
+    capabilities: dict | None
+    kinds: tuple[str, ...]
+
+
+# The forwarded requests a server may answer ``input_required`` [26/mrtr: prompts/get,
+# resources/read and tools/call].
+ASKING = ("prompts/get", "resources/read")
+
+
+def envelope(message: server.Message, method: str) -> Envelope:
+    """For a forwarded ``prompts/get`` or ``resources/read``, as ``carry`` for a tool call:
+    a modern agent's declared capabilities (those naming requests) go upstream and an
+    ``input_required`` result comes back to it unchanged, its retry's ``inputResponses`` and
+    ``requestState`` going upstream as they are (in the params ``forwarding.route`` keeps).
+    A legacy agent declares none upstream: its prompts/get or resources/read gets one JSON
+    answer, with no stream to relay a request on, so the upstream must not ask."""
+    if message.modern and method in ASKING:
+        capabilities = _requesting(message.meta.get(META_CAPABILITIES))
+        return Envelope(capabilities, ("complete", mcp.INPUT_REQUIRED))
+    return Envelope(None, ("complete",))
 
 
 def _requesting(capabilities) -> dict:

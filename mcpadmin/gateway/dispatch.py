@@ -281,7 +281,8 @@ def _forward(caller, request, now, modern: bool):
         route, params = forwarding.route(surface, caller.agent.name, message)
     except forwarding.Refusal as refusal:
         call.tool = refusal.name or message.method
-        failure = RpcFailure(server.INVALID_PARAMS, str(refusal), 200, request_id=message.id)
+        failure = RpcFailure(server.INVALID_PARAMS, str(refusal), 200, refusal.data,
+                             request_id=message.id)  # fmt: skip
         return _refused(request, call, refusal.outcome, failure)
     item = route.item
     call.tool, call.upstream_tool = route.name, route.upstream
@@ -294,13 +295,6 @@ def _forward(caller, request, now, modern: bool):
         return Answer(200, body)
     connector, connection = service.forward_target(item)
     call.era = connector.protocol_era
-    if message.method in LEGACY_ONLY and connector.protocol_era == "modern":
-        text = (f"{connector.name} speaks MCP 2026-07-28, which has no {message.method} "
-                "(updates come on subscriptions/listen there); mcpadmin cannot relay this "
-                "subscription.")  # fmt: skip
-        body = encode(server.error(message.id, server.INVALID_PARAMS, text))
-        record(caller, item, call, (Outcome.PROTOCOL, text, None, len(body)), request, now)
-        return Answer(200, body)
     target = calls.prepare(connector, connection, caller.agent.name, route.upstream, None, None)
     if isinstance(target, calls.Outcome):  # refused before sending: no credential, dead grant
         body = encode(server.error(message.id, server.INTERNAL_ERROR, target.error))

@@ -9,7 +9,14 @@ caps and deadline as a tool call. When that era is unknown or no longer holds, t
 runs once through the synchronous client in a pool thread, which probes. Whatever happens,
 the answer is one JSON-RPC message and the call log gets one row: a failure is a JSON-RPC
 error whose sentence names the connector (``calls._Pair.explained``), with the upstream's own
-code kept when it says "invalid params" or "not found" so the agent sees the protocol's error.
+code kept when it says "invalid params" or "not found" so the agent sees the protocol's error
+(for resources/read: -32602 to a 2026 agent and the agent-side URI in ``data.uri``
+[26/resources §Error Handling, SEP-2164]).
+
+A modern agent's prompts/get and resources/read may get the upstream's ``input_required``
+result as it is, and its retry goes upstream with its ``inputResponses`` and
+``requestState`` (``asks.envelope``); the upstream's refusal of a tampered or invalid retry
+(-32602) reaches it as that JSON-RPC error.
 """
 
 import logging
@@ -20,7 +27,7 @@ from ..protocol import mcp, server
 from ..services import calllog, calls, outbound
 from ..services import gateway as service
 from ..services.calllog import Outcome
-from . import dispatch, upstream
+from . import asks, dispatch, upstream
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,11 @@ async def answer(plane, request: dispatch.Request, forwarded: dispatch.Forwarded
                             forwarded.item.connection.connector_id, forwarded.params["uri"],
                             subscribing)  # fmt: skip
     else:
-        error = server.error(message.id, code or server.INTERNAL_ERROR, outcome.error)
+        data = None
+        if code is not None and forwarded.method == "resources/read":
+            data = {"uri": forwarded.call.tool}  # the agent-side URI [26/resources §Error…]
+            code = server.INVALID_PARAMS if forwarded.modern else code  # SEP-2164
+        error = server.error(message.id, code or server.INTERNAL_ERROR, outcome.error, data)
         body = dispatch.encode(error)
     await _finish(plane, request, forwarded, outcome, len(body))
     return dispatch.Answer(200, body)
@@ -60,6 +71,8 @@ async def _forward(plane, forwarded) -> tuple[calls.Outcome, int | None]:
     """The upstream's answer as an ``Outcome``, and the JSON-RPC code of a failure to keep."""
     target = forwarded.target
     pair = target.pair
+    if forwarded.method in SUBSCRIBING and target.era == "modern":
+        return _kept_here(forwarded), None
     client, code = None, None
     try:
         if plane.http is None:  # no outbound client on this loop (yet): the synchronous one
@@ -94,8 +107,10 @@ async def _forward(plane, forwarded) -> tuple[calls.Outcome, int | None]:
 
 
 async def _request(client, forwarded) -> dict:
+    sent = asks.envelope(forwarded.message, forwarded.method)
     return await client.request(forwarded.method, forwarded.params, name=forwarded.name,
-                                log_level=forwarded.log_level)  # fmt: skip
+                                log_level=forwarded.log_level, capabilities=sent.capabilities,
+                                kinds=sent.kinds)  # fmt: skip
 
 
 def _in_thread(forwarded) -> tuple[calls.Outcome, int | None]:
@@ -112,9 +127,12 @@ def _in_thread(forwarded) -> tuple[calls.Outcome, int | None]:
                             version=connector.protocol_version, pool=calls.POOL,
                             deadline=target.timeout)  # fmt: skip
 
+        sent = asks.envelope(forwarded.message, forwarded.method)
+
         def attempt():
             return client.request(forwarded.method, forwarded.params, name=forwarded.name,
-                                  log_level=forwarded.log_level)  # fmt: skip
+                                  log_level=forwarded.log_level, capabilities=sent.capabilities,
+                                  kinds=sent.kinds)  # fmt: skip
 
         try:
             result = attempt()
@@ -134,6 +152,17 @@ def _in_thread(forwarded) -> tuple[calls.Outcome, int | None]:
     target.finished(outcome, *era)
     outcome.upstream_ms = (time.monotonic() - target.started) * 1000
     return outcome, code
+
+
+def _kept_here(forwarded) -> calls.Outcome:
+    """A legacy agent's resources/(un)subscribe of a resource a 2026-07-28 upstream serves:
+    that era has no such request (its updates come on ``subscriptions/listen`` [26/subs]), so
+    the gateway answers it (``{}`` [25N/resources §Subscriptions]) and keeps the subscription
+    itself (``answer``); the session's GET stream listens upstream for it while it holds
+    (``streams.Hub._feed``). The URI was routed to one of the agent's resources already."""
+    outcome = forwarded.target.pair.succeeded({})
+    outcome.upstream_ms = 0.0
+    return outcome
 
 
 def _kept(exc: mcp.McpError) -> int | None:

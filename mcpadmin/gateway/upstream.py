@@ -113,10 +113,13 @@ class AsyncClient:
                 raise mcp.translated(exc) from exc
 
     async def request(self, method: str, params: dict, *, name: str | None = None,
-                      log_level: str | None = None) -> dict:  # fmt: skip
+                      log_level: str | None = None, capabilities: dict | None = None,
+                      kinds=("complete",)) -> dict:  # fmt: skip
         """As ``protocol.mcp.Client.request``: one forwarded request (``resources/read``,
         ``prompts/get``, ``completion/complete``, ``resources/subscribe``…) and its result,
-        under the same caps and deadline; notifications before the answer are skipped.
+        under the same caps and deadline; notifications before the answer are skipped. A
+        modern server is told the client ``capabilities``; ``kinds``: the ``resultType``
+        values taken (an ``input_required`` one passed on [26/mrtr]).
 
         :raise EraUnknown: no usable era is remembered, or the server refused in a way that
             may mean it changed eras. Run ``protocol.mcp.Client`` (which probes) instead.
@@ -130,11 +133,11 @@ class AsyncClient:
             if self.era == "legacy":
                 return await self._legacy_request(method, params)
             if self.era == "modern" and self.version in MODERN_VERSIONS:
-                message, headers = mcp.forwarded_request(
-                    method, params, version=self.version, name=name, log_level=log_level
-                )
+                message, headers = mcp.forwarded_request(method, params, version=self.version,
+                                                         name=name, log_level=log_level,
+                                                         capabilities=capabilities)  # fmt: skip
                 reply = await self._post(message, self.version, extra=headers)
-                return mcp.result_of(reply, self.url, method)
+                return mcp.result_of(reply, self.url, method, kinds=kinds)
         except HttpError as exc:
             raise mcp.translated(exc) from exc
         except mcp.McpError as exc:
@@ -166,16 +169,21 @@ class AsyncClient:
         raise mcp.McpError(mcp.SESSION_LOST_TWICE)
 
     async def updates(self, uris: list[str]) -> AsyncIterator[dict]:
-        """The ``notifications/resources/updated`` a legacy server sends for ``uris``, as they
-        come, until the deadline: a session of its own (never pooled: its GET stream is this
-        listener's), subscribed to each URI, then its GET stream [25N/resources
-        §Subscriptions; 25N/http §Listening for Messages from the Server]. The session is
-        closed at the end.
+        """The ``notifications/resources/updated`` a server sends for ``uris``, as they come,
+        until the deadline. A legacy server: a session of its own (never pooled: its GET
+        stream is this listener's), subscribed to each URI, then its GET stream [25N/resources
+        §Subscriptions; 25N/http §Listening for Messages from the Server]; the session is
+        closed at the end. A modern one: ``subscriptions/listen`` for them (``_listened``).
 
         :raise McpError: the server refused the session or a subscription.
         """
         mcp.check_sendable(self.auth)
         self._task = "holding its resource subscriptions"
+        if self.era == "modern" and self.version in MODERN_VERSIONS:
+            async with aclosing(self._listened(uris)) as listened:
+                async for found in listened:
+                    yield found
+            return
         try:
             session, version = await self._initialize()
         except HttpError as exc:
@@ -208,6 +216,28 @@ class AsyncClient:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close(session)
+
+    async def _listened(self, uris: list[str]) -> AsyncIterator[dict]:
+        """A modern server's ``notifications/resources/updated`` for ``uris``: one
+        ``subscriptions/listen`` asking for them (``resourceSubscriptions`` [26/subs]), its
+        event stream read until it ends or the deadline; a refusal or a broken stream ends it
+        (the watcher starts another while the agent's stream holds)."""
+        params = {"notifications": {"resourceSubscriptions": list(uris)}}
+        message, _headers = mcp.forwarded_request("subscriptions/listen", params,
+                                                  version=self.version)  # fmt: skip
+        try:
+            async with await self._open(message, self.version) as stream:
+                if stream.status != 200 or stream.content_type != "text/event-stream":
+                    return  # refused (or answered at once): no updates to relay
+                parser = sse.Parser()
+                async with aclosing(stream.chunks()) as chunks:
+                    async for chunk in chunks:
+                        for event in parser.feed(chunk):
+                            found = _updated(event.data)
+                            if found is not None and found["params"]["uri"] in uris:
+                                yield found
+        except (HttpError, sse.SseError):
+            return
 
     async def _legacy(self, name, arguments, meta) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:
         """The call in the pooled session (or a new one); a 404 on it means the session is gone:

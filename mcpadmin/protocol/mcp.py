@@ -732,12 +732,14 @@ class Client:
     # -- any other request (resources/read, prompts/get, completion/complete…) -------------
 
     def request(self, method: str, params: dict, *, name: str | None = None,
-                log_level: str | None = None) -> dict:  # fmt: skip
+                log_level: str | None = None, capabilities: dict | None = None,
+                kinds=("complete",)) -> dict:  # fmt: skip
         """Send one request the gateway forwards (``forwarded_request``) and return its
         result, in the remembered era or the one a probe finds; a remembered era refused in a
         way that may mean the server changed eras is probed again, once. Notifications and
         server requests before the answer are skipped. Afterwards ``era``/``version`` say
-        which era answered.
+        which era answered. A modern server is told the client ``capabilities``; ``kinds``:
+        the ``resultType`` values taken (``result_of``).
 
         :raise Unauthorized, Forbidden: 401/403 (the caller may refresh and retry).
         :raise RpcError: the server answered with a JSON-RPC error.
@@ -751,32 +753,33 @@ class Client:
         )
         try:
             try:
-                return self._request_once(method, params, name, log_level)
+                return self._request_once(method, params, name, log_level, capabilities, kinds)
             except McpError as exc:
                 if not remembered or not era_signal(exc):
                     raise
                 log.info("%s refused %s as a %s server (%s); probing again", self.url, method,
                          self.era, exc)  # fmt: skip
                 self.era = self.version = None
-                return self._request_once(method, params, name, log_level)
+                return self._request_once(method, params, name, log_level, capabilities, kinds)
         except HttpError as exc:
             raise translated(exc) from exc
 
-    def _request_once(self, method, params, name, log_level) -> dict:
+    def _request_once(self, method, params, name, log_level, capabilities, kinds) -> dict:
         version = self.version if self.era == "modern" and self.version in MODERN_VERSIONS else None
         if version is None and self.era != "legacy":
             version = self._probe()
         if version is not None:
             self.era, self.version = "modern", version
             message, headers = forwarded_request(method, params, version=version, name=name,
-                                                 log_level=log_level)  # fmt: skip
+                                                 log_level=log_level,
+                                                 capabilities=capabilities)  # fmt: skip
             with self._open(message, version, method, extra=headers) as stream:
                 if 200 <= stream.status < 300 and stream.content_type == "text/event-stream":
                     reply = Reply(stream.status, stream.headers, self._from_stream(stream, message))
                 else:
                     reply = whole_reply(stream.status, stream.headers, stream.content_type,
                                         _read(stream), message["id"])  # fmt: skip
-            return result_of(reply, self.url, method)
+            return result_of(reply, self.url, method, kinds=kinds)
         key = SessionPool.key(self.url, self.auth)
         pooled = self.pool.get(key) if self.pool is not None else None
         for _attempt in range(2):
@@ -1363,17 +1366,18 @@ def _header_problem(schema) -> str | None:
 
 
 def forwarded_request(method: str, params: dict, *, version: str | None = None,
-                      name: str | None = None, log_level: str | None = None
-                      ) -> tuple[dict, dict]:  # fmt: skip
+                      name: str | None = None, log_level: str | None = None,
+                      capabilities: dict | None = None) -> tuple[dict, dict]:  # fmt: skip
     """A request the gateway forwards for an agent (``resources/read``, ``prompts/get``,
     ``completion/complete``, ``resources/subscribe``…), its id unique in the process, and the
-    headers it adds. With a modern ``version``: the envelope, the ``logLevel`` opt-in [26/chg
-    Major 5] and ``Mcp-Name`` (the URI or prompt name, REQUIRED for ``resources/read`` and
-    ``prompts/get`` [26/http §Standard Request Headers]); without (legacy): none of them."""
+    headers it adds. With a modern ``version``: the envelope (declaring ``capabilities``), the
+    ``logLevel`` opt-in [26/chg Major 5] and ``Mcp-Name`` (the URI or prompt name, REQUIRED
+    for ``resources/read`` and ``prompts/get`` [26/http §Standard Request Headers]); without
+    (legacy): none of them."""
     params = dict(params)
     if version is None:
         return request_message(method, params, next(_CALL_IDS)), {}
     if log_level:
         params["_meta"] = {**(params.get("_meta") or {}), META + "logLevel": log_level}
-    request = request_message(method, params, next(_CALL_IDS), version)
+    request = request_message(method, params, next(_CALL_IDS), version, capabilities)
     return request, ({"Mcp-Name": header_value(name)} if name is not None else {})

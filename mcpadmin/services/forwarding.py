@@ -15,11 +15,13 @@ MAX_QUOTED = 200  # characters of an agent's name or URI quoted in a sentence
 
 class Refusal(Exception):
     """The request cannot be routed: ``str()`` is the agent's sentence, ``outcome`` the call
-    log's, ``name`` what the agent named (for the row)."""
+    log's, ``name`` what the agent named (for the row), ``data`` the JSON-RPC error's
+    ``data`` member (an unknown resource's ``{"uri": …}``), or None."""
 
-    def __init__(self, text: str, name: str | None, outcome: Outcome = Outcome.NOT_ALLOWED):
+    def __init__(self, text: str, name: str | None, outcome: Outcome = Outcome.NOT_ALLOWED,
+                 data: dict | None = None):  # fmt: skip
         super().__init__(text)
-        self.name, self.outcome = name, outcome
+        self.name, self.outcome, self.data = name, outcome, data
 
 
 def route(surface: Surface, agent_name: str, message) -> tuple[Route, dict]:
@@ -57,6 +59,9 @@ def _prompt(surface: Surface, agent_name: str, name: str) -> Route:
 
 
 def _resource(surface: Surface, agent_name: str, uri: str) -> Route:
+    """The route of an agent-side URI. One no ticked connector serves is refused as a
+    resource not found: -32602 with the requested URI in ``data.uri`` [26/resources §Error
+    Handling, SEP-2164], the sentence saying what to tick."""
     found = surface.resource(uri)
     if found is not None:
         return found
@@ -64,7 +69,7 @@ def _resource(surface: Surface, agent_name: str, uri: str) -> Route:
     card = _card(surface, slug)
     raise Refusal(f"No connector of agent '{agent_name}' serves the resource "
                   f"'{uri[:MAX_QUOTED]}': tick it (or 'All resources') on {card} of the "
-                  "agent's page.", uri)  # fmt: skip
+                  "agent's page.", uri, data={"uri": uri})  # fmt: skip
 
 
 def _completion(surface: Surface, agent_name: str, params: dict) -> tuple[Route, dict]:

@@ -381,14 +381,15 @@ def feed_target(agent: AgentView, connector_id: int, uris) -> tuple | None:
     """What a held legacy stream needs to hear an upstream's resource updates: the call's
     ``calls.Target`` (the agent's connection to the connector, its credential read and
     refreshed when due) and each subscribed upstream URI's agent-side one; None when the
-    connection is gone, the upstream is not a legacy one (2026-07-28 has no
-    resources/subscribe) or its credential cannot be used. Committed."""
+    connection is gone, the upstream's era is unknown (a legacy one is subscribed in a
+    session, a modern one listened to: ``upstream.AsyncClient.updates``) or its credential
+    cannot be used. Committed."""
     connection = db.session.scalar(
         select(AgentConnection)
         .where(AgentConnection.agent_id == agent.id, AgentConnection.connector_id == connector_id)
         .options(joinedload(AgentConnection.connector))
     )
-    if connection is None or connection.connector.protocol_era != "legacy":
+    if connection is None or connection.connector.protocol_era not in ("legacy", "modern"):
         db.session.commit()
         return None
     connector = connection.connector

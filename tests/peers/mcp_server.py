@@ -5,9 +5,11 @@ paged (``--page-size``) and re-read from ``--tools-file`` / ``--surface-file`` o
 
 Run: ``python mcp_server.py --port N [--tools 50] [--page-size 100] [--json] [--stateless]
 [--bearer TOKEN] [--api-key NAME=VALUE] [--drop] [--slow S] [--ttl-ms MS] [--notify]
-[--call-tools] [--surface-file F | --no-surface]``; ``tools/call`` answers the tools of
-``call_tools.py`` (listed too with ``--call-tools``); resources, templates, prompts and
-completions are ``surface.py``'s.
+[--call-tools] [--listen] [--surface-file F | --no-surface]``; ``tools/call`` answers the
+tools of ``call_tools.py`` (listed too with ``--call-tools``); resources, templates, prompts
+and completions are ``surface.py``'s. ``--listen`` serves 2026-07-28 ``subscriptions/listen``
+(so the modern era declares ``resources.subscribe``), and publishes one
+``notifications/resources/updated`` per URI a listen stream asks for, soon after its ack.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import mcp_types as types
 import surface
 import uvicorn
 from mcp.server import Server, ServerRequestContext
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcp_wrap import Wrapped, add_arguments
@@ -57,6 +60,8 @@ def build(args):
         return types.CallToolResult.model_validate(result)
 
     handlers = {} if args.no_surface else _surface_handlers(args)
+    if args.listen:
+        handlers["on_subscriptions_listen"] = _listen_handler()
     server = Server("peer", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool,
                     **handlers)  # fmt: skip
     app = server.streamable_http_app(json_response=args.json, stateless_http=args.stateless)
@@ -140,6 +145,28 @@ def _surface_handlers(args) -> dict:
     }
 
 
+def _listen_handler():
+    """``subscriptions/listen`` over the SDK's in-memory bus; each URI asked for gets one
+    update 0.3 s after the stream opens (the SDK sends the ack first)."""
+    bus = InMemorySubscriptionBus()
+    listen = ListenHandler(bus)
+
+    async def handler(ctx, params: types.SubscriptionsListenRequestParams):
+        uris = list(params.notifications.resource_subscriptions or ())
+
+        async def updated():
+            await asyncio.sleep(0.3)
+            for uri in uris:
+                await bus.publish(ResourceUpdated(uri=uri))
+
+        task = asyncio.get_running_loop().create_task(updated())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        return await listen(ctx, params)
+
+    return handler
+
+
 _tasks = set()  # the pending resources/updated notifications (a task needs a reference)
 
 
@@ -150,6 +177,7 @@ def main():
     parser.add_argument("--ttl-ms", type=int, default=0)
     parser.add_argument("--notify", action="store_true", help="progress before tools/list")
     parser.add_argument("--call-tools", action="store_true", help="list call_tools.TOOLS too")
+    parser.add_argument("--listen", action="store_true", help="serve subscriptions/listen")
     args = parser.parse_args()
     uvicorn.run(build(args), host="127.0.0.1", port=args.port, log_level="warning")
 
