@@ -17,8 +17,8 @@ gateway's, save the named ``PEER_SIDE`` ones. Scenario runs (0.2.0-alpha.12: 33 
 - before issue 22: 30 required through the gateway, 43 declined (resources, prompts,
   completion, sampling, elicitation, input-required, custom headers, SSE polling);
 - after: 73 required of the peer alone, and through the gateway every run less
-  ``PEER_SIDE`` (none today); ``NOT_YET`` holds the gateway work not merged yet, as strict
-  expected failures per run, so a run that starts passing shows up.
+  ``PEER_SIDE`` (none today): all 73 pass through the gateway. ``NOT_YET`` (empty) would hold a
+  run the gateway cannot pass yet, as a strict expected failure with its reason.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -111,22 +111,9 @@ NOT_APPLICABLE = {
     },
 }
 
-# Gateway work of issue 22 not merged yet: strict expected failures, per run. Remove a line
-# as the work that serves it merges (a strict xfail that passes fails the run).
-RESOURCES = "the gateway serves no resources yet (issue 22: relaying)"
-PROMPTS = "the gateway serves no prompts yet (issue 22: relaying)"
-ASKS = "the gateway relays no server-to-client requests yet (issue 22: relaying)"
-MRTR = "the gateway passes no input_required results through yet (issue 22: relaying)"
-NOT_YET = {
-    **{
-        f"input-required-result-{s}": "the upstream's JSON-RPC refusal (-32602) of a tools/call "
-        "retry with a tampered requestState or invalid inputResponses reaches the agent as an "
-        "isError result, not as the JSON-RPC error the suite expects: asks.refused_retry builds "
-        "that outcome (its rpc_error), to be answered by relay.py once h-fb's Outcome.rpc_error "
-        "merges"
-        for s in ("tampered-state", "validate-input")
-    },
-}
+# Scenario runs the gateway does not pass yet: strict expected failures, per run, each with its
+# reason (a strict xfail that passes fails the run, so an entry goes as soon as it passes).
+NOT_YET: dict[str, str] = {}
 
 pytestmark = pytest.mark.skipif(clients.missing() is not None, reason=str(clients.missing()))
 

@@ -252,8 +252,10 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
     except calls.Refused as exc:
         outcome = pair.failed(exc.kind, str(exc))
     except mcp.McpError as exc:
-        refused = target.missing_capability(exc) if prepared.modern else None
-        if refused is not None:  # the agent's to fix: its own -32021 (``_json``)
+        refused = None
+        if prepared.modern:  # the agent's to fix: its own -32021, or its retry's -32602
+            refused = target.missing_capability(exc) or asks.refused_retry(prepared, exc)
+        if refused is not None:  # answered as that JSON-RPC error (``_json``)
             outcome = refused
         elif target.needs_thread(exc):
             outcome = await plane.run(target.explained, exc)
