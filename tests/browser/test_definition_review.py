@@ -16,7 +16,7 @@ from tests.test_tool_history import INJECTION, read_file
 @pytest.fixture(scope="module")
 def changing_peer():
     """A 2.x server serving the list the test writes with ``set_tools``."""
-    started = _start("mcp_server.py", "--json", tools=[read_file()])
+    started = _start("mcp_server.py", "--json", "--no-surface", tools=[read_file()])
     yield started
     _stop(started)
 
