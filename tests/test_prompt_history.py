@@ -221,8 +221,8 @@ def test_prompt_page_of_another_connector_or_of_a_resource_is_404(app, logged_in
     peer.set_surface({**listing(triage()), "resources": [{"uri": "x://y", "name": "y"}]})
     run_sync(app, cid)
     with app.app_context():
-        resource = db.session.scalar(select(CatalogItem.id).filter_by(connector_id=cid,
-                                                                       kind="resource"))  # fmt: skip
+        query = select(CatalogItem.id).filter_by(connector_id=cid, kind="resource")
+        resource = db.session.scalar(query)
     assert logged_in.get(f"/connectors/{cid}/prompts/{resource}").status_code == 404
 
 
