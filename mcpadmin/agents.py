@@ -312,7 +312,9 @@ def reviewed(id, connector_id):
 @bp.post("/<int:id>/connectors/<int:connector_id>/prompt-reviewed")
 def prompt_reviewed(id, connector_id):
     """Stop flagging the changed definition of the prompt whose catalog item id is the
-    ``prompt`` form field for this agent: ``prompts/get`` serves it again.
+    ``prompt`` form field for this agent: ``prompts/get`` serves it again. Who reviewed which
+    definition is recorded; a plain post from the prompt's page (``back=prompt``) returns
+    there.
 
     :raise 404: no such agent, connector, or connection between them. A prompt the connector
         no longer has gets the current card and a message.
@@ -328,10 +330,13 @@ def prompt_reviewed(id, connector_id):
         flash(f"That prompt is no longer offered by {connector.name}; the list is up to date "
               "now.", "info")  # fmt: skip
         return _card_response(agent, connector)
-    surface.mark_prompt_reviewed(connection, item)
+    surface.mark_prompt_reviewed(connection, item, g.admin.username)
     audit.record(Action.PROMPT_REVIEWED, agent, {"connector": connector.name, "prompt": item.key})
     db.session.commit()
     flash(f"Prompt {item.key} marked reviewed for {agent.name}.", "success")
+    if request.form.get("back") == "prompt" and not request.headers.get("HX-Request"):
+        return redirect(url_for("tools.prompt", connector_id=connector.id, item_id=item.id,
+                                agent=agent.id))  # fmt: skip
     return _card_response(agent, connector)
 
 

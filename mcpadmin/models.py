@@ -768,3 +768,45 @@ class ResourceSubscription(db.Model):
     )
     uri: Mapped[str] = mapped_column(String(1024), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CatalogItemDefinition(db.Model):
+    """One definition a prompt has had, as the catalog stored it (within its caps): recorded
+    when a sync first stores the prompt and whenever its definition hash changes
+    (``services.surface``; ``services.catalog`` keeps the newest ``MAX_VERSIONS``), like a
+    tool's ``ToolDefinition``."""
+
+    __tablename__ = "catalog_item_definition"
+    __table_args__ = (Index("ix_catalog_item_definition_item_id_id", "item_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("catalog_item.id", ondelete="CASCADE"))
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connector.id", ondelete="CASCADE"), index=True
+    )
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(1000))
+    description: Mapped[str | None] = mapped_column(Text)
+    # The server's whole definition (a prompt's arguments are read from it).
+    definition: Mapped[dict] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CatalogItemReview(db.Model):
+    """Which definition of a prompt (by hash) an agent accepted, and how
+    (``catalog.ReviewKind``), like a tool's ``ToolReview``; the agent's name is copied so the
+    history outlives the agent."""
+
+    __tablename__ = "catalog_item_review"
+    __table_args__ = (Index("ix_catalog_item_review_item_id_id", "item_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("catalog_item.id", ondelete="CASCADE"))
+    agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agent.id", ondelete="SET NULL"), index=True
+    )
+    agent_name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    admin_name: Mapped[str | None] = mapped_column(String(80))
+    definition_hash: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

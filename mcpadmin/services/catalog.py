@@ -13,6 +13,9 @@ The catalog also keeps each tool's history: every definition it has had (``ToolD
 the newest ``MAX_VERSIONS``) and which one each agent accepted (``ToolReview``): the one an
 admin marked reviewed for it, or the one it had enabled when a sync flagged a change. The
 tool page compares the current definition with what an agent accepted (``baseline``).
+Prompts (``CatalogItem`` rows, stored by ``services.surface``) keep the same history in
+``CatalogItemDefinition`` / ``CatalogItemReview``: ``versions``, ``reviews``, ``baseline``
+and ``record_versions`` take either a tool or a prompt.
 """
 
 import hashlib
@@ -24,7 +27,15 @@ from enum import StrEnum
 from sqlalchemy import delete, func, insert, select
 
 from ..extensions import db
-from ..models import AgentConnection, Tool, ToolDefinition, ToolReview
+from ..models import (
+    AgentConnection,
+    CatalogItem,
+    CatalogItemDefinition,
+    CatalogItemReview,
+    Tool,
+    ToolDefinition,
+    ToolReview,
+)
 from ..protocol import mcp
 from . import lifecycle
 
@@ -54,7 +65,7 @@ def mark_reviewed(connection: AgentConnection, tool: Tool, admin_name: str):
     """The operator ``admin_name`` looked at the current definition of ``tool`` for the
     connection's agent: stop flagging it, and record which definition they reviewed."""
     connection.changed_tools = [n for n in connection.changed_tools or [] if n != tool.name]
-    _accept(connection, tool, ReviewKind.REVIEWED, tool.definition_hash, admin_name)
+    accept(connection, tool, ReviewKind.REVIEWED, tool.definition_hash, admin_name)
 
 
 class Since(StrEnum):
@@ -69,36 +80,47 @@ class Since(StrEnum):
 
 @dataclass(frozen=True)
 class Baseline:
-    version: ToolDefinition | None
+    version: ToolDefinition | CatalogItemDefinition | None
     since: Since
     # The agent's acceptance the version comes from, and whether that definition is still
     # kept (if not, ``version`` is the oldest kept).
-    review: ToolReview | None = None
+    review: ToolReview | CatalogItemReview | None = None
     kept: bool = True
 
 
-def versions(tool: Tool) -> list[ToolDefinition]:
-    """The tool's kept definitions, newest (the current one) first."""
-    query = select(ToolDefinition).where(ToolDefinition.tool_id == tool.id)
-    return list(db.session.scalars(query.order_by(ToolDefinition.id.desc())))
+def _history(subject: Tool | CatalogItem):
+    """(definition model, review model, their column naming the subject) for a tool or a
+    catalog item."""
+    if isinstance(subject, CatalogItem):
+        return CatalogItemDefinition, CatalogItemReview, "item_id"
+    return ToolDefinition, ToolReview, "tool_id"
 
 
-def reviews(tool: Tool, agent_id: int | None = None, limit=MAX_REVIEWS_SHOWN) -> list[ToolReview]:
+def versions(subject: Tool | CatalogItem) -> list:
+    """The subject's kept definitions, newest (the current one) first."""
+    model, _, column = _history(subject)
+    query = select(model).where(getattr(model, column) == subject.id)
+    return list(db.session.scalars(query.order_by(model.id.desc())))
+
+
+def reviews(subject: Tool | CatalogItem, agent_id: int | None = None,
+            limit=MAX_REVIEWS_SHOWN) -> list:  # fmt: skip
     """Which definitions agents accepted (of one agent's, with ``agent_id``), newest first."""
-    query = select(ToolReview).where(ToolReview.tool_id == tool.id)
+    _, model, column = _history(subject)
+    query = select(model).where(getattr(model, column) == subject.id)
     if agent_id is not None:
-        query = query.where(ToolReview.agent_id == agent_id)
-    return list(db.session.scalars(query.order_by(ToolReview.id.desc()).limit(limit)))
+        query = query.where(model.agent_id == agent_id)
+    return list(db.session.scalars(query.order_by(model.id.desc()).limit(limit)))
 
 
-def baseline(tool: Tool, kept: list[ToolDefinition], agent_id=None, chosen=None) -> Baseline:
-    """What to compare the tool's current definition with: the kept version ``chosen`` (an
-    id), else the definition the agent ``agent_id`` last accepted, else the previous one.
-    ``kept`` is ``versions(tool)``."""
+def baseline(subject: Tool | CatalogItem, kept: list, agent_id=None, chosen=None) -> Baseline:
+    """What to compare the subject's current definition with: the kept version ``chosen``
+    (an id), else the definition the agent ``agent_id`` last accepted, else the previous
+    one. ``kept`` is ``versions(subject)``."""
     picked = next((v for v in kept if v.id == chosen), None) if chosen is not None else None
     if picked is not None:
         return Baseline(picked, Since.CHOSEN)
-    accepted = reviews(tool, agent_id, limit=1) if agent_id is not None else []
+    accepted = reviews(subject, agent_id, limit=1) if agent_id is not None else []
     if accepted:
         review = accepted[0]
         match = next((v for v in kept if v.definition_hash == review.definition_hash), None)
@@ -109,10 +131,13 @@ def baseline(tool: Tool, kept: list[ToolDefinition], agent_id=None, chosen=None)
     return Baseline(None, Since.NOTHING)
 
 
-def _accept(connection, tool, kind: ReviewKind, digest: str, admin_name=None):
-    db.session.add(ToolReview(
-        tool_id=tool.id, agent_id=connection.agent_id, agent_name=connection.agent.name, kind=kind,
-        admin_name=admin_name, definition_hash=digest,
+def accept(connection, subject: Tool | CatalogItem, kind: ReviewKind, digest, admin_name=None):
+    """Record that the connection's agent accepted the definition ``digest`` of a tool or a
+    catalog item."""
+    _, model, column = _history(subject)
+    db.session.add(model(
+        **{column: subject.id}, agent_id=connection.agent_id, agent_name=connection.agent.name,
+        kind=kind, admin_name=admin_name, definition_hash=digest,
     ))  # fmt: skip
 
 
@@ -215,7 +240,7 @@ def _settle_choices(connector, catalog: set[str], changed: dict):
         flagged = sorted((set(other.changed_tools or []) | set(changed)) & set(enabled))
         for name in set(flagged) - set(other.changed_tools or []):
             tool, had = changed[name]
-            _accept(other, tool, ReviewKind.FLAGGED, had)
+            accept(other, tool, ReviewKind.FLAGGED, had)
         if enabled != (other.enabled_tools or []):
             other.enabled_tools = enabled
         if flagged != (other.changed_tools or []):
@@ -264,21 +289,29 @@ def _record_versions(connector, tools: list[Tool]):
     } for t in tools])  # fmt: skip
 
 
-def _prune_versions(tool_ids: list[int]):
-    """Delete all but the newest ``MAX_VERSIONS`` definitions of these tools."""
-    if not tool_ids:
+def record_item_versions(connector, items: list[CatalogItem]):
+    """Add each catalog item's definition, as just stored, to its history (one statement,
+    after a flush gives new items their ids), and prune each to the newest."""
+    if not items:
         return
-    newest_first = func.row_number().over(
-        partition_by=ToolDefinition.tool_id, order_by=ToolDefinition.id.desc()
-    )
-    ranked = (
-        select(ToolDefinition.id, newest_first.label("rank"))
-        .where(ToolDefinition.tool_id.in_(tool_ids))
-        .subquery()
-    )
+    db.session.flush()
+    db.session.execute(insert(CatalogItemDefinition), [{
+        "item_id": i.id, "connector_id": connector.id, "definition_hash": i.definition_hash,
+        "title": i.title, "description": i.description, "definition": i.definition,
+    } for i in items])  # fmt: skip
+    _prune_versions([i.id for i in items], CatalogItemDefinition, "item_id")
+
+
+def _prune_versions(ids: list[int], model=ToolDefinition, column="tool_id"):
+    """Delete all but the newest ``MAX_VERSIONS`` definitions of these tools (or items)."""
+    if not ids:
+        return
+    owner = getattr(model, column)
+    newest_first = func.row_number().over(partition_by=owner, order_by=model.id.desc())
+    ranked = select(model.id, newest_first.label("rank")).where(owner.in_(ids)).subquery()
     old = select(ranked.c.id).where(ranked.c.rank > MAX_VERSIONS)
     db.session.execute(
-        delete(ToolDefinition).where(ToolDefinition.id.in_(old)),
+        delete(model).where(model.id.in_(old)),
         execution_options={"synchronize_session": False},
     )
 

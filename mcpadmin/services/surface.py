@@ -11,7 +11,9 @@ remembers its own items; a per-agent server rarely varies these by account).
 
 Prompts get the tools' changed-definition treatment: a sync that changes the definition of
 a prompt a connection has enabled adds it to ``changed_prompts``, and the gateway holds it
-until an operator marks it reviewed (``mark_prompt_reviewed``).
+until an operator marks it reviewed (``mark_prompt_reviewed``). Like a tool, a prompt keeps
+its history (``catalog.versions`` / ``catalog.reviews``): each definition it has had, the one
+an agent had enabled when a sync flagged it, and the one an operator marked reviewed.
 
 Hostile listings: an item without a key, a key longer than the column, a duplicate, or a
 definition too large to store even with its text cut is skipped; text beyond the caps of
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 
 from ..models import ALL_RESOURCES, AgentConnection, CatalogItem, ItemKind
 from ..protocol import mcp
-from .catalog import MAX_DESCRIPTION, MAX_TITLE, definition_hash
+from . import catalog
+from .catalog import MAX_DESCRIPTION, MAX_TITLE, ReviewKind, definition_hash
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,8 @@ def store(connector, connection: AgentConnection | None, listing: mcp.Listing) -
     if listing.capabilities is not None:
         connector.server_capabilities = _capabilities(listing.capabilities)
     existing = {(item.kind, item.key): item for item in connector.items}
-    results, changed_prompts, warned = {}, set(), len(listing.warnings)
+    results, warned = {}, len(listing.warnings)
+    changed_prompts, stored_prompts = {}, []  # name → (item, the hash it had); items stored
     for kind, (attribute, key_field, noun) in KINDS.items():
         definitions = getattr(listing, attribute)
         if definitions is None:
@@ -78,39 +82,48 @@ def store(connector, connection: AgentConnection | None, listing: mcp.Listing) -
                 continue
             else:
                 done.changed.append(key)
+                if kind == ItemKind.PROMPT:
+                    changed_prompts[key] = (item, item.definition_hash)
             _copy(item, definition, digest)
+            if kind == ItemKind.PROMPT:
+                stored_prompts.append(item)
         if not connector.per_agent:
             for (other_kind, key), item in existing.items():
                 if other_kind == kind and key not in kept:
                     connector.items.remove(item)
                     done.removed.append(key)
-        if kind == ItemKind.PROMPT:
-            changed_prompts = set(done.changed)
     for done in results.values():
         for keys in (done.added, done.changed, done.removed):
             keys.sort()
+    catalog.record_item_versions(connector, stored_prompts)
     _settle_choices(connector, changed_prompts)
     for warning in listing.warnings[warned:]:
         log.warning("%s: %s", connector.url, warning)
     return results
 
 
-def mark_prompt_reviewed(connection: AgentConnection, item: CatalogItem):
-    """An operator looked at the current definition of the prompt ``item`` for the
-    connection's agent: stop holding it."""
+def mark_prompt_reviewed(connection: AgentConnection, item: CatalogItem, admin_name=None):
+    """An operator (``admin_name``) looked at the current definition of the prompt ``item``
+    for the connection's agent: stop holding it, and record which definition they reviewed."""
     connection.changed_prompts = [n for n in connection.changed_prompts or [] if n != item.key]
+    catalog.accept(connection, item, ReviewKind.REVIEWED, item.definition_hash, admin_name)
 
 
-def _settle_choices(connector, changed_prompts: set[str]):
+def _settle_choices(connector, changed_prompts: dict):
     """Keep each connection's enabled prompts and resources within the connector's items
-    (``"*"`` stays), and flag the enabled prompts among ``changed_prompts``."""
+    (``"*"`` stays), and flag the enabled prompts among ``changed_prompts`` (name → (item,
+    the hash it had)): one newly flagged records the definition its agent had (``FLAGGED``)."""
     keys = {kind: set() for kind in KINDS}
     for item in connector.items:
         keys.setdefault(item.kind, set()).add(item.key)
     resources = keys[ItemKind.RESOURCE] | keys[ItemKind.TEMPLATE] | {ALL_RESOURCES}
     for connection in connector.connections:
         prompts = [n for n in connection.enabled_prompts or [] if n in keys[ItemKind.PROMPT]]
-        flagged = sorted((set(connection.changed_prompts or []) | changed_prompts) & set(prompts))
+        flagged = sorted((set(connection.changed_prompts or []) | set(changed_prompts))
+                         & set(prompts))  # fmt: skip
+        for name in set(flagged) - set(connection.changed_prompts or []):
+            item, had = changed_prompts[name]
+            catalog.accept(connection, item, ReviewKind.FLAGGED, had)
         chosen = [k for k in connection.enabled_resources or [] if k in resources]
         if prompts != (connection.enabled_prompts or []):
             connection.enabled_prompts = prompts

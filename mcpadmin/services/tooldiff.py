@@ -1,10 +1,13 @@
-"""What changed between two definitions of a tool, as plain data a page renders (and escapes:
-every string here is a remote server's text): a word diff of the title and description, the
-changes of the input and output schemas property by property, and the annotations side by
-side. Pure: no Flask, no database.
+"""What changed between two definitions of a tool or a prompt, as plain data a page renders
+(and escapes: every string here is a remote server's text): a word diff of the title and
+description, then for a tool the changes of the input and output schemas property by
+property and the annotations side by side, for a prompt the changes of its arguments
+(``compare_prompt``). Pure: no Flask, no database.
 
-A definition is anything with ``title``, ``description``, ``input_schema``, ``output_schema``
-and ``annotations`` attributes (a ``Tool`` row or one of its recorded versions).
+A tool definition is anything with ``title``, ``description``, ``input_schema``,
+``output_schema`` and ``annotations`` attributes (a ``Tool`` row or one of its recorded
+versions); a prompt definition anything with ``title``, ``description`` and ``definition``
+(the server's whole prompt object: a ``CatalogItem`` or one of its recorded versions).
 """
 
 import difflib
@@ -117,6 +120,66 @@ def compare(before, after) -> DefinitionDiff:
         output=schema_diff(before.output_schema, after.output_schema),
         annotations=annotations(before.annotations, after.annotations),
     )
+
+
+@dataclass
+class PromptDiff:
+    title: list[Segment] | None  # None: unchanged
+    description: list[Segment] | None
+    arguments: SchemaDiff  # one Change per argument added, removed, or changed; path = its name
+
+    @property
+    def unchanged(self) -> bool:
+        return not any((self.title, self.description, self.arguments))
+
+
+def compare_prompt(before, after) -> PromptDiff:
+    """What changed from prompt definition ``before`` to ``after`` [26/prompts §Data Types]:
+    its title, description and arguments."""
+    return PromptDiff(
+        title=_text_change(before.title, after.title),
+        description=_text_change(before.description, after.description),
+        arguments=arguments_diff(before.definition, after.definition),
+    )
+
+
+def arguments_diff(before, after) -> SchemaDiff:
+    """The changes of a prompt's ``arguments`` (PromptArgument: ``name``, ``required``, and
+    ``title``, ``description`` and whatever else the server adds): each argument added or
+    removed, now required or no longer required, and any other field changed (a word diff
+    when both sides are text). An argument without a string name is left out, as the pages
+    leave it out; the first of a duplicated name counts."""
+    old, new = _arguments(before), _arguments(after)
+    diff = SchemaDiff()
+    for name, argument in new.items():
+        if name not in old:
+            _add(diff, Change(name, Kind.ADDED, after=_json(_fields(argument))))
+            continue
+        was = old[name]
+        for keyword in _keywords(_fields(was), _fields(argument)):
+            if was.get(keyword, _ABSENT) != argument.get(keyword, _ABSENT):
+                _add(diff, _keyword_change(name, keyword, was, argument))
+        if (was.get("required") is True) != (argument.get("required") is True):
+            kind = Kind.REQUIRED if argument.get("required") is True else Kind.OPTIONAL
+            _add(diff, Change(name, kind))
+    for name, argument in old.items():
+        if name not in new:
+            _add(diff, Change(name, Kind.REMOVED, before=_json(_fields(argument))))
+    return diff
+
+
+def _arguments(definition) -> dict:
+    found = definition.get("arguments") if isinstance(definition, dict) else None
+    arguments = {}
+    for argument in found if isinstance(found, list) else []:
+        if isinstance(argument, dict) and isinstance(argument.get("name"), str):
+            arguments.setdefault(argument["name"], argument)
+    return arguments
+
+
+def _fields(argument: dict) -> dict:
+    """An argument's fields but its name and ``required`` (each shown on its own)."""
+    return {k: v for k, v in argument.items() if k not in ("name", "required")}
 
 
 def _text_change(before, after) -> list[Segment] | None:

@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from mcpadmin.extensions import db
-from mcpadmin.models import Agent, Connector
+from mcpadmin.models import Agent, CatalogItem, Connector
 from tests.browser.conftest import axe_violations
 from tests.browser.test_journeys import add_agent, add_connector, row
 from tests.test_surface_choices import CAPABILITIES, TRIAGE, item
@@ -37,13 +37,14 @@ def paths(app, *templates):
     with app.app_context():
         connector = db.session.scalar(select(Connector.id).where(Connector.name == "Tracker"))
         agent = db.session.scalar(select(Agent.id))
-    return [t.format(connector=connector, agent=agent) for t in templates]
+        prompt = db.session.scalar(select(CatalogItem.id).filter_by(key="triage"))
+    return [t.format(connector=connector, agent=agent, prompt=prompt) for t in templates]
 
 
 @pytest.mark.parametrize(
     "path",
     ["/connectors/", "/connectors/new", "/connectors/{connector}/edit", "/connectors/{connector}",
-     "/agents/"],
+     "/connectors/{connector}/prompts/{prompt}?agent={agent}", "/agents/"],
 )  # fmt: skip
 def test_page_has_no_serious_accessibility_violations(populated, live_server, app, path):
     populated.goto(live_server.url + paths(app, path)[0])

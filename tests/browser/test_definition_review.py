@@ -35,7 +35,7 @@ def test_a_changed_definition_is_reviewed_from_its_diff(signed_in, live_server, 
     add_connector(page, base, "Files", changing_peer.url)
     sync(page, base, "Files")
     add_agent(page, base, "Support bot")
-    card(page, "Files").get_by_role("checkbox").check()
+    card(page, "Files").get_by_role("checkbox", name=re.compile("^read_file")).check()
     expect(page.get_by_text("1 of 1 tool enabled on Files.")).to_be_visible()
 
     # The server turns the description into a prompt injection and adds a parameter.

@@ -44,7 +44,7 @@ def world(signed_in, live_server, app, bearer_peer):
         # What Tracker offers besides tools, with unbroken names; a changed enabled prompt.
         db.session.get(Connector, tracker).server_capabilities = CAPABILITIES
         item(tracker, "prompt", "triage", title="Triage", definition=TRIAGE)
-        item(tracker, "prompt", "p" * 100)
+        long_prompt = item(tracker, "prompt", "p" * 100)
         item(tracker, "resource", "file:///" + "r" * 120, mime_type="text/plain")
         item(tracker, "template", "tracker://issues/{id}")
         connection = db.session.scalar(select(AgentConnection).filter_by(agent_id=agent))
@@ -58,15 +58,17 @@ def world(signed_in, live_server, app, bearer_peer):
               details={"url": ["https://" + "a" * 120, "https://" + "b" * 120],
                        "name": ["Old", UNBROKEN]})  # fmt: skip
         db.session.commit()
+        prompt = long_prompt.id
     return {"tracker": tracker, "tool": tool, "per_agent": per_agent, "long": long_one,
-            "agent": agent}  # fmt: skip
+            "agent": agent, "prompt": prompt}  # fmt: skip
 
 
 def every_page(world) -> list[str]:
     c, a, t = world["tracker"], world["agent"], world["tool"]
     return ["/connectors/", "/connectors/new", f"/connectors/{c}", f"/connectors/{c}/edit",
             f"/connectors/{c}/delete", f"/connectors/{world['long']}",
-            f"/connectors/{c}/tools/{t}", "/agents/", "/agents/new", f"/agents/{a}",
+            f"/connectors/{c}/tools/{t}", f"/connectors/{c}/prompts/{world['prompt']}?agent={a}",
+            "/agents/", "/agents/new", f"/agents/{a}",
             f"/agents/{a}/delete", f"/agents/{a}/usage", f"/agents/{a}/try", "/calls/",
             "/audit/", "/attention/", "/attention/webhooks"]  # fmt: skip
 
