@@ -50,10 +50,13 @@ _BUFFER = 64  # notifications waiting for a slow client before the upstream task
 
 
 class CallResponse:
-    """The ASGI answer to one prepared ``tools/call``."""
+    """The ASGI answer to one prepared ``tools/call``. ``forward.ForwardResponse`` answers a
+    forwarded request the same way: it says what goes upstream (``_outcome``) and how the
+    outcome is answered (``_reply``)."""
 
     def __init__(self, plane, request: dispatch.Request, prepared: dispatch.Prepared):
         self.plane, self.request, self.prepared = plane, request, prepared
+        self.entry = prepared.entry  # whose connection's last call the row updates
         self.key = None
         session = prepared.caller.session
         if session is not None and prepared.message.id is not None:
@@ -103,13 +106,19 @@ class CallResponse:
         async with sender:
             with self.upstream_scope:
                 try:
-                    outcome = await call(self.plane, self.prepared, sender.send, self.stop)
+                    outcome = await self._outcome(sender.send)
                 except Exception:
-                    log.exception("agent endpoint failed while calling a tool")
+                    log.exception("agent endpoint failed while relaying %s",
+                                  self.prepared.message.method)  # fmt: skip
                     outcome = self.prepared.target.pair.failed(
                         Outcome.PROTOCOL, "Internal error in mcpadmin."
                     )
                 await sender.send(outcome)
+
+    async def _outcome(self, forward) -> calls.Outcome:
+        """Send the request upstream, ``forward`` each notification the agent gets, and
+        return how it ended."""
+        return await call(self.plane, self.prepared, forward, self.stop)
 
     def cancel(self, why: str):
         """Stop the upstream call (a legacy ``notifications/cancelled``, or a modern client
@@ -141,14 +150,17 @@ class CallResponse:
 
     # -- answers ----------------------------------------------------------------------------
 
+    def _reply(self, outcome: calls.Outcome) -> tuple[int, dict]:
+        """The HTTP status (when the answer is not streaming) and the JSON-RPC response."""
+        return 400 if outcome.rpc_error else 200, answer(self.prepared, outcome)
+
     async def _json(self, send, outcome: calls.Outcome):
-        prepared = self.prepared
-        body = dispatch.encode(answer(prepared, outcome))
+        status, reply = self._reply(outcome)
+        body = dispatch.encode(reply)
         await self._finish(outcome.kind, outcome.error, outcome.upstream_ms, len(body))
-        await send_whole(send, 400 if outcome.rpc_error else 200, body, JSON)
+        await send_whole(send, status, body, JSON)
 
     async def _stream(self, send, first, updates):
-        prepared = self.prepared
         await send({"type": "http.response.start", "status": 200,
                     "headers": stream_headers()})  # fmt: skip
         event = server.sse_event(first)
@@ -156,7 +168,7 @@ class CallResponse:
         await send({"type": "http.response.body", "body": event, "more_body": True})
         async for update in updates:
             if isinstance(update, calls.Outcome):
-                event = server.sse_event(dispatch.tagged(answer(prepared, update)))
+                event = server.sse_event(dispatch.tagged(self._reply(update)[1]))
                 ending = (update.kind, update.error, update.upstream_ms, self.sent + len(event))
                 await self._finish(*ending)
                 await send({"type": "http.response.body", "body": event, "more_body": False})
@@ -187,9 +199,9 @@ class CallResponse:
         prepared, request = self.prepared, self.request
         now = utcnow()
         ending = (kind, error, upstream_ms, response_bytes)
-        if service.pending_writes(prepared.caller, prepared.entry, error, now, self.plane.app):
+        if service.pending_writes(prepared.caller, self.entry, error, now, self.plane.app):
             with anyio.CancelScope(shield=True):
-                await self.plane.run(dispatch.record, prepared.caller, prepared.entry,
+                await self.plane.run(dispatch.record, prepared.caller, self.entry,
                                      prepared.call, ending, request, now)  # fmt: skip
             return
         calllog.record(prepared.call, kind, error, dispatch.elapsed_ms(request), upstream_ms,

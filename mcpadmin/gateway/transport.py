@@ -86,8 +86,7 @@ async def _handle(plane, request: Request, agent_id: int, started: float):
     if isinstance(decided, dispatch.Prepared):
         return relay.CallResponse(plane, incoming, decided)
     if isinstance(decided, dispatch.Forwarded):
-        answer = await forward.answer(plane, incoming, decided)
-        return _json(answer.status, answer.body, answer.headers)
+        return forward.ForwardResponse(plane, incoming, decided)
     return _held(plane, decided)
 
 
