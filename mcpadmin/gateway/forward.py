@@ -134,7 +134,8 @@ async def _request(client, forwarded, forward) -> dict:
         async for item in updates:
             if isinstance(item, mcp.CallDone):
                 return item.result
-            message = pair.relayed(item.message, target.upstream_token, progress_token)
+            message = pair.relayed(item.message, target.upstream_token, progress_token,
+                                   forwarded.log_level, forwarded.modern)  # fmt: skip
             if message is not None:
                 await forward(message)
     raise mcp.McpError(f"The server ended {forwarded.method} without an answer.")

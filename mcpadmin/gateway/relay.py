@@ -236,7 +236,8 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
                 async for item in updates:
                     if isinstance(item, mcp.CallDone):
                         return item.result
-                    message = pair.relayed(item.message, target.upstream_token, progress_token)
+                    message = pair.relayed(item.message, target.upstream_token, progress_token,
+                                           prepared.log_level, prepared.modern)  # fmt: skip
                     if message is not None:
                         await forward(message)
             raise mcp.McpError("The server ended the call without an answer.")
