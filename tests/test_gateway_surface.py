@@ -807,3 +807,38 @@ def slow_reads(peer) -> dict:
 
     *_, done = mcp.Client(Http(allow_private=True), peer.url, {}).call_tool("count_stats", {})
     return done.result["structuredContent"]
+
+
+def test_a_legacy_cancellation_sent_to_another_process_stops_the_read(
+    app, make_app, noisy, noisy_peer
+):
+    """The read runs in one process, the agent's notifications/cancelled reaches another: the
+    database tells the first (``relay.CANCEL_CHECK_SECONDS``), which cancels upstream, and no
+    response follows [25N/canc]."""
+    import requests
+
+    from tests.gateway_helpers import serving
+    from tests.test_data_plane import cancel as cancelled
+    from tests.test_data_plane import legacy_session, messages
+    from tests.test_gateway_wire import legacy_headers
+    from tests.test_upstream_calls import wait_for
+
+    url, key = noisy
+    other = make_app({"ALLOW_PRIVATE_NETWORKS": True, "ALLOW_HTTP_LOOPBACK": True})
+    before = slow_reads(noisy_peer)["cancelled"]
+    session = legacy_session(url, key)
+    headers = {**legacy_headers(key, session), "MCP-Protocol-Version": "2025-11-25"}
+    body = {"jsonrpc": "2.0", "id": "slow-read", "method": "resources/read",
+            "params": {"uri": SLOW, "_meta": {"progressToken": "p"}}}  # fmt: skip
+    reading = requests.post(url, json=body, headers=headers, stream=True, timeout=(5, 30))
+    with serving(other) as second, reading as read:
+        assert read.headers["Content-Type"].startswith("text/event-stream")
+        stream = messages(read)
+        assert next(stream)["method"] == "notifications/progress"
+        elsewhere = second.url + "/agents/" + url.split("/agents/", 1)[1]
+        assert cancelled(elsewhere, headers, "slow-read") == 202
+        after = list(stream)
+    assert not [m for m in after if "id" in m]
+    assert wait_for(lambda: slow_reads(noisy_peer)["cancelled"] > before)
+    assert wait_for(lambda: [(r.kind, r.outcome) for r in rows(app)][-1:]
+                    == [("resource", "cancelled")])  # fmt: skip
