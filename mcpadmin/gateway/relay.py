@@ -1,6 +1,7 @@
 """A ``tools/call`` sent upstream from the event loop, and its answer relayed to the agent.
 
-``CallResponse`` is the ASGI response of a prepared call (``dispatch.Prepared``). It runs the
+``CallResponse`` is the ASGI response of a prepared call (``dispatch.Prepared``), and the
+base of a forwarded request's (``forward.ForwardResponse``), relayed the same way. It runs the
 upstream call as a task of its own, which passes what the upstream sends (progress and log
 notifications, as ``services.calls`` keeps them, then one ``calls.Outcome``) through a memory
 stream, and it answers with JSON when the outcome comes first or the client takes no stream,
