@@ -674,8 +674,8 @@ def noisy(request, app, served, noisy_peer):
 
 
 @contextlib.asynccontextmanager
-async def listening_client(url, key, mode, logged: list):
-    """The SDK client opted in to info log messages: ``log_level`` (stamped on each modern
+async def listening_client(url, key, mode, logged: list, level="info"):
+    """The SDK client opted in to log messages at ``level``: ``log_level`` (stamped on each modern
     request [26/chg Major 5]) or, legacy, ``logging/setLevel``; each message's data into
     ``logged``."""
     import httpx2
@@ -687,10 +687,10 @@ async def listening_client(url, key, mode, logged: list):
 
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
     client = Client(streamable_http_client(url, http_client=http), mode=mode,
-                    logging_callback=logging_callback, log_level="info")  # fmt: skip
+                    logging_callback=logging_callback, log_level=level)  # fmt: skip
     async with http, client:
         if mode == "legacy":
-            await client.set_logging_level("info")
+            await client.set_logging_level(level)
         yield client
 
 
@@ -726,6 +726,24 @@ def test_a_read_and_a_get_relay_the_upstreams_progress_and_log_messages(app, noi
     assert progress == [(0.5, 1.0, f"working on {README}"), (0.5, 1.0, "working on greeting")]
     assert logged == [f"serving {README}", "serving greeting"]
     assert [(r.kind, r.outcome) for r in rows(app)] == [("resource", "ok"), ("prompt", "ok")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_log_messages_below_the_agents_level_are_not_relayed(noisy, mode):
+    """An agent at "warning" hears none of the peer's info messages, whichever era the
+    upstream was asked in (a pooled legacy session upstream was never told the level)."""
+    from mcp import types
+
+    url, key = noisy
+    progress, logged = [], []
+
+    async def main():
+        async with listening_client(url, key, mode, logged, level="warning") as client:
+            read = types.ReadResourceRequest(params=types.ReadResourceRequestParams(uri=README))
+            return await with_progress(client, read, types.ReadResourceResult, progress)
+
+    assert run(main).contents[0].text == "Read me."
+    assert progress == [(0.5, 1.0, f"working on {README}")] and logged == []
 
 
 def test_a_modern_read_without_the_log_opt_in_gets_no_log_message(noisy):
