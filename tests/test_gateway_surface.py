@@ -637,3 +637,226 @@ def test_a_legacy_prompts_get_of_an_asking_prompt_ends_with_a_sentence(asking_pr
 
     error = run(main)
     assert "Conformance" in error.message and "input_required" in error.message
+
+
+# -- Progress, log messages and cancellation of forwarded requests ---------------------------
+# A forwarded request is relayed as a tools/call: what the upstream sends before its answer
+# (progress for the agent's token, log messages at the agent's level) reaches the agent's SDK
+# callbacks, and the agent's cancellation reaches the upstream.
+
+SLOW = "peer://items/slow"  # ``--noisy-surface``: read slowly, its runs counted
+
+
+@pytest.fixture(scope="module")
+def noisy_peer():
+    """2.x (both eras), ``--noisy-surface``: progress and a log message before each read and
+    get; ``count_stats`` (``--call-tools``) counts the slow read's runs."""
+    from tests.peers.mcp_fixtures import _start, _stop
+
+    peer = _start("mcp_server.py", "--call-tools", "--noisy-surface",
+                  surface=surface_fixtures())  # fmt: skip
+    yield peer
+    _stop(peer)
+
+
+@pytest.fixture(params=["modern", "legacy"])
+def noisy(request, app, served, noisy_peer):
+    """Agent "Ada" with "Noisy" (the noisy peer, asked in the era of the parameter),
+    everything ticked; its endpoint and key."""
+    with app.app_context():
+        connector = synced_connector(noisy_peer.url, "Noisy")
+        if request.param == "legacy":
+            connector.protocol_era, connector.protocol_version = "legacy", "2025-11-25"
+        agent, key = agent_with_tools([connector], name="Ada")
+        tick(agent, "Noisy")
+        db.session.commit()
+        return served.endpoint(agent), key
+
+
+@contextlib.asynccontextmanager
+async def listening_client(url, key, mode, logged: list, level="info"):
+    """The SDK client opted in to log messages at ``level``: ``log_level`` (stamped on each modern
+    request [26/chg Major 5]) or, legacy, ``logging/setLevel``; each message's data into
+    ``logged``."""
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def logging_callback(params):
+        logged.append(params.data)
+
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"})
+    client = Client(streamable_http_client(url, http_client=http), mode=mode,
+                    logging_callback=logging_callback, log_level=level)  # fmt: skip
+    async with http, client:
+        if mode == "legacy":
+            await client.set_logging_level(level)
+        yield client
+
+
+async def with_progress(client, request, result_type, seen: list):
+    """``request`` sent by the SDK session with a progress callback (the SDK's
+    ``read_resource``/``get_prompt`` take none): each progress into ``seen``."""
+
+    async def progress(value, total, message):
+        seen.append((value, total, message))
+
+    return await client.session.send_request(request, result_type, progress_callback=progress)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_read_and_a_get_relay_the_upstreams_progress_and_log_messages(app, noisy, mode):
+    from mcp import types
+
+    url, key = noisy
+    progress, logged = [], []
+
+    async def main():
+        async with listening_client(url, key, mode, logged) as client:
+            read = types.ReadResourceRequest(params=types.ReadResourceRequestParams(uri=README))
+            got = types.GetPromptRequest(params=types.GetPromptRequestParams(
+                name="noisy__greeting", arguments={"name": "Ada"}))  # fmt: skip
+            readme = await with_progress(client, read, types.ReadResourceResult, progress)
+            prompt = await with_progress(client, got, types.GetPromptResult, progress)
+            return readme, prompt
+
+    readme, prompt = run(main)
+    assert readme.contents[0].text == "Read me."
+    assert prompt.messages[0].content.text == "Hello, Ada!"
+    assert progress == [(0.5, 1.0, f"working on {README}"), (0.5, 1.0, "working on greeting")]
+    assert logged == [f"serving {README}", "serving greeting"]
+    assert [(r.kind, r.outcome) for r in rows(app)] == [("resource", "ok"), ("prompt", "ok")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_log_messages_below_the_agents_level_are_not_relayed(noisy, mode):
+    """An agent at "warning" hears none of the peer's info messages, whichever era the
+    upstream was asked in (a pooled legacy session upstream was never told the level)."""
+    from mcp import types
+
+    url, key = noisy
+    progress, logged = [], []
+
+    async def main():
+        async with listening_client(url, key, mode, logged, level="warning") as client:
+            read = types.ReadResourceRequest(params=types.ReadResourceRequestParams(uri=README))
+            return await with_progress(client, read, types.ReadResourceResult, progress)
+
+    assert run(main).contents[0].text == "Read me."
+    assert progress == [(0.5, 1.0, f"working on {README}")] and logged == []
+
+
+def test_a_modern_read_without_the_log_opt_in_gets_no_log_message(noisy):
+    """[26/chg Major 5]: no ``logLevel`` in the request's ``_meta``, no log messages: the
+    upstream is not asked for them, and the answer is one JSON message."""
+    import requests
+
+    from tests.test_gateway_wire import modern_body, modern_headers
+
+    url, key = noisy
+    body = modern_body("resources/read", uri=README)
+    headers = modern_headers(key, "resources/read", **{"Mcp-Name": README})
+    answer = requests.post(url, json=body, headers=headers, timeout=10)
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["result"]["contents"][0]["text"] == "Read me."
+
+
+def test_a_legacy_read_for_a_json_only_agent_is_answered_at_the_end(noisy):
+    """An agent that accepts no event stream gets the answer alone, at the end."""
+    import requests
+
+    url, key = noisy
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    opened = requests.post(url, json=init, headers=headers, timeout=10)
+    headers["Mcp-Session-Id"] = opened.headers["Mcp-Session-Id"]
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    requests.post(url, json=note, headers=headers, timeout=10)
+    level = {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "info"}}
+    requests.post(url, json=level, headers=headers, timeout=10)
+    read = {"jsonrpc": "2.0", "id": 3, "method": "resources/read",
+            "params": {"uri": README, "_meta": {"progressToken": "p"}}}  # fmt: skip
+    answer = requests.post(url, json=read, headers=headers, timeout=10)
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["result"]["contents"][0]["text"] == "Read me."
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_slow_read_cancelled_by_the_agent_is_cancelled_upstream(app, noisy, noisy_peer, mode):
+    """A modern agent closes the stream [26/http §Cancellation]; a legacy one sends
+    notifications/cancelled [25N/canc]. The upstream's read is cancelled, and the row says
+    so."""
+    from mcp import types
+
+    from tests.test_upstream_calls import wait_for
+
+    url, key = noisy
+    before = slow_reads(noisy_peer)["cancelled"]
+
+    async def main():
+        async with listening_client(url, key, mode, []) as client:
+            first = anyio.Event()
+
+            async def progress(value, total, message):
+                first.set()
+
+            request = types.ReadResourceRequest(params=types.ReadResourceRequestParams(uri=SLOW))
+            async with anyio.create_task_group() as group:
+
+                async def slow():
+                    await client.session.send_request(request, types.ReadResourceResult,
+                                                      progress_callback=progress)  # fmt: skip
+
+                group.start_soon(slow)
+                await first.wait()
+                group.cancel_scope.cancel()
+
+    run(main)
+    assert wait_for(lambda: slow_reads(noisy_peer)["cancelled"] > before)
+    assert wait_for(lambda: [(r.kind, r.tool, r.outcome) for r in rows(app)]
+                    == [("resource", SLOW, "cancelled")])  # fmt: skip
+
+
+def slow_reads(peer) -> dict:
+    """The noisy peer's counted runs (``count_stats``)."""
+    from mcpadmin.protocol.http import Http
+
+    *_, done = mcp.Client(Http(allow_private=True), peer.url, {}).call_tool("count_stats", {})
+    return done.result["structuredContent"]
+
+
+def test_a_legacy_cancellation_sent_to_another_process_stops_the_read(
+    app, make_app, noisy, noisy_peer
+):
+    """The read runs in one process, the agent's notifications/cancelled reaches another: the
+    database tells the first (``relay.CANCEL_CHECK_SECONDS``), which cancels upstream, and no
+    response follows [25N/canc]."""
+    import requests
+
+    from tests.gateway_helpers import serving
+    from tests.test_data_plane import cancel as cancelled
+    from tests.test_data_plane import legacy_session, messages
+    from tests.test_gateway_wire import legacy_headers
+    from tests.test_upstream_calls import wait_for
+
+    url, key = noisy
+    other = make_app({"ALLOW_PRIVATE_NETWORKS": True, "ALLOW_HTTP_LOOPBACK": True})
+    before = slow_reads(noisy_peer)["cancelled"]
+    session = legacy_session(url, key)
+    headers = {**legacy_headers(key, session), "MCP-Protocol-Version": "2025-11-25"}
+    body = {"jsonrpc": "2.0", "id": "slow-read", "method": "resources/read",
+            "params": {"uri": SLOW, "_meta": {"progressToken": "p"}}}  # fmt: skip
+    reading = requests.post(url, json=body, headers=headers, stream=True, timeout=(5, 30))
+    with serving(other) as second, reading as read:
+        assert read.headers["Content-Type"].startswith("text/event-stream")
+        stream = messages(read)
+        assert next(stream)["method"] == "notifications/progress"
+        elsewhere = second.url + "/agents/" + url.split("/agents/", 1)[1]
+        assert cancelled(elsewhere, headers, "slow-read") == 202
+        after = list(stream)
+    assert not [m for m in after if "id" in m]
+    assert wait_for(lambda: slow_reads(noisy_peer)["cancelled"] > before)
+    assert wait_for(lambda: [(r.kind, r.outcome) for r in rows(app)][-1:]
+                    == [("resource", "cancelled")])  # fmt: skip

@@ -87,6 +87,12 @@ class Forwarded:
     name: str | None  # the upstream's URI or prompt name (a modern ``Mcp-Name``)
     modern: bool
     log_level: str | None
+    takes_stream: bool  # the agent accepts an event stream: notifications as they come
+
+    @property
+    def entry(self):
+        """What the row's connection updates come from, as a ``Prepared`` call's entry."""
+        return self.item
 
 
 # The methods relayed to one upstream, and the kind of their call log row.
@@ -304,7 +310,7 @@ def _forward(caller, request, now, modern: bool):
     db.session.commit()  # a refresh committed its own; nothing else is held during the call
     name = route.upstream if message.method in server.NAMED_METHODS else None
     return Forwarded(caller, item, call, target, message, message.method, params, name, modern,
-                     _log_level(caller, message))  # fmt: skip
+                     _log_level(caller, message), EVENT_STREAM in request.accept)  # fmt: skip
 
 
 def _call(caller, request, now, modern: bool):

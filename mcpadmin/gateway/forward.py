@@ -2,16 +2,25 @@
 one upstream the agent's catalog routed it to (``dispatch.Forwarded``), on the event loop, and
 its answer relayed as it is (contents, ``_meta``).
 
-The upstream is asked by the async client (``upstream.AsyncClient.request``) in the era the
-connector last answered in, with the credential ``calls.prepare`` read: one retry with a
-refreshed OAuth token after a 401 (the refresh in a pool thread, under its lock), the same
-caps and deadline as a tool call. When that era is unknown or no longer holds, the request
-runs once through the synchronous client in a pool thread, which probes. Whatever happens,
-the answer is one JSON-RPC message and the call log gets one row: a failure is a JSON-RPC
-error whose sentence names the connector (``calls._Pair.explained``), with the upstream's own
-code kept when it says "invalid params" or "not found" so the agent sees the protocol's error
-(for resources/read: -32602 to a 2026 agent and the agent-side URI in ``data.uri``
-[26/resources §Error Handling, SEP-2164]).
+It is relayed exactly as a tools/call (``ForwardResponse`` is a ``relay.CallResponse``):
+progress for the agent's ``_meta.progressToken`` (the upstream gets a fresh token, given back
+as the agent's own [26/prog]) and log messages at the chosen level (the legacy session's
+``logging/setLevel``, or the modern request's ``_meta`` logLevel: none without it [26/chg
+Major 5]) reach the agent on an event stream as they come when it accepts one, else it gets
+one JSON answer at the end. A modern agent closing the stream [26/http §Cancellation] or a
+legacy ``notifications/cancelled`` [25N/canc] (in this process at once, from another through
+the database) cancels the upstream request, and the row says cancelled.
+
+The upstream is asked by the async client (``upstream.AsyncClient.stream_request``) in the
+era the connector last answered in, with the credential ``calls.prepare`` read: one retry
+with a refreshed OAuth token after a 401 (the refresh in a pool thread, under its lock), the
+same caps and deadline as a tool call. When that era is unknown or no longer holds, the
+request runs once through the synchronous client in a pool thread, which probes (its
+notifications are not relayed: the answer comes at the end). Whatever happens, the call log
+gets one row: a failure is a JSON-RPC error whose sentence names the connector
+(``calls._Pair.explained``), with the upstream's own code kept when it says "invalid params"
+or "not found" so the agent sees the protocol's error (for resources/read: -32602 to a 2026
+agent and the agent-side URI in ``data.uri`` [26/resources §Error Handling, SEP-2164]).
 
 A modern agent's prompts/get and resources/read may get the upstream's ``input_required``
 result as it is, and its retry goes upstream with its ``inputResponses`` and
@@ -19,15 +28,15 @@ result as it is, and its retry goes upstream with its ``inputResponses`` and
 (-32602) reaches it as that JSON-RPC error.
 """
 
+import contextlib
 import logging
 import time
 
-from ..models import utcnow
 from ..protocol import mcp, server
-from ..services import calllog, calls, outbound
+from ..services import calls, outbound
 from ..services import gateway as service
 from ..services.calllog import Outcome
-from . import asks, dispatch, upstream
+from . import asks, dispatch, relay, upstream
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +46,43 @@ KEPT_CODES = (server.INVALID_PARAMS, -32002)
 SUBSCRIBING = {"resources/subscribe": True, "resources/unsubscribe": False}
 
 
-async def answer(plane, request: dispatch.Request, forwarded: dispatch.Forwarded):
-    """The agent's answer (``dispatch.Answer``) to a forwarded request; its row queued."""
-    try:
-        outcome, code = await _forward(plane, forwarded)
-    except Exception:
-        log.exception("agent endpoint failed while forwarding %s", forwarded.method)
-        text = "Internal error in mcpadmin."
-        outcome, code = forwarded.target.pair.failed(Outcome.PROTOCOL, text), None
-    message = forwarded.message
-    if outcome.kind == Outcome.OK:
-        result = outcome.result
-        body = dispatch.encode(server.response(message.id, server.modern_result(result)
-                                               if forwarded.modern else result))  # fmt: skip
+class ForwardResponse(relay.CallResponse):
+    """The ASGI answer to one forwarded request: ``relay.CallResponse`` (progress for the
+    agent's token and log messages at its level relayed on an event stream when it takes one,
+    else one JSON answer at the end; cancellation; the row), with the request sent by
+    ``_forward`` and its outcome answered as the protocol's result or JSON-RPC error."""
+
+    def __init__(self, plane, request: dispatch.Request, forwarded: dispatch.Forwarded):
+        super().__init__(plane, request, forwarded)
+        self.code: int | None = None  # the upstream's JSON-RPC code to keep (``_kept``)
+
+    async def _outcome(self, forward) -> calls.Outcome:
+        forwarded = self.prepared
+        outcome, self.code = await _forward(self.plane, forwarded, forward)
         subscribing = SUBSCRIBING.get(forwarded.method)
         session = forwarded.caller.session
-        if subscribing is not None and session is not None:
-            await plane.run(service.remember_subscription, session,
-                            forwarded.item.connection.connector_id, forwarded.params["uri"],
-                            subscribing)  # fmt: skip
-    else:
-        data = None
+        if outcome.kind == Outcome.OK and subscribing is not None and session is not None:
+            await self.plane.run(service.remember_subscription, session,
+                                 forwarded.item.connection.connector_id,
+                                 forwarded.params["uri"], subscribing)  # fmt: skip
+        return outcome
+
+    def _reply(self, outcome: calls.Outcome) -> tuple[int, dict]:
+        forwarded, message = self.prepared, self.prepared.message
+        if outcome.kind == Outcome.OK:
+            result = outcome.result
+            return 200, server.response(message.id, server.modern_result(result)
+                                        if forwarded.modern else result)  # fmt: skip
+        data, code = None, self.code
         if code is not None and forwarded.method == "resources/read":
             data = {"uri": forwarded.call.tool}  # the agent-side URI [26/resources §Error…]
             code = server.INVALID_PARAMS if forwarded.modern else code  # SEP-2164
-        error = server.error(message.id, code or server.INTERNAL_ERROR, outcome.error, data)
-        body = dispatch.encode(error)
-    await _finish(plane, request, forwarded, outcome, len(body))
-    return dispatch.Answer(200, body)
+        return 200, server.error(message.id, code or server.INTERNAL_ERROR, outcome.error, data)
 
 
-async def _forward(plane, forwarded) -> tuple[calls.Outcome, int | None]:
-    """The upstream's answer as an ``Outcome``, and the JSON-RPC code of a failure to keep."""
+async def _forward(plane, forwarded, forward) -> tuple[calls.Outcome, int | None]:
+    """The upstream's answer as an ``Outcome``, and the JSON-RPC code of a failure to keep;
+    ``forward`` gets each notification the agent sees (``calls._Pair.relayed``)."""
     target = forwarded.target
     pair = target.pair
     if forwarded.method in SUBSCRIBING and target.era == "modern":
@@ -81,12 +95,12 @@ async def _forward(plane, forwarded) -> tuple[calls.Outcome, int | None]:
                                       version=target.version, pool=calls.POOL,
                                       deadline=target.timeout)  # fmt: skip
         try:
-            result = await _request(client, forwarded)
+            result = await _request(client, forwarded, forward)
         except mcp.Unauthorized:
             if target.auth_type != "oauth" or not target.headers:
                 raise
             client.auth = await plane.run(target.refreshed)
-            result = await _request(client, forwarded)
+            result = await _request(client, forwarded, forward)
     except upstream.EraUnknown:  # the era and the holder's state recorded there
         return await plane.run(_in_thread, forwarded)
     except calls.Refused as exc:
@@ -106,11 +120,25 @@ async def _forward(plane, forwarded) -> tuple[calls.Outcome, int | None]:
     return outcome, code
 
 
-async def _request(client, forwarded) -> dict:
+async def _request(client, forwarded, forward) -> dict:
+    """The request upstream with a fresh progress token when the agent sent one; what it
+    sends before its answer relayed as a tool call's (``relay.call``)."""
+    target, pair = forwarded.target, forwarded.target.pair
+    progress_token = forwarded.message.progress_token
     sent = asks.envelope(forwarded.message, forwarded.method)
-    return await client.request(forwarded.method, forwarded.params, name=forwarded.name,
-                                log_level=forwarded.log_level, capabilities=sent.capabilities,
-                                kinds=sent.kinds)  # fmt: skip
+    updates = client.stream_request(forwarded.method, forwarded.params, name=forwarded.name,
+                                    meta=target.meta(progress_token),
+                                    log_level=forwarded.log_level,
+                                    capabilities=sent.capabilities, kinds=sent.kinds)  # fmt: skip
+    async with contextlib.aclosing(updates):
+        async for item in updates:
+            if isinstance(item, mcp.CallDone):
+                return item.result
+            message = pair.relayed(item.message, target.upstream_token, progress_token,
+                                   forwarded.log_level, forwarded.modern)  # fmt: skip
+            if message is not None:
+                await forward(message)
+    raise mcp.McpError(f"The server ended {forwarded.method} without an answer.")
 
 
 def _in_thread(forwarded) -> tuple[calls.Outcome, int | None]:
@@ -169,16 +197,3 @@ def _kept(exc: mcp.McpError) -> int | None:
     if isinstance(exc, mcp.RpcError) and exc.code in KEPT_CODES:
         return exc.code
     return None
-
-
-async def _finish(plane, request, forwarded, outcome: calls.Outcome, response_bytes: int):
-    """The row (queued), and the connection's last call and the key's use when due (a pool
-    trip only then), as ``relay.CallResponse._finish``."""
-    now = utcnow()
-    ending = (outcome.kind, outcome.error, outcome.upstream_ms, response_bytes)
-    caller, item, call = forwarded.caller, forwarded.item, forwarded.call
-    if service.pending_writes(caller, item, outcome.error, now, plane.app):
-        await plane.run(dispatch.record, caller, item, call, ending, request, now)
-        return
-    calllog.record(call, outcome.kind, outcome.error, dispatch.elapsed_ms(request),
-                   outcome.upstream_ms, response_bytes, app=plane.app)  # fmt: skip

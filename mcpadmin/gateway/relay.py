@@ -1,6 +1,7 @@
 """A ``tools/call`` sent upstream from the event loop, and its answer relayed to the agent.
 
-``CallResponse`` is the ASGI response of a prepared call (``dispatch.Prepared``). It runs the
+``CallResponse`` is the ASGI response of a prepared call (``dispatch.Prepared``), and the
+base of a forwarded request's (``forward.ForwardResponse``), relayed the same way. It runs the
 upstream call as a task of its own, which passes what the upstream sends (progress and log
 notifications, as ``services.calls`` keeps them, then one ``calls.Outcome``) through a memory
 stream, and it answers with JSON when the outcome comes first or the client takes no stream,
@@ -50,10 +51,13 @@ _BUFFER = 64  # notifications waiting for a slow client before the upstream task
 
 
 class CallResponse:
-    """The ASGI answer to one prepared ``tools/call``."""
+    """The ASGI answer to one prepared ``tools/call``. ``forward.ForwardResponse`` answers a
+    forwarded request the same way: it says what goes upstream (``_outcome``) and how the
+    outcome is answered (``_reply``)."""
 
     def __init__(self, plane, request: dispatch.Request, prepared: dispatch.Prepared):
         self.plane, self.request, self.prepared = plane, request, prepared
+        self.entry = prepared.entry  # whose connection's last call the row updates
         self.key = None
         session = prepared.caller.session
         if session is not None and prepared.message.id is not None:
@@ -103,13 +107,19 @@ class CallResponse:
         async with sender:
             with self.upstream_scope:
                 try:
-                    outcome = await call(self.plane, self.prepared, sender.send, self.stop)
+                    outcome = await self._outcome(sender.send)
                 except Exception:
-                    log.exception("agent endpoint failed while calling a tool")
+                    log.exception("agent endpoint failed while relaying %s",
+                                  self.prepared.message.method)  # fmt: skip
                     outcome = self.prepared.target.pair.failed(
                         Outcome.PROTOCOL, "Internal error in mcpadmin."
                     )
                 await sender.send(outcome)
+
+    async def _outcome(self, forward) -> calls.Outcome:
+        """Send the request upstream, ``forward`` each notification the agent gets, and
+        return how it ended."""
+        return await call(self.plane, self.prepared, forward, self.stop)
 
     def cancel(self, why: str):
         """Stop the upstream call (a legacy ``notifications/cancelled``, or a modern client
@@ -141,14 +151,17 @@ class CallResponse:
 
     # -- answers ----------------------------------------------------------------------------
 
+    def _reply(self, outcome: calls.Outcome) -> tuple[int, dict]:
+        """The HTTP status (when the answer is not streaming) and the JSON-RPC response."""
+        return 400 if outcome.rpc_error else 200, answer(self.prepared, outcome)
+
     async def _json(self, send, outcome: calls.Outcome):
-        prepared = self.prepared
-        body = dispatch.encode(answer(prepared, outcome))
+        status, reply = self._reply(outcome)
+        body = dispatch.encode(reply)
         await self._finish(outcome.kind, outcome.error, outcome.upstream_ms, len(body))
-        await send_whole(send, 400 if outcome.rpc_error else 200, body, JSON)
+        await send_whole(send, status, body, JSON)
 
     async def _stream(self, send, first, updates):
-        prepared = self.prepared
         await send({"type": "http.response.start", "status": 200,
                     "headers": stream_headers()})  # fmt: skip
         event = server.sse_event(first)
@@ -156,7 +169,7 @@ class CallResponse:
         await send({"type": "http.response.body", "body": event, "more_body": True})
         async for update in updates:
             if isinstance(update, calls.Outcome):
-                event = server.sse_event(dispatch.tagged(answer(prepared, update)))
+                event = server.sse_event(dispatch.tagged(self._reply(update)[1]))
                 ending = (update.kind, update.error, update.upstream_ms, self.sent + len(event))
                 await self._finish(*ending)
                 await send({"type": "http.response.body", "body": event, "more_body": False})
@@ -187,9 +200,9 @@ class CallResponse:
         prepared, request = self.prepared, self.request
         now = utcnow()
         ending = (kind, error, upstream_ms, response_bytes)
-        if service.pending_writes(prepared.caller, prepared.entry, error, now, self.plane.app):
+        if service.pending_writes(prepared.caller, self.entry, error, now, self.plane.app):
             with anyio.CancelScope(shield=True):
-                await self.plane.run(dispatch.record, prepared.caller, prepared.entry,
+                await self.plane.run(dispatch.record, prepared.caller, self.entry,
                                      prepared.call, ending, request, now)  # fmt: skip
             return
         calllog.record(prepared.call, kind, error, dispatch.elapsed_ms(request), upstream_ms,
@@ -224,7 +237,8 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
                 async for item in updates:
                     if isinstance(item, mcp.CallDone):
                         return item.result
-                    message = pair.relayed(item.message, target.upstream_token, progress_token)
+                    message = pair.relayed(item.message, target.upstream_token, progress_token,
+                                           prepared.log_level, prepared.modern)  # fmt: skip
                     if message is not None:
                         await forward(message)
             raise mcp.McpError("The server ended the call without an answer.")

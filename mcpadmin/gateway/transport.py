@@ -3,10 +3,10 @@
 The transport checks what needs no database (Host, Origin, Accept, Content-Type; the guard
 already read the body within its time and size), turns the request into a
 ``dispatch.Request``, has ``dispatch.handle`` decide it in one pool trip, and writes the
-decision out: a JSON answer, a relayed call (``relay.CallResponse``), a forwarded request's
-answer (``forward``) or a held stream (``streams``). Agents authenticate with an agent key
-(``Authorization: Bearer mcpa_…``), never with the admin's login: no cookie is read, so no
-CSRF token either.
+decision out: a JSON answer, a relayed call (``relay.CallResponse``), a forwarded request
+relayed the same way (``forward.ForwardResponse``) or a held stream (``streams``). Agents
+authenticate with an agent key (``Authorization: Bearer mcpa_…``), never with the admin's
+login: no cookie is read, so no CSRF token either.
 
 Every answer carries ``X-Request-Id``; with ``LOG_FORMAT = "json"`` each request writes one
 line (a stream's when it closes).
@@ -86,8 +86,7 @@ async def _handle(plane, request: Request, agent_id: int, started: float):
     if isinstance(decided, dispatch.Prepared):
         return relay.CallResponse(plane, incoming, decided)
     if isinstance(decided, dispatch.Forwarded):
-        answer = await forward.answer(plane, incoming, decided)
-        return _json(answer.status, answer.body, answer.headers)
+        return forward.ForwardResponse(plane, incoming, decided)
     return _held(plane, decided)
 
 

@@ -39,7 +39,7 @@ class EraUnknown(mcp.McpError):
 
 
 class AsyncClient:
-    """Calls one tool on one server, or sends it one other request (``request``).
+    """Calls one tool on one server, or sends it one other request (``stream_request``).
     ``era``/``version`` are the verdict remembered from earlier (afterwards: which era
     answered); ``auth`` the credential headers (the caller may swap them
     after a refresh and call again); ``pool`` keeps legacy sessions between calls, shared with
@@ -83,14 +83,51 @@ class AsyncClient:
         """
         mcp.check_sendable(self.auth)
         self._task = f"answering the call to {name[:80]!r}"
+
+        def build(version):
+            return mcp.tool_call(name, arguments, meta, version=version,
+                                 input_schema=input_schema, log_level=log_level,
+                                 capabilities=capabilities, inputs=inputs)  # fmt: skip
+
+        async with aclosing(self._relayed(build, "the call")) as updates:
+            async for item in updates:
+                yield item
+
+    async def stream_request(self, method: str, params: dict, *, name: str | None = None,
+                             meta: dict | None = None, log_level: str | None = None,
+                             capabilities: dict | None = None, kinds=("complete",)
+                             ) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:  # fmt: skip
+        """One forwarded request (``resources/read``, ``prompts/get``,
+        ``completion/complete``, ``resources/subscribe``…; a modern server is told the client
+        ``capabilities`` and the ``logLevel`` opt-in), relayed as ``call_tool`` relays a
+        call under the same caps and deadline: a ``CallUpdate`` for each
+        notification the server sends before its answer (progress for ``meta``'s
+        ``progressToken``, log messages), then one ``CallDone`` with the result (of one of the
+        ``kinds``). Stopping early (``aclosing``) cancels the request upstream as it cancels a
+        call. Raises as ``call_tool``."""
+        mcp.check_sendable(self.auth)
+        self._task = f"answering {method}"
+        if meta:
+            params = {**params, "_meta": {**(params.get("_meta") or {}), **meta}}
+
+        def build(version):
+            return mcp.forwarded_request(method, params, version=version, name=name,
+                                         log_level=log_level,
+                                         capabilities=capabilities)  # fmt: skip
+
+        async with aclosing(self._relayed(build, method, kinds)) as updates:
+            async for item in updates:
+                yield item
+
+    async def _relayed(self, build, what: str, kinds=("complete", mcp.INPUT_REQUIRED)
+                       ) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:  # fmt: skip
+        """The request ``build(version)`` makes (the message and its headers; version None:
+        legacy), sent in the remembered era and relayed (``call_tool``)."""
         if self.era == "legacy":
-            calls = self._legacy(name, arguments, meta)
+            calls = self._legacy(build, kinds)
         elif self.era == "modern" and self.version in MODERN_VERSIONS:
-            request, headers = mcp.tool_call(name, arguments, meta, version=self.version,
-                                             input_schema=input_schema, log_level=log_level,
-                                             capabilities=capabilities,
-                                             inputs=inputs)  # fmt: skip
-            calls = self._streamed(request, self.version, headers)
+            request, headers = build(self.version)
+            calls = self._streamed(request, self.version, headers, kinds=kinds)
         else:
             raise EraUnknown("No usable protocol era is remembered for the server; it must be "
                              "probed first.")  # fmt: skip
@@ -104,69 +141,13 @@ class AsyncClient:
                     # Refused before it ran: the server may have changed eras [26/ver §Backward
                     # Compatibility with Initialization-Based Versions].
                     era, self.era, self.version = self.era, None, None
-                    raise EraUnknown(f"The server refused the call as a {era} server ({exc}); "
+                    raise EraUnknown(f"The server refused {what} as a {era} server ({exc}); "
                                      "it must be probed again.") from exc  # fmt: skip
                 yield first
                 async for item in calls:
                     yield item
             except HttpError as exc:
                 raise mcp.translated(exc) from exc
-
-    async def request(self, method: str, params: dict, *, name: str | None = None,
-                      log_level: str | None = None, capabilities: dict | None = None,
-                      kinds=("complete",)) -> dict:  # fmt: skip
-        """As ``protocol.mcp.Client.request``: one forwarded request (``resources/read``,
-        ``prompts/get``, ``completion/complete``, ``resources/subscribe``…) and its result,
-        under the same caps and deadline; notifications before the answer are skipped. A
-        modern server is told the client ``capabilities``; ``kinds``: the ``resultType``
-        values taken (an ``input_required`` one passed on [26/mrtr]).
-
-        :raise EraUnknown: no usable era is remembered, or the server refused in a way that
-            may mean it changed eras. Run ``protocol.mcp.Client`` (which probes) instead.
-        :raise Unauthorized, Forbidden: 401/403 (refresh, retry).
-        :raise RpcError: the server answered with a JSON-RPC error.
-        :raise TimedOut, ServerUnreachable, ConnectionLost, McpError: anything else.
-        """
-        mcp.check_sendable(self.auth)
-        self._task = f"answering {method}"
-        try:
-            if self.era == "legacy":
-                return await self._legacy_request(method, params)
-            if self.era == "modern" and self.version in MODERN_VERSIONS:
-                message, headers = mcp.forwarded_request(method, params, version=self.version,
-                                                         name=name, log_level=log_level,
-                                                         capabilities=capabilities)  # fmt: skip
-                reply = await self._post(message, self.version, extra=headers)
-                return mcp.result_of(reply, self.url, method, kinds=kinds)
-        except HttpError as exc:
-            raise mcp.translated(exc) from exc
-        except mcp.McpError as exc:
-            if not mcp.era_signal(exc):
-                raise
-            era, self.era, self.version = self.era, None, None
-            raise EraUnknown(f"The server refused {method} as a {era} server ({exc}); it must "
-                             "be probed again.") from exc  # fmt: skip
-        raise EraUnknown("No usable protocol era is remembered for the server; it must be "
-                         "probed first.")  # fmt: skip
-
-    async def _legacy_request(self, method, params) -> dict:
-        """The request in the pooled session (or a new one), initializing again once after a
-        404 [25N/http §Session Management]."""
-        key = mcp.SessionPool.key(self.url, self.auth)
-        pooled = self.pool.get(key)
-        for _attempt in range(2):
-            session, version = pooled or await self._initialize()
-            self.era, self.version = "legacy", version
-            if not pooled:
-                self.pool.put(key, session, version)
-            message, _headers = mcp.forwarded_request(method, params)
-            reply = await self._post(message, mcp.legacy_version_header(version), session)
-            if reply.status == 404 and session:
-                self.pool.drop(key, session)
-                pooled = None
-                continue
-            return mcp.result_of(reply, self.url, method, initialized=True)
-        raise mcp.McpError(mcp.SESSION_LOST_TWICE)
 
     async def updates(self, uris: list[str]) -> AsyncIterator[dict]:
         """The ``notifications/resources/updated`` a server sends for ``uris``, as they come,
@@ -239,9 +220,9 @@ class AsyncClient:
         except (HttpError, sse.SseError):
             return
 
-    async def _legacy(self, name, arguments, meta) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:
-        """The call in the pooled session (or a new one); a 404 on it means the session is gone:
-        initialize again, once [25N/http §Session Management]."""
+    async def _legacy(self, build, kinds) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:
+        """The call (``build``'s request) in the pooled session (or a new one); a 404 on it
+        means the session is gone: initialize again, once [25N/http §Session Management]."""
         key = mcp.SessionPool.key(self.url, self.auth)
         pooled = self.pool.get(key)
         for _attempt in range(2):
@@ -249,11 +230,11 @@ class AsyncClient:
             self.era, self.version = "legacy", version
             if not pooled:
                 self.pool.put(key, session, version)
-            request, _headers = mcp.tool_call(name, arguments, meta)
+            request, _headers = build(None)
             header = mcp.legacy_version_header(version)
             try:
                 async with aclosing(self._streamed(request, header, session=session,
-                                                   cancel=True)) as calls:  # fmt: skip
+                                                   cancel=True, kinds=kinds)) as calls:  # fmt: skip
                     async for item in calls:
                         yield item
                 return
@@ -262,8 +243,9 @@ class AsyncClient:
                 pooled = None
         raise mcp.McpError(mcp.SESSION_LOST_TWICE)
 
-    async def _streamed(self, request, version, extra=None, session=None,
-                        cancel=False) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:  # fmt: skip
+    async def _streamed(self, request, version, extra=None, session=None, cancel=False,
+                        kinds=("complete", mcp.INPUT_REQUIRED)
+                        ) -> AsyncIterator[mcp.CallUpdate | mcp.CallDone]:  # fmt: skip
         """POST ``request`` and relay what comes back (``mcp.CallReader``). With ``cancel``
         (legacy), a request that may still be running upstream when reading stops (closed,
         cancelled, timed out, stream broken) is cancelled there.
@@ -276,7 +258,7 @@ class AsyncClient:
             if cancel:  # sent, maybe running: tell the server to stop
                 await self._cancel(request["id"], version, session)
             raise
-        reader = mcp.CallReader(self.url, request, version, session)
+        reader = mcp.CallReader(self.url, request, version, session, kinds)
         try:
             if not reader.opened(stream.status, stream.headers, stream.content_type):
                 yield reader.whole(await _read(stream))

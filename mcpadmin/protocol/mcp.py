@@ -988,13 +988,16 @@ class Respond:
 
 
 class CallReader:
-    """The response to one ``tools/call``: say how it ``opened``, then give it the body
-    ``whole``, or ``feed`` it each chunk of an event stream until ``answered`` (``unanswered``
-    when the stream ends first). Until ``answered`` the call may still be running upstream:
-    a caller that stops reading then cancels it."""
+    """The response to one ``tools/call`` (or another request relayed the same way, whose
+    result may be of the ``resultType`` values in ``kinds``): say how it ``opened``, then
+    give it the body ``whole``, or ``feed`` it each chunk of an event stream until
+    ``answered`` (``unanswered`` when the stream ends first). Until ``answered`` the call may
+    still be running upstream: a caller that stops reading then cancels it."""
 
-    def __init__(self, url: str, request: dict, version: str | None, session: str | None):
+    def __init__(self, url: str, request: dict, version: str | None, session: str | None,
+                 kinds=("complete", INPUT_REQUIRED)):  # fmt: skip
         self.url, self.request, self.version, self.session = url, request, version, session
+        self.kinds = kinds
         self.answered = False
         self._events = EventReader(request["id"])
         self._status, self._headers, self._type = 0, {}, ""
@@ -1037,12 +1040,13 @@ class CallReader:
             yield self._done(Reply(self._status, self._headers, self._events.answer))
 
     def unanswered(self) -> McpError:
-        return McpError("The server's event stream ended without an answer to tools/call.")
+        method = self.request["method"]
+        return McpError(f"The server's event stream ended without an answer to {method}.")
 
     def _done(self, reply: Reply) -> CallDone:
         """A modern server may answer ``input_required`` [26/mrtr]: a result, passed on."""
-        return CallDone(result_of(reply, self.url, "tools/call", initialized=bool(self.session),
-                                  kinds=("complete", INPUT_REQUIRED)))  # fmt: skip
+        return CallDone(result_of(reply, self.url, self.request["method"],
+                                  initialized=bool(self.session), kinds=self.kinds))  # fmt: skip
 
 
 def answer_to(request: dict) -> dict:

@@ -20,7 +20,7 @@ from flask import current_app
 from ..crypto import UnreadableSecret
 from ..extensions import db
 from ..models import Agent, AgentConnection, Connector
-from ..protocol import mcp
+from ..protocol import mcp, server
 from . import lifecycle, outbound, tokens
 from .calllog import Outcome as Kind  # how a call ended (``Outcome.kind``): one list
 from .credentials import auth_headers
@@ -399,10 +399,13 @@ class _Pair:
         return Kind.PROTOCOL, (f"{self.name} refused the call (403 Forbidden): the credential "
                                f"is valid but not allowed to call {self.tool}.")  # fmt: skip
 
-    def relayed(self, message: dict, upstream_token, agent_token) -> dict | None:
+    def relayed(self, message: dict, upstream_token, agent_token, log_level: str | None = None,
+                modern: bool = False) -> dict | None:  # fmt: skip
         """The notification as the agent gets it, or None to drop it: progress only for this
         call's token, given back as the agent's own [26/prog: tokens MUST be unique, so the
-        upstream got a fresh one]; log messages as they are; nothing else."""
+        upstream got a fresh one]; log messages as they are, unless below the agent's
+        ``log_level`` (an upstream asked in another era may not have been told it), and none
+        to a ``modern`` agent that did not opt in [26/chg Major 5]; nothing else."""
         method = message.get("method")
         if method == "notifications/progress":
             params = message.get("params")
@@ -411,7 +414,7 @@ class _Pair:
             if params.get("progressToken") != upstream_token:
                 return None
             message = {**message, "params": {**params, "progressToken": agent_token}}
-        elif method != "notifications/message":
+        elif method != "notifications/message" or not _heard(message, log_level, modern):
             return None
         return self.scrubbed(message)
 
@@ -449,3 +452,15 @@ class _Pair:
         """Upstream words fit for one of our sentences: scrubbed of every credential value,
         then on one line of at most ``MAX_MESSAGE`` characters (cut last)."""
         return self._ours.line(words, MAX_MESSAGE)
+
+
+def _heard(message: dict, log_level: str | None, modern: bool) -> bool:
+    """Whether a log message reaches an agent at ``log_level`` (None: a legacy agent that set
+    none hears them all [25N/logging]; a modern one, none)."""
+    if log_level is None:
+        return not modern
+    params = message.get("params")
+    level = params.get("level") if isinstance(params, dict) else None
+    if level not in server.LOG_LEVELS or log_level not in server.LOG_LEVELS:
+        return True  # not ours to judge: the upstream chose to send it
+    return server.LOG_LEVELS.index(level) >= server.LOG_LEVELS.index(log_level)

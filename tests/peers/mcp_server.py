@@ -5,11 +5,16 @@ paged (``--page-size``) and re-read from ``--tools-file`` / ``--surface-file`` o
 
 Run: ``python mcp_server.py --port N [--tools 50] [--page-size 100] [--json] [--stateless]
 [--bearer TOKEN] [--api-key NAME=VALUE] [--drop] [--slow S] [--ttl-ms MS] [--notify]
-[--call-tools] [--listen] [--surface-file F | --no-surface]``; ``tools/call`` answers the
+[--call-tools] [--listen] [--noisy-surface] [--surface-file F | --no-surface]``;
+``tools/call`` answers the
 tools of ``call_tools.py`` (listed too with ``--call-tools``); resources, templates, prompts
 and completions are ``surface.py``'s. ``--listen`` serves 2026-07-28 ``subscriptions/listen``
 (so the modern era declares ``resources.subscribe``), and publishes one
 ``notifications/resources/updated`` per URI a listen stream asks for, soon after its ack.
+``--noisy-surface``: each resources/read and prompts/get sends progress (for the request's
+token) and an info log message before its answer, and reading ``peer://items/slow`` counts
+slowly (40 steps of 0.25 s, progress at each), counted as a run of ``call_tools.STATS``
+(``count_stats``, with ``--call-tools``), so a test sees it cancelled.
 """
 
 import argparse
@@ -94,7 +99,36 @@ def _surface_handlers(args) -> dict:
         listed = {"prompts": page, "nextCursor": next_cursor}
         return types.ListPromptsResult.model_validate(listed)
 
+    async def noted(ctx: ServerRequestContext, what: str):
+        """``--noisy-surface``: progress for the request's token, and a log message."""
+        token = (ctx.meta or {}).get("progress_token")
+        if token is not None:
+            await ctx.session.send_progress_notification(
+                token, 0.5, 1.0, f"working on {what}", related_request_id=ctx.request_id
+            )
+        await ctx.session.send_log_message("info", f"serving {what}", "peer", ctx.request_id)
+
+    async def slowly(ctx: ServerRequestContext):
+        """``peer://items/slow`` with ``--noisy-surface``: a long read, its runs counted."""
+        token = (ctx.meta or {}).get("progress_token")
+        call_tools.STATS["started"] += 1
+        try:
+            for step in range(1, 41):
+                if token is not None:
+                    await ctx.session.send_progress_notification(
+                        token, step, 40, f"step {step}", related_request_id=ctx.request_id
+                    )
+                await asyncio.sleep(0.25)
+        except asyncio.CancelledError:
+            call_tools.STATS["cancelled"] += 1
+            raise
+        call_tools.STATS["finished"] += 1
+
     async def read_resource(ctx: ServerRequestContext, params: types.ReadResourceRequestParams):
+        if args.noisy_surface:
+            await noted(ctx, str(params.uri))
+            if str(params.uri) == "peer://items/slow":
+                await slowly(ctx)
         try:
             contents = surface.read(args, str(params.uri))
         except surface.NotFound as exc:
@@ -105,6 +139,8 @@ def _surface_handlers(args) -> dict:
         return types.ReadResourceResult.model_validate({"contents": contents})
 
     async def get_prompt(ctx, params: types.GetPromptRequestParams):
+        if args.noisy_surface:
+            await noted(ctx, params.name)
         try:
             result = surface.get_prompt(args, params.name, params.arguments)
         except (surface.NotFound, surface.Invalid) as exc:
@@ -178,6 +214,8 @@ def main():
     parser.add_argument("--notify", action="store_true", help="progress before tools/list")
     parser.add_argument("--call-tools", action="store_true", help="list call_tools.TOOLS too")
     parser.add_argument("--listen", action="store_true", help="serve subscriptions/listen")
+    parser.add_argument("--noisy-surface", action="store_true",
+                        help="progress and a log message before each read and get")  # fmt: skip
     args = parser.parse_args()
     uvicorn.run(build(args), host="127.0.0.1", port=args.port, log_level="warning")
 
