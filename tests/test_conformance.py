@@ -111,6 +111,15 @@ NOT_APPLICABLE = {
     },
 }
 
+# Checks the suite gives a fixed wait (its own timeout, 500-600 ms for the first frame of an
+# answer): on a loaded CI machine the first answer through the gateway (a pool thread, the
+# upstream's own answer) can take longer, so a scenario that failed only these is run once more
+# alone before it counts as failed. A check that fails for any other reason is not retried.
+TIMED = {
+    "sep-2575-http-server-no-independent-requests-on-stream",
+    "sep-2575-server-no-log-without-loglevel",
+}
+
 # Scenario runs the gateway does not pass yet: strict expected failures, per run, each with its
 # reason (a strict xfail that passes fails the run, so an entry goes as soon as it passes).
 NOT_YET: dict[str, str] = {}
@@ -206,6 +215,11 @@ def test_every_scenario_of_the_suite_is_classified(results):
         for scenario, version in MUST_PASS
     ],
 )
-def test_scenario_passes_through_the_gateway(results, scenario, version):
+def test_scenario_passes_through_the_gateway(gateway, results, scenario, version):
     assert scenario in results[version], f"the suite did not run {scenario} at {version}"
-    assert failures(scenario, results[version][scenario]) == []
+    failed = failures(scenario, results[version][scenario])
+    if failed and all(f.split(":")[0] in TIMED for f in failed):  # once more, alone
+        url, key = gateway
+        again = clients.conformance(url, version, f"Authorization: Bearer {key}", scenario)
+        failed = failures(scenario, again[scenario])
+    assert failed == []
