@@ -27,38 +27,44 @@ def show(connector_id, tool_id):
     Mark reviewed for it; ``?since=<version id>`` compares with a version from the history.
     An agent id that names no agent is left out, with a note."""
     tool = get_tool(connector_id, tool_id)
+    return _page("tools/show.html", tool, tool.name, "tools", tooldiff.compare, tool=tool)
+
+
+def _page(template, subject, name, kind, compare, **context):
+    """A tool's or a prompt's page (``subject``, ``name`` as the agent connections list it
+    under ``enabled_<kind>`` and ``changed_<kind>``): the comparison with what ``?agent=``
+    accepted (or the ``?since=`` version), the history, the reviews, who has it enabled."""
     agent_id = request.args.get("agent", type=int)
     agent = db.session.get(Agent, agent_id) if agent_id is not None else None
-    kept = catalog.versions(tool)
-    base = catalog.baseline(tool, kept, agent.id if agent else None,
+    kept = catalog.versions(subject)
+    base = catalog.baseline(subject, kept, agent.id if agent else None,
                             request.args.get("since", type=int))  # fmt: skip
-    same = base.version is None or base.version.definition_hash == tool.definition_hash
-    connection = connection_for(agent, tool.connector) if agent else None
+    same = base.version is None or base.version.definition_hash == subject.definition_hash
+    connection = connection_for(agent, subject.connector) if agent else None
+
+    def changed(each) -> bool:
+        return name in (getattr(each, f"changed_{kind}") or [])
+
+    enabled_for = sorted(
+        ((c.agent, changed(c)) for c in subject.connector.connections
+         if name in (getattr(c, f"enabled_{kind}") or [])),
+        key=lambda pair: pair[0].name.lower(),
+    )  # fmt: skip
     return render_template(
-        "tools/show.html",
-        tool=tool,
-        connector=tool.connector,
+        template,
+        connector=subject.connector,
         agent=agent,
         unknown_agent=agent_id is not None and agent is None,
-        awaiting=connection is not None and tool.name in (connection.changed_tools or []),
+        awaiting=connection is not None and changed(connection),
         can_review=connection is not None,
         base=base,
-        diff=None if same else tooldiff.compare(base.version, tool),
+        diff=None if same else compare(base.version, subject),
         versions=kept,
         numbers={v.id: len(kept) - i for i, v in enumerate(kept)},
-        reviews=catalog.reviews(tool),
-        enabled_for=_enabled_for(tool),
+        reviews=catalog.reviews(subject),
+        enabled_for=enabled_for,
+        **context,
     )
-
-
-def _enabled_for(tool):
-    """(agent, flagged) for every agent that has the tool enabled, by name."""
-    found = [
-        (c.agent, tool.name in (c.changed_tools or []))
-        for c in tool.connector.connections
-        if tool.name in (c.enabled_tools or [])
-    ]
-    return sorted(found, key=lambda pair: pair[0].name.lower())
 
 
 def get_prompt(connector_id, item_id) -> CatalogItem:
@@ -76,35 +82,5 @@ def prompt(connector_id, item_id):
     accepted and offers Mark reviewed for it (the gateway holds a changed prompt until then);
     ``?since=<version id>`` compares with a version from the history."""
     item = get_prompt(connector_id, item_id)
-    agent_id = request.args.get("agent", type=int)
-    agent = db.session.get(Agent, agent_id) if agent_id is not None else None
-    kept = catalog.versions(item)
-    base = catalog.baseline(item, kept, agent.id if agent else None,
-                            request.args.get("since", type=int))  # fmt: skip
-    same = base.version is None or base.version.definition_hash == item.definition_hash
-    connection = connection_for(agent, item.connector) if agent else None
-    return render_template(
-        "tools/prompt.html",
-        item=item,
-        connector=item.connector,
-        agent=agent,
-        unknown_agent=agent_id is not None and agent is None,
-        awaiting=connection is not None and item.key in (connection.changed_prompts or []),
-        can_review=connection is not None,
-        base=base,
-        diff=None if same else tooldiff.compare_prompt(base.version, item),
-        versions=kept,
-        numbers={v.id: len(kept) - i for i, v in enumerate(kept)},
-        reviews=catalog.reviews(item),
-        enabled_for=_prompt_enabled_for(item),
-    )
-
-
-def _prompt_enabled_for(item):
-    """(agent, flagged) for every agent that has the prompt enabled, by name."""
-    found = [
-        (c.agent, item.key in (c.changed_prompts or []))
-        for c in item.connector.connections
-        if item.key in (c.enabled_prompts or [])
-    ]
-    return sorted(found, key=lambda pair: pair[0].name.lower())
+    return _page("tools/prompt.html", item, item.key, "prompts", tooldiff.compare_prompt,
+                 item=item)  # fmt: skip
