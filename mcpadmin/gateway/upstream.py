@@ -181,17 +181,11 @@ class AsyncClient:
             if header:
                 headers["MCP-Protocol-Version"] = header
             left = self._left()
-            async with await self.http.open("GET", self.url, headers=headers, deadline=left,
-                                            read_timeout=left) as stream:  # fmt: skip
-                if stream.status != 200 or stream.content_type != "text/event-stream":
-                    return  # no GET stream (405): no updates to relay
-                parser = sse.Parser()
-                async with aclosing(stream.chunks()) as chunks:
-                    async for chunk in chunks:
-                        for event in parser.feed(chunk):
-                            found = _updated(event.data)
-                            if found is not None and found["params"]["uri"] in uris:
-                                yield found
+            stream = await self.http.open("GET", self.url, headers=headers, deadline=left,
+                                          read_timeout=left)  # fmt: skip
+            async with stream, aclosing(_updates_in(stream, uris)) as updates:  # none on a 405
+                async for found in updates:
+                    yield found
         except (HttpError, sse.SseError):
             return  # the stream ended or broke: the watcher starts another while it holds
         finally:
@@ -207,16 +201,10 @@ class AsyncClient:
         message, _headers = mcp.forwarded_request("subscriptions/listen", params,
                                                   version=self.version)  # fmt: skip
         try:
-            async with await self._open(message, self.version) as stream:
-                if stream.status != 200 or stream.content_type != "text/event-stream":
-                    return  # refused (or answered at once): no updates to relay
-                parser = sse.Parser()
-                async with aclosing(stream.chunks()) as chunks:
-                    async for chunk in chunks:
-                        for event in parser.feed(chunk):
-                            found = _updated(event.data)
-                            if found is not None and found["params"]["uri"] in uris:
-                                yield found
+            stream = await self._open(message, self.version)
+            async with stream, aclosing(_updates_in(stream, uris)) as updates:  # none if refused
+                async for found in updates:
+                    yield found
         except (HttpError, sse.SseError):
             return
 
@@ -389,6 +377,20 @@ async def _read(stream) -> bytes:
         return await stream.read()
     except Interrupted:
         raise mcp.ConnectionLost(mcp.CUT_OFF) from None
+
+
+async def _updates_in(stream, uris) -> AsyncIterator[dict]:
+    """The ``notifications/resources/updated`` for ``uris`` in an event stream, read until it
+    ends; nothing when the server answered otherwise (a refusal, a 405, a JSON body)."""
+    if stream.status != 200 or stream.content_type != "text/event-stream":
+        return
+    parser = sse.Parser()
+    async with aclosing(stream.chunks()) as chunks:
+        async for chunk in chunks:
+            for event in parser.feed(chunk):
+                found = _updated(event.data)
+                if found is not None and found["params"]["uri"] in uris:
+                    yield found
 
 
 def _updated(data: str) -> dict | None:
