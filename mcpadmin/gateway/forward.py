@@ -28,7 +28,6 @@ result as it is, and its retry goes upstream with its ``inputResponses`` and
 (-32602) reaches it as that JSON-RPC error.
 """
 
-import contextlib
 import logging
 import time
 
@@ -123,22 +122,15 @@ async def _forward(plane, forwarded, forward) -> tuple[calls.Outcome, int | None
 async def _request(client, forwarded, forward) -> dict:
     """The request upstream with a fresh progress token when the agent sent one; what it
     sends before its answer relayed as a tool call's (``relay.call``)."""
-    target, pair = forwarded.target, forwarded.target.pair
+    target = forwarded.target
     progress_token = forwarded.message.progress_token
     sent = asks.envelope(forwarded.message, forwarded.method)
     updates = client.stream_request(forwarded.method, forwarded.params, name=forwarded.name,
                                     meta=target.meta(progress_token),
                                     log_level=forwarded.log_level,
                                     capabilities=sent.capabilities, kinds=sent.kinds)  # fmt: skip
-    async with contextlib.aclosing(updates):
-        async for item in updates:
-            if isinstance(item, mcp.CallDone):
-                return item.result
-            message = pair.relayed(item.message, target.upstream_token, progress_token,
-                                   forwarded.log_level, forwarded.modern)  # fmt: skip
-            if message is not None:
-                await forward(message)
-    raise mcp.McpError(f"The server ended {forwarded.method} without an answer.")
+    return await relay.until_done(updates, target, progress_token, forwarded.log_level,
+                                  forwarded.modern, forward, forwarded.method)  # fmt: skip
 
 
 def _in_thread(forwarded) -> tuple[calls.Outcome, int | None]:

@@ -233,15 +233,8 @@ async def call(plane, prepared: dispatch.Prepared, forward, stop: threading.Even
                                        log_level=prepared.log_level,
                                        capabilities=target.capabilities,
                                        inputs=inputs)  # fmt: skip
-            async with contextlib.aclosing(updates):
-                async for item in updates:
-                    if isinstance(item, mcp.CallDone):
-                        return item.result
-                    message = pair.relayed(item.message, target.upstream_token, progress_token,
-                                           prepared.log_level, prepared.modern)  # fmt: skip
-                    if message is not None:
-                        await forward(message)
-            raise mcp.McpError("The server ended the call without an answer.")
+            return await until_done(updates, target, progress_token, prepared.log_level,
+                                    prepared.modern, forward, "the call")  # fmt: skip
 
         async def attempt():
             """The call; for a 2025 agent, again with the answers while a 2026 upstream asks
@@ -294,6 +287,24 @@ def answer(prepared: dispatch.Prepared, outcome: calls.Outcome) -> dict:
         error = outcome.rpc_error
         return server.error(prepared.message.id, error["code"], error["message"], error["data"])
     return server.response(prepared.message.id, dispatch.result_for(outcome, prepared.modern))
+
+
+async def until_done(updates, target, progress_token, log_level, modern, forward, what: str):
+    """The result at the end of an upstream request's ``updates`` (``mcp.CallUpdate`` items,
+    then one ``mcp.CallDone``); each notification before it is ``forward``-ed as the agent
+    gets it (``calls._Pair.relayed``: progress for its token, log messages at its level).
+
+    :raise McpError: the updates ended without an answer to ``what``.
+    """
+    async with contextlib.aclosing(updates):
+        async for item in updates:
+            if isinstance(item, mcp.CallDone):
+                return item.result
+            message = target.pair.relayed(item.message, target.upstream_token, progress_token,
+                                          log_level, modern)  # fmt: skip
+            if message is not None:
+                await forward(message)
+    raise mcp.McpError(f"The server ended {what} without an answer.")
 
 
 class _Probe(Exception):
