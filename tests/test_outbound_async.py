@@ -6,6 +6,7 @@ call's connection closed, and one client per process and event loop."""
 
 import threading
 import time
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
@@ -164,9 +165,17 @@ def test_a_server_dripping_its_answer_is_cut_at_the_deadline():
 def test_a_cancelled_call_closes_its_connection(hostile):
     async def cancel_midway():
         http = AsyncHttp(timeout=5, allow_private=True)
+        before = len(hostile.requests_to("/slow-body"))
         try:
-            with anyio.move_on_after(0.5):
-                await http.request("GET", hostile.base_url + "/slow-body", deadline=60)
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    partial(http.request, "GET", hostile.base_url + "/slow-body", deadline=60)
+                )
+                ends = time.monotonic() + 10  # the body is being sent: cancel the call then
+                while len(hostile.requests_to("/slow-body")) == before and time.monotonic() < ends:
+                    await anyio.sleep(0.05)
+                await anyio.sleep(0.2)
+                group.cancel_scope.cancel()
             seen = hostile.last("/slow-body")
             return await anyio.to_thread.run_sync(seen.hung_up.wait, 10)  # before aclose
         finally:
