@@ -3,13 +3,24 @@
 import os
 
 import click
-from flask import Flask, redirect, url_for
+from flask import Flask, g, redirect, url_for
 from flask.cli import FlaskGroup
 from flask_migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import config, crypto, errors, filters, jsonlog, logsafe, requestlog, security, startup
+from . import (
+    config,
+    crypto,
+    errors,
+    filters,
+    jsonlog,
+    logsafe,
+    requestlog,
+    roles,
+    security,
+    startup,
+)
 from .extensions import csrf, db, migrate
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -69,8 +80,12 @@ def create_app(test_config=None, instance_path=None):
     cli.init_app(app)
 
     @app.get("/")
+    @roles.allow(roles.Access.SIGNED_IN)
     def index():
-        return redirect(url_for("connectors.index"))
+        """The connectors for those who see them, else (members) their agents."""
+        if roles.permits(g.admin, roles.Access.READ):
+            return redirect(url_for("connectors.index"))
+        return redirect(url_for("agents.index"))
 
     errors.init_app(app)
 

@@ -16,6 +16,7 @@ from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, SecretForm
 from .models import ALL_RESOURCES, Agent, AgentConnection, AgentKey, Connector, ItemKind, utcnow
+from .roles import Access, allow
 from .services import (
     agent_keys,
     audit,
@@ -55,6 +56,7 @@ def get_key(id, key_id) -> tuple[Agent, AgentKey]:
 
 
 @bp.get("/")
+@allow(Access.AGENT_READ)
 def index():
     """Every agent in name order with its connectors' credentials, or those the filters ask
     for: ``q`` (part of the name), ``status`` (a badge one of its connectors shows), ``auth``
@@ -74,6 +76,7 @@ def index():
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@allow(Access.AGENT_CHANGE)
 def create():
     form = AgentForm()
     if not _valid(form, None):
@@ -88,6 +91,7 @@ def create():
 
 
 @bp.route("/<int:id>", methods=["GET", "POST"])
+@allow(get=Access.AGENT_READ, post=Access.AGENT_CHANGE)
 def update(id):
     """The agent page: its details form and one card per connector."""
     agent = get_agent(id)
@@ -141,6 +145,7 @@ def _keys_context(agent, key_form=None, new_key=None):
 
 
 @bp.route("/<int:id>/delete", methods=["GET", "POST"])
+@allow(Access.AGENT_CHANGE)
 def delete(id):
     """GET asks for confirmation; POST deletes the agent and its connections, then revokes
     its OAuth tokens at the provider where the grant offers revocation."""
@@ -165,6 +170,7 @@ def delete(id):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/secret")
+@allow(Access.AGENT_CHANGE)
 def save_secret(id, connector_id):
     """Store the agent's own token or key for a per-agent bearer/API-key connector, or
     replace the stored one (a blank field changes nothing), then check it with a sync."""
@@ -194,6 +200,7 @@ def save_secret(id, connector_id):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/tools")
+@allow(Access.AGENT_CHANGE)
 def choose_tools(id, connector_id):
     """Enable the ticked tools (the ``tools`` field: tool ids) for the agent, the others
     disabled; or, with ``select`` set to ``all`` or ``none`` (the card's Enable all and
@@ -211,6 +218,7 @@ def choose_tools(id, connector_id):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/prompts")
+@allow(Access.AGENT_CHANGE)
 def choose_prompts(id, connector_id):
     """Enable the ticked prompts (the ``prompts`` field: catalog item ids) for the agent, the
     others disabled; or, with ``select`` set to ``all`` or ``none``, every prompt of the
@@ -233,6 +241,7 @@ def choose_prompts(id, connector_id):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/resources")
+@allow(Access.AGENT_CHANGE)
 def choose_resources(id, connector_id):
     """Let the agent read the ticked resources and URI templates (the ``resources`` field:
     catalog item ids), or all of the connector's (the value ``*``, or ``select`` set to
@@ -270,6 +279,7 @@ def _audit_choice(action, agent, connector, before: set, after: set, select):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/sync")
+@allow(Access.AGENT_CHANGE)
 def sync(id, connector_id):
     """List the connector's tools with this agent's own credential now."""
     agent, connector = get_pair(id, connector_id)
@@ -281,6 +291,7 @@ def sync(id, connector_id):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/reviewed")
+@allow(Access.OPERATE)
 def reviewed(id, connector_id):
     """Stop flagging the changed definition of the tool whose id is the ``tool`` form field
     for this agent, and record who reviewed which definition. A plain post from the tool's
@@ -310,6 +321,7 @@ def reviewed(id, connector_id):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/prompt-reviewed")
+@allow(Access.OPERATE)
 def prompt_reviewed(id, connector_id):
     """Stop flagging the changed definition of the prompt whose catalog item id is the
     ``prompt`` form field for this agent: ``prompts/get`` serves it again. Who reviewed which
@@ -341,6 +353,7 @@ def prompt_reviewed(id, connector_id):
 
 
 @bp.post("/<int:id>/connectors/<int:connector_id>/disconnect")
+@allow(Access.AGENT_CHANGE)
 def disconnect(id, connector_id):
     """Forget the agent's own credential for the connector (revoking OAuth tokens at the
     provider once committed); tool choices are kept."""
@@ -355,6 +368,7 @@ def disconnect(id, connector_id):
 
 
 @bp.post("/<int:id>/keys")
+@allow(Access.AGENT_CHANGE)
 def create_key(id):
     """Create a key for the agent and show it, this once: an htmx request gets the keys
     partial with the key's panel, a plain post the whole page with it."""
@@ -375,6 +389,7 @@ def create_key(id):
 
 
 @bp.route("/<int:id>/keys/<int:key_id>/revoke", methods=["GET", "POST"])
+@allow(Access.AGENT_CHANGE)
 def revoke_key(id, key_id):
     """GET asks for confirmation (htmx asks with ``hx-confirm`` instead); POST revokes: the
     key stops working at once and stays listed, greyed."""
@@ -444,6 +459,7 @@ def _commit(form, action, agent, before):
 
 
 @bp.route("/delete", methods=["GET", "POST"])
+@allow(Access.AGENT_CHANGE)
 def delete_selected():
     """GET asks to confirm deleting the agents ticked on the index (``ids``), naming each;
     POST deletes them as ``delete`` deletes one, then revokes their OAuth grants at the
@@ -483,6 +499,7 @@ def _deleted(agent) -> list:
 
 
 @bp.get("/<int:id>/seen")
+@allow(Access.AGENT_READ)
 def seen(id):
     """The section "What this agent's client sees" (the agent page refreshes it with htmx
     after a card changes).

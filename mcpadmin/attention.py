@@ -10,6 +10,7 @@ from wtforms.validators import DataRequired, Length
 
 from .extensions import db
 from .models import WebhookEndpoint
+from .roles import Access, allow
 from .services import attention, audit, webhooks
 from .services.audit import Action
 
@@ -31,6 +32,7 @@ class WebhookForm(FlaskForm):
 
 
 @bp.get("/")
+@allow(Access.READ)
 def index():
     found = attention.items()
     return render_template("attention/index.html", groups=attention.grouped(found),
@@ -38,11 +40,13 @@ def index():
 
 
 @bp.get("/webhooks")
+@allow(Access.READ)
 def webhooks_page():
     return _webhooks_page(WebhookForm())
 
 
 @bp.post("/webhooks")
+@allow(Access.OPERATE)
 def create_webhook():
     """Add an endpoint and show its signing secret, this once (the answer is the page)."""
     form = WebhookForm()
@@ -60,6 +64,7 @@ def create_webhook():
 
 
 @bp.post("/webhooks/<int:id>/test")
+@allow(Access.OPERATE)
 def test_webhook(id):
     """Send a test event now; the delivery log shows how it went."""
     endpoint = get_endpoint(id)
@@ -74,6 +79,7 @@ def test_webhook(id):
 
 
 @bp.route("/webhooks/<int:id>/delete", methods=["GET", "POST"])
+@allow(Access.OPERATE)
 def delete_webhook(id):
     """GET asks for confirmation; POST removes the endpoint and its delivery log."""
     endpoint = get_endpoint(id)

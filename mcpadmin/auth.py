@@ -20,26 +20,17 @@ from flask import (
     url_for,
 )
 
-from . import config
+from . import config, roles
 from .extensions import db
 from .filters import plural
 from .forms import LoginForm, SetupForm
 from .models import utcnow
+from .roles import Access, allow
 from .services import admins, audit, sessions, throttle
 from .services.audit import Action
 
 bp = Blueprint("auth", __name__)
 
-# ``/metrics`` scrapers authenticate with the metrics token. (The agent endpoint is not a Flask
-# route: the data plane, ``gateway/``, reads agent keys, never the admin's cookie.)
-PUBLIC_ENDPOINTS = {
-    "auth.login",
-    "auth.setup",
-    "health.healthz",
-    "static",
-    "oauth.client_metadata",
-    "metrics.scrape",
-}
 SETUP_TOKEN_FILE = "setup_token"  # noqa: S105 (a file name)
 SESSION_TOKEN_KEY = "session_token"  # noqa: S105 (the cookie field naming the admin session)
 
@@ -81,7 +72,7 @@ def safe_next(target: str | None) -> str:
         )  # fmt: skip
     ):
         return target
-    return url_for("connectors.index")
+    return url_for("index")
 
 
 @bp.before_app_request
@@ -95,8 +86,10 @@ def require_login():
     g.admin = sessions.admin_for(token, utcnow(), lifetime) if token else None
     if token and g.admin is None:
         session.clear()  # signed out elsewhere, or expired: the cookie is worth nothing now
-    if g.admin or request.endpoint in PUBLIC_ENDPOINTS:
+    if roles.required(request.endpoint, request.method) is Access.PUBLIC:
         return None
+    if g.admin:  # a path no route matches goes on to its 404
+        return roles.check_request() if request.endpoint else None
     login_url = url_for(
         "auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None
     )
@@ -106,6 +99,7 @@ def require_login():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@allow(Access.PUBLIC)
 def login():
     """Sign in. Each attempt is counted before its password is checked; over the limit for
     this address and username (or the backstop for the username), 429 until the window ends."""
@@ -142,6 +136,7 @@ def login():
 
 
 @bp.post("/logout")
+@allow(Access.SIGNED_IN)
 def logout():
     """End this browser's session, server-side: a copy of the cookie stops working too."""
     audit.record(Action.SIGNED_OUT, g.admin)
@@ -153,6 +148,7 @@ def logout():
 
 
 @bp.post("/logout/everywhere")
+@allow(Access.SIGNED_IN)
 def logout_everywhere():
     """End every session of the signed-in admin, on every browser."""
     audit.record(Action.SIGNED_OUT_EVERYWHERE, g.admin)
@@ -164,6 +160,7 @@ def logout_everywhere():
 
 
 @bp.route("/setup/<token>", methods=["GET", "POST"])
+@allow(Access.PUBLIC)
 def setup(token):
     """Create the first admin with the one-time token from the server log.
 

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from .auth import discard_setup_token
 from .extensions import db
 from .filters import isotime, plural
-from .models import Agent
+from .models import Agent, Role
+from .roles import Access, cli_agent_in_reach, cli_rule
 from .services import admins, agent_keys, audit, fanout, keys, retention, webhooks
 from .services.audit import Action
 
@@ -27,24 +28,29 @@ def _password(from_stdin: bool, prompt: str) -> str:
 @click.command("create-admin")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--role", type=click.Choice(Role.ALL), default=Role.OWNER, show_default=True,
+              help="What the person may do.")  # fmt: skip
 @with_appcontext
-def create_admin_command(username, password_stdin):
-    """Create an admin account (password from a prompt, or stdin); the setup link stops working."""
+@cli_rule(Access.ADMINISTER)
+def create_admin_command(username, password_stdin, role):
+    """Create a person with a local password (from a prompt, or stdin), an owner unless
+    ``--role`` says otherwise; the setup link stops working."""
     password = _password(password_stdin, "Password")
     try:
-        admin = admins.create_admin(username, password)
+        admin = admins.create_admin(username, password, role)
     except admins.AdminError as exc:
         raise click.ClickException(str(exc)) from exc
     audit.record(Action.ADMIN_CREATED, admin, {"via": "flask create-admin"})
     db.session.commit()
     discard_setup_token(current_app.instance_path)
-    click.echo(f"Admin {admin.username} created.")
+    click.echo(f"{Role.LABELS[admin.role]} {admin.username} created.")
 
 
 @click.command("set-password")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
+@cli_rule(Access.ADMINISTER)
 def set_password_command(username, password_stdin):
     """Give an admin a new password (from a prompt, or stdin); signs it out everywhere."""
     password = _password(password_stdin, "New password")
@@ -59,6 +65,7 @@ def set_password_command(username, password_stdin):
 
 @click.command("rotate-keys")
 @with_appcontext
+@cli_rule(Access.ADMINISTER)
 def rotate_keys_command():
     """Re-encrypt every stored secret under the first key of MCPADMIN_ENCRYPTION_KEYS."""
     result = keys.rotate_all()
@@ -81,6 +88,7 @@ def rotate_keys_command():
 @click.option("--stale", is_flag=True, help="Skip listings still fresh by the server's ttlMs.")
 @click.option("--workers", default=16, show_default=True, help="Connectors synced at once.")
 @with_appcontext
+@cli_rule(Access.OPERATE)
 def sync_tools_command(name, agent_name, stale, workers):
     """Fetch the tool list of every connector (or NAME), then prune the logs as ``flask
     prune-logs`` does; exit 1 if any sync failed.
@@ -114,6 +122,7 @@ def sync_tools_command(name, agent_name, stale, workers):
 
 @click.command("prune-logs")
 @with_appcontext
+@cli_rule(Access.OPERATE)
 def prune_logs_command():
     """Delete call log rows older than MCPADMIN_CALL_LOG_DAYS and audit events older than
     MCPADMIN_AUDIT_LOG_DAYS, in small batches; print how many went."""
@@ -132,6 +141,7 @@ def _prune():
 
 @click.command("notify")
 @with_appcontext
+@cli_rule(Access.OPERATE)
 def notify_command():
     """Send new Needs attention items to the webhooks, and the deliveries due for a retry
     (for cron; each server process also does it every MCPADMIN_NOTIFY_INTERVAL seconds)."""
@@ -158,6 +168,7 @@ def agent_key_group():
 @click.option("--label", required=True, help="Where the key is used (up to 100 characters).")
 @click.option("--expires-days", type=click.IntRange(min=1), help="Days until it expires.")
 @with_appcontext
+@cli_rule(Access.AGENT_CHANGE)
 def create_agent_key_command(agent_name, label, expires_days):
     """Create a key for AGENT and print it, this once: it is not stored and not shown again."""
     agent = _agent(agent_name)
@@ -177,6 +188,7 @@ def create_agent_key_command(agent_name, label, expires_days):
 @agent_key_group.command("list")
 @click.argument("agent_name", metavar="AGENT")
 @with_appcontext
+@cli_rule(Access.AGENT_READ)
 def list_agent_keys_command(agent_name):
     """List AGENT's keys, newest first: id, label, shown form, created, last used, expiry,
     status. Never the keys themselves."""
@@ -203,6 +215,7 @@ def list_agent_keys_command(agent_name):
 @click.argument("agent_name", metavar="AGENT")
 @click.argument("reference", metavar="KEY_ID_OR_LOOKUP")
 @with_appcontext
+@cli_rule(Access.AGENT_CHANGE)
 def revoke_agent_key_command(agent_name, reference):
     """Revoke one of AGENT's keys (by id, or by the lookup part ``list`` shows): its clients
     are refused at once; the key stays listed."""
@@ -221,10 +234,12 @@ def revoke_agent_key_command(agent_name, reference):
 
 
 def _agent(name: str) -> Agent:
-    """:raise click.ClickException: no agent has this name (compared ignoring case)."""
+    """:raise click.ClickException: no agent has this name (compared ignoring case), or it is
+    someone else's and the command runs ``--as`` a member."""
     agent = db.session.scalar(select(Agent).where(func.lower(Agent.name) == name.strip().lower()))
     if agent is None:
         raise click.ClickException(f"No agent named {name!r}.")
+    cli_agent_in_reach(agent)
     return agent
 
 

@@ -10,6 +10,7 @@ from .crypto import secret_state
 from .extensions import db
 from .forms import ConnectorForm, SecretForm
 from .models import AgentConnection, Connector, Tool
+from .roles import Access, allow
 from .services import agents as agent_service
 from .services import audit, clients, fanout, find, lifecycle, name_taken
 from .services import connectors as service
@@ -31,6 +32,7 @@ def get_connector(id) -> Connector:
 
 
 @bp.get("/")
+@allow(Access.READ)
 def index():
     """Every connector in name order, or those the filters ask for: ``q`` (part of the
     name), ``status`` (a badge, ``lifecycle.Shown``), ``auth`` (an auth type)."""
@@ -66,11 +68,13 @@ def _rows(connectors):
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@allow(Access.OPERATE)
 def create():
     return _save(Connector(), "connectors/new.html")
 
 
 @bp.get("/<int:id>")
+@allow(Access.READ)
 def show(id):
     """The connector's details, its credential (the shared one with a form to enter or
     replace a token or key; per agent, each agent's), its tools and usage."""
@@ -108,6 +112,7 @@ def prompt_arguments(definition) -> list[tuple[str, bool, str | None]]:
 
 
 @bp.post("/<int:id>/secret")
+@allow(Access.OPERATE)
 def save_secret(id):
     """Store the shared token or key, or replace the stored one (a blank field changes
     nothing), then check it with a sync; back to the connector's page with the outcome.
@@ -139,11 +144,13 @@ def save_secret(id):
 
 
 @bp.route("/<int:id>/edit", methods=["GET", "POST"])
+@allow(Access.OPERATE)
 def update(id):
     return _save(get_connector(id), "connectors/edit.html")
 
 
 @bp.get("/fields")
+@allow(Access.OPERATE)
 def fields():
     """The auth-dependent part of the form, re-rendered when auth type or mode changes."""
     connector = db.session.get(Connector, request.args.get("id", type=int) or 0) or Connector()
@@ -154,6 +161,7 @@ def fields():
 
 
 @bp.route("/<int:id>/delete", methods=["GET", "POST"])
+@allow(Access.OPERATE)
 def delete(id):
     """GET asks for confirmation; POST deletes the connector and its agent connections, then
     revokes its OAuth tokens at the provider where the grant offers revocation."""
@@ -182,6 +190,7 @@ def delete(id):
 
 
 @bp.post("/<int:id>/sync")
+@allow(Access.OPERATE)
 def sync(id):
     """Fetch the server's tool list now: with the shared credential, or with each connected
     agent's (per-agent). htmx gets the row with the outcome inline; a plain post a redirect
@@ -300,6 +309,7 @@ bp.add_app_template_filter(find.prefix_kept, "prefix_kept")
 
 
 @bp.post("/sync")
+@allow(Access.OPERATE)
 def sync_selected():
     """Sync each connector ticked on the index (``ids``) as its own Sync button would, and
     go back to the index as it was filtered (``q``, ``status``, ``auth``). One flash per

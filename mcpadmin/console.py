@@ -11,6 +11,7 @@ from flask import Blueprint, g, render_template, request
 
 from .extensions import db
 from .models import Agent
+from .roles import Access, allow
 from .services import console, trycall
 from .services.gateway import unknown_tool
 
@@ -18,6 +19,7 @@ bp = Blueprint("console", __name__, url_prefix="/agents")
 
 
 @bp.route("/<int:id>/try", methods=["GET", "POST"])
+@allow(Access.AGENT_CHANGE)
 def call(id):
     """GET ``?tool=<name>``: the tool's form; POST: call it.
 

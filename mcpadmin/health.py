@@ -5,11 +5,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db
+from .roles import Access, allow
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@allow(Access.PUBLIC)
 def healthz():
     """200 ``{"status": "ok"}``, or 503 when the database does not answer."""
     try:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import security
 from .config import setting_name
 from .extensions import db
+from .roles import Access, allow
 from .services import metrics
 
 bp = Blueprint("metrics", __name__)
@@ -21,6 +22,7 @@ CHALLENGE = 'Bearer realm="mcpadmin metrics"'
 
 
 @bp.get("/metrics")
+@allow(Access.PUBLIC)
 def scrape():
     """Every metric in the Prometheus text format.
 

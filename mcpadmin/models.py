@@ -75,13 +75,112 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+class Role:
+    """What a person may do (``mcpadmin.roles`` holds the rules): an owner everything; an
+    operator connectors, every agent, keys, syncs and reviews; an auditor reads everything and
+    changes nothing; a member only their own agents."""
+
+    OWNER = "owner"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+    MEMBER = "member"
+    ALL = (OWNER, OPERATOR, AUDITOR, MEMBER)
+    LABELS = {OWNER: "Owner", OPERATOR: "Operator", AUDITOR: "Auditor", MEMBER: "Member"}
+
+
 class AdminUser(db.Model):
+    """A person who signs in, whatever their role (the table keeps its first name): with a
+    local password, through the identity provider (``oidc_subject``), or both."""
+
     __tablename__ = "admin_user"
+    __table_args__ = (Index("ix_admin_user_oidc", "oidc_issuer", "oidc_subject", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
+    # Empty: no local password (signs in through the identity provider only).
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    role: Mapped[str] = mapped_column(String(20), default=Role.OWNER, server_default=Role.OWNER)
+    email: Mapped[str | None] = mapped_column(String(320))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    # Who the identity provider says this is: its issuer and the ID token's ``sub``.
+    oidc_issuer: Mapped[str | None] = mapped_column(String(2048))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    # Deactivated people cannot sign in, and their agents' keys are refused (kept, not
+    # revoked: reactivating restores them).
+    active: Mapped[bool] = mapped_column(default=True, server_default="1")
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def shown_name(self) -> str:
+        return self.display_name or self.username
+
+
+class Invite(db.Model):
+    """A single-use link that lets one person join with ``role``. The link carries a random
+    token, the row only its SHA-256."""
+
+    __tablename__ = "invite"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    # Who it is for (shown on the People page; SSO sign-in through it must match when set).
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[str | None] = mapped_column(String(80))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def usable(self, now: datetime) -> bool:
+        return self.used_at is None and self.revoked_at is None and now < self.expires_at
+
+
+class SsoSettings(db.Model):
+    """Sign-in through an OpenID Connect provider, and whether local passwords still work
+    (one row, id 1; edited by owners on the Settings page)."""
+
+    __tablename__ = "sso_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=False)
+    # The provider's issuer URL; discovery reads ``<issuer>/.well-known/openid-configuration``.
+    issuer: Mapped[str | None] = mapped_column(String(2048))
+    client_id: Mapped[str | None] = mapped_column(String(500))
+    client_secret_enc: Mapped[Sealed | None] = mapped_column(EncryptedText)
+    # Shown on the sign-in button: "Sign in with <label>".
+    label: Mapped[str | None] = mapped_column(String(100))
+    scopes: Mapped[str | None] = mapped_column(String(500))
+    # Lower-case email domains allowed to sign in; empty: any.
+    allowed_domains: Mapped[list] = mapped_column(JSON, default=list)
+    # The ID token (or userinfo) claim whose values map to roles, such as ``groups``, and the
+    # mapping: role → list of claim values. A person matching several gets the strongest.
+    role_claim: Mapped[str | None] = mapped_column(String(100))
+    role_map: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The role of a first sign-in that matches no mapping; None: such a person is refused.
+    default_role: Mapped[str | None] = mapped_column(String(20))
+    # False: only owners may sign in with a local password (break-glass).
+    local_passwords: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OidcPending(db.Model):
+    """A sign-in sent to the identity provider and not yet back: the ``state`` in the browser's
+    redirect (its SHA-256 here), the nonce the ID token must carry and the PKCE verifier.
+    Deleted when the callback uses it, so each is single-use."""
+
+    __tablename__ = "oidc_pending"
+
+    state_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(100))
+    code_verifier_enc: Mapped[Sealed] = mapped_column(EncryptedText)
+    # The invite this sign-in redeems, if any; where to go afterwards.
+    invite_id: Mapped[int | None] = mapped_column(ForeignKey("invite.id", ondelete="CASCADE"))
+    next_url: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class AdminSession(db.Model):
@@ -160,6 +259,9 @@ class Connector(CredentialColumns, db.Model):
     api_key_header_name: Mapped[str | None] = mapped_column(String(100))
     # Keep each call's arguments in the call log (values under secret-looking keys redacted).
     log_arguments: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether members may tick this connector's tools on their own agents (and, per agent,
+    # connect their own account to it). They never see its shared credential.
+    members_may_use: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     # OAuth, as the operator configured it (all optional: discovery fills the gaps).
     oauth_scopes: Mapped[str | None] = mapped_column(String(1000))
@@ -298,6 +400,15 @@ class Agent(db.Model):
     # each tool's own name wherever no other enabled tool has it.
     keep_tool_names: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The person who runs it (members manage only their own); None: the operators'. An
+    # operator can hand it to someone else: its per-agent credentials stay with the agent.
+    # No foreign key in the database (SQLite cannot add one to an existing table without
+    # recreating it, which would cascade-delete its keys): people are never deleted, only
+    # deactivated.
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    owner: Mapped[AdminUser | None] = relationship(
+        primaryjoin="foreign(Agent.owner_id) == AdminUser.id"
+    )
 
     connections: Mapped[list["AgentConnection"]] = relationship(
         back_populates="agent", cascade="all, delete-orphan"
@@ -631,6 +742,8 @@ class AuditEvent(db.Model):
     # Who: the signed-in admin, the username a failed sign-in gave, or None (the shell).
     admin_name: Mapped[str | None] = mapped_column(String(80))
     address: Mapped[str | None] = mapped_column(String(64))
+    # The role the actor had when acting (None: the shell, or before roles existed).
+    actor_role: Mapped[str | None] = mapped_column(String(20))
     # What, e.g. "connector.updated" (``services.audit.Action``), and to which object.
     action: Mapped[str] = mapped_column(String(40))
     target_type: Mapped[str | None] = mapped_column(String(20))

@@ -9,6 +9,7 @@ from .extensions import db
 from .filters import plural
 from .models import Agent, Connector
 from .protocol.registration import metadata_document
+from .roles import Access, allow
 from .services import audit, clients, connect
 from .services import connectors as connectors_service
 
@@ -16,6 +17,7 @@ bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 
 
 @bp.post("/connect/<int:connector_id>")
+@allow(Access.AGENT_CHANGE)
 def start(connector_id):
     """Discover, register and send the browser to the provider's consent page; with
     ``agent_id`` in the form, for that agent's own account."""
@@ -33,6 +35,7 @@ def start(connector_id):
 
 
 @bp.get("/callback")
+@allow(Access.SIGNED_IN)
 def callback():
     """Where the provider sends the browser back: check, redeem, store, sync, return to the
     page the flow started from (the agent page when it carried an agent) with a message."""
@@ -66,6 +69,7 @@ def callback():
 
 
 @bp.post("/disconnect/<int:connector_id>")
+@allow(Access.AGENT_CHANGE)
 def disconnect(connector_id):
     """Revoke (where the provider offers it) and delete the shared OAuth tokens; the client
     registration and the tool list stay."""
@@ -83,6 +87,7 @@ def disconnect(connector_id):
 
 
 @bp.get("/client-metadata.json")
+@allow(Access.PUBLIC)
 def client_metadata():
     """mcpadmin's client ID metadata document (public), when served over https."""
     client_id = clients.metadata_document_url()

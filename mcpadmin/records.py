@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from . import charts
 from .extensions import db
 from .models import Agent, AuditEvent, CallRecord, Connector
+from .roles import Access, allow
 from .services import audit as audit_actions
 from .services import exports, records, usage
 from .services.records import KIND_WORDS, OUTCOME_WORDS, FilterError
@@ -37,6 +38,7 @@ bp.add_app_template_filter(charts.byte_size, "byte_size")
 
 
 @bp.get("/calls/")
+@allow(Access.READ)
 def calls():
     """What agents asked through the gateway (tool calls, resource reads, prompt gets…),
     newest first, filtered by agent, connector, kind, name, outcome, time."""
@@ -44,6 +46,7 @@ def calls():
 
 
 @bp.get("/audit/")
+@allow(Access.READ)
 def audit():
     """What admins did, newest first, filtered by admin, action, target, time."""
     return _listing(
@@ -52,12 +55,14 @@ def audit():
 
 
 @bp.get("/calls/export.<fmt>")
+@allow(Access.READ)
 def export_calls(fmt):
     """:raise 404: a format other than csv or jsonl."""
     return _export(CallRecord, "calls", records.call_filters, fmt, _call_choices)
 
 
 @bp.get("/audit/export.<fmt>")
+@allow(Access.READ)
 def export_audit(fmt):
     """:raise 404: a format other than csv or jsonl."""
     return _export(AuditEvent, "audit", records.audit_filters, fmt, _audit_choices)
@@ -129,6 +134,7 @@ def usage_slot(agent: Agent | None = None, connector: Connector | None = None) -
 
 
 @bp.get("/agents/<int:id>/usage")
+@allow(Access.AGENT_READ)
 def agent_usage(id):
     """The agent's last 14 days of calls and its last failures (the agent page loads it).
 
@@ -139,6 +145,7 @@ def agent_usage(id):
 
 
 @bp.get("/connectors/<int:id>/usage")
+@allow(Access.READ)
 def connector_usage(id):
     """:raise 404: no such connector."""
     connector = db.get_or_404(Connector, id)

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, render_template, request
 
 from .extensions import db
 from .models import Agent, CatalogItem, Connector, ItemKind, Tool
+from .roles import Access, allow
 from .services import catalog, tooldiff
 from .services.agents import connection_for
 
@@ -22,6 +23,7 @@ def get_tool(connector_id, tool_id) -> Tool:
 
 
 @bp.get("/<int:connector_id>/tools/<int:tool_id>")
+@allow(Access.READ)
 def show(connector_id, tool_id):
     """The tool page. ``?agent=<id>`` compares with what that agent last accepted and offers
     Mark reviewed for it; ``?since=<version id>`` compares with a version from the history.
@@ -77,6 +79,7 @@ def get_prompt(connector_id, item_id) -> CatalogItem:
 
 
 @bp.get("/<int:connector_id>/prompts/<int:item_id>")
+@allow(Access.READ)
 def prompt(connector_id, item_id):
     """The prompt page, as the tool page: ``?agent=<id>`` compares with what that agent last
     accepted and offers Mark reviewed for it (the gateway holds a changed prompt until then);

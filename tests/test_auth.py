@@ -100,7 +100,7 @@ def test_login_redirects_only_to_local_next(client, admin):
         response = client.post(
             "/login", query_string={"next": target}, data={"username": admin, "password": PASSWORD}
         )
-        assert response.headers["Location"] == "/connectors/"
+        assert response.headers["Location"] == "/"
         client.get("/connectors/")
         client.post("/logout")
 

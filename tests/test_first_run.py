@@ -256,7 +256,7 @@ def test_create_admin_prints_no_setup_link_and_deletes_the_setup_token(tmp_path,
     result = flask_command(tmp_path, "create-admin", "alice", "--password-stdin",
                            stdin="correct horse battery\n")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "Admin alice created.\n"
+    assert result.stdout == "Owner alice created.\n"
     assert "/setup/" not in result.stdout + result.stderr
     assert not token.exists()
 

@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..models import AdminUser
+from ..models import AdminUser, Role
 from . import sessions
 
 MIN_PASSWORD_LENGTH = 10
@@ -20,7 +20,7 @@ def any_admin() -> bool:
     return db.session.scalar(select(func.count()).select_from(AdminUser)) > 0
 
 
-def create_admin(username: str, password: str) -> AdminUser:
+def create_admin(username: str, password: str, role: str = Role.OWNER) -> AdminUser:
     """Add an admin account.
 
     :raise AdminError: empty or taken username, or a password shorter than
@@ -36,18 +36,19 @@ def create_admin(username: str, password: str) -> AdminUser:
     taken = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
     if taken:
         raise AdminError(f"The username {username!r} is taken.")
-    admin = AdminUser(username=username, password_hash=generate_password_hash(password))
+    admin = AdminUser(username=username, password_hash=generate_password_hash(password), role=role)
     db.session.add(admin)
     return admin
 
 
 def authenticate(username: str, password: str) -> AdminUser | None:
-    """The admin with this username and password, else None."""
+    """The active person with this username and local password, else None."""
     admin = db.session.scalar(select(AdminUser).where(AdminUser.username == username.strip()))
-    if admin is None:
+    if admin is None or not admin.password_hash:  # no such person, or no local password
         check_password_hash(_DUMMY_HASH, password)
         return None
-    return admin if check_password_hash(admin.password_hash, password) else None
+    matches = check_password_hash(admin.password_hash, password)
+    return admin if matches and admin.active else None
 
 
 def set_password(username: str, password: str) -> AdminUser:

@@ -14,7 +14,7 @@ before it is stored. Every value is capped (``MAX_TEXT`` characters, ``MAX_ITEMS
 import getpass
 from enum import StrEnum
 
-from flask import g, has_request_context
+from flask import g, has_app_context, has_request_context
 
 from ..extensions import db
 from ..models import AdminUser, Agent, AgentKey, AuditEvent, Connector, WebhookEndpoint
@@ -71,6 +71,16 @@ class Action(StrEnum):
     WEBHOOK_CREATED = "webhook.created"
     WEBHOOK_DELETED = "webhook.deleted"
     WEBHOOK_TESTED = "webhook.tested"
+    # A request or command the actor's role does not allow (``roles``).
+    ACCESS_REFUSED = "access.refused"
+    PERSON_INVITED = "person.invited"
+    INVITE_REVOKED = "person.invite_revoked"
+    PERSON_JOINED = "person.joined"
+    ROLE_CHANGED = "person.role_changed"
+    PERSON_DEACTIVATED = "person.deactivated"
+    PERSON_REACTIVATED = "person.reactivated"
+    AGENT_REASSIGNED = "agent.reassigned"
+    SSO_SETTINGS_CHANGED = "settings.sso_changed"
 
 
 # Target kinds: (type name, the attribute that names one).
@@ -96,16 +106,19 @@ def record(action: Action, target=None, details: dict | None = None, admin_name=
     action = Action(action)
     details = dict(details or {})
     address = None
+    # The person acting: signed in, or named by a shell command's ``--as``.
+    admin = g.get("admin") if has_app_context() else None
+    role = admin.role if admin is not None else None
     if has_request_context():
         address = g.get("address")
-        admin = g.get("admin")
         admin_name = admin_name or (admin.username if admin is not None else None)
     else:
-        admin_name = admin_name or SHELL
+        admin_name = admin_name or (admin.username if admin is not None else SHELL)
         details.setdefault("os_user", _os_user())
     event = AuditEvent(
         action=action.value,
         admin_name=_text(admin_name, 80),
+        actor_role=role,
         address=_text(address, 64),
         details=capped(details) or None,
     )

@@ -27,7 +27,8 @@ def start(admin: AdminUser, now: datetime, lifetime: timedelta) -> str:
 
 
 def admin_for(token: str | None, now: datetime, lifetime: timedelta) -> AdminUser | None:
-    """The admin whose live session ``token`` names, else None (unknown, ended or expired)."""
+    """The person whose live session ``token`` names, else None (unknown, ended or expired,
+    or the person is deactivated)."""
     if not isinstance(token, str) or not token:
         return None
     row = db.session.scalar(
@@ -37,7 +38,7 @@ def admin_for(token: str | None, now: datetime, lifetime: timedelta) -> AdminUse
         )
         .options(joinedload(AdminSession.admin))  # one statement on every page
     )
-    return row.admin if row else None
+    return row.admin if row and row.admin.active else None
 
 
 def end(token: str | None):
