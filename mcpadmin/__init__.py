@@ -79,6 +79,8 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(tools.bp)
     cli.init_app(app)
 
+    app.jinja_env.globals["can"] = roles.can
+
     @app.get("/")
     @roles.allow(roles.Access.SIGNED_IN)
     def index():

@@ -17,7 +17,7 @@ from werkzeug.security import generate_password_hash
 from mcpadmin import create_app
 from mcpadmin.config import database_url
 from mcpadmin.extensions import db
-from mcpadmin.models import AdminUser, CatalogState
+from mcpadmin.models import AdminUser, CatalogState, Role
 from mcpadmin.services import calllog
 
 PASSWORD = "correct horse battery"
@@ -159,6 +159,32 @@ def logged_in(client, admin):
     assert response.status_code == 302
     client.get("/connectors/")  # signing in starts a new session, so a new CSRF token
     return client
+
+
+@pytest.fixture
+def people(app, password_hash):
+    """One active person of each role, named after it (``owner``, ``operator``, ``auditor``,
+    ``member``), plus a second member ``member2``; all with the test password."""
+    with app.app_context():
+        for name, role in (*((r, r) for r in Role.ALL), ("member2", Role.MEMBER)):
+            db.session.add(AdminUser(username=name, password_hash=password_hash, role=role))
+        db.session.commit()
+    return {"owner", "operator", "auditor", "member", "member2"}
+
+
+@pytest.fixture
+def sign_in(app, people):
+    """``sign_in(name)``: a new ``Browser`` signed in as one of ``people``."""
+
+    def sign_in(name):
+        browser = Browser(app.test_client())
+        response = browser.post("/login", data={"username": name, "password": PASSWORD})
+        assert response.status_code == 302, response.data[:500]
+        # Signing in starts a new session, so a new CSRF token: read it from the home page.
+        browser.get("/", follow_redirects=True)
+        return browser
+
+    return sign_in
 
 
 class Browser:
