@@ -104,7 +104,7 @@ def login():
     """Sign in. Each attempt is counted before its password is checked; over the limit for
     this address and username (or the backstop for the username), 429 until the window ends."""
     if g.admin:
-        return redirect(url_for("connectors.index"))
+        return redirect(url_for("index"))
     if not admins.any_admin():
         flash("No admin account exists yet: use the setup link printed in the server log.", "info")
     form = LoginForm()

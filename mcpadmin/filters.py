@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
-from .models import AUTH_TYPES, CREDENTIAL_MODES
+from .models import AUTH_TYPES, CREDENTIAL_MODES, Role
 from .protocol.mcp import is_standard_tool_name
 
 # Characters that print as nothing, or as blank space, although Unicode calls them letters or
@@ -156,4 +156,6 @@ def init_app(app):
     app.jinja_env.tests["nonstandard_name"] = nonstandard_name
     app.jinja_env.filters["isotime"] = isotime
     app.jinja_env.filters["plural"] = plural
-    app.jinja_env.globals.update(AUTH_TYPES=AUTH_TYPES, CREDENTIAL_MODES=CREDENTIAL_MODES)
+    app.jinja_env.globals.update(
+        AUTH_TYPES=AUTH_TYPES, CREDENTIAL_MODES=CREDENTIAL_MODES, ROLE_LABELS=Role.LABELS
+    )
