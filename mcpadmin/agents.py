@@ -123,9 +123,15 @@ def _agent_form(agent=None, **kwargs) -> AgentForm:
 
 def _chosen_owner(form, agent=None) -> tuple[bool, int | None]:
     """``(valid, owner id)``: the Owner field's choice (a person not offered gets an error
-    under it), or without the field who creates the agent, or its owner as it is."""
+    under it), or without the field who creates the agent, or its owner as it is.
+
+    :raise 403: a post without the field (a member's) that names another owner (audited).
+    """
     if "owner_id" not in form:
-        return True, agent.owner_id if agent else g.admin.id
+        owner_id = agent.owner_id if agent else g.admin.id
+        if request.form.get("owner_id", str(owner_id)) != str(owner_id):
+            abort(roles.refusal("Only owners and operators can give an agent to someone else."))
+        return True, owner_id
     picked = form.owner_id.data
     if picked is not None and picked not in {value for value, _ in form.owner_id.choices}:
         form.owner_id.errors.append("Choose an active person as the owner, or No owner.")
