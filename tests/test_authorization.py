@@ -258,11 +258,11 @@ def cases_of(rule, method, world, url_for) -> list[Case]:
              "item_id": world.prompt, "connector_id": world.shared}  # fmt: skip
     by_kind = {"connector": world.shared, "webhook": world.webhook, "person": world.person}
 
-    def case(agent=None, connector=None, data=None, needs=needs, **values):
+    def case(whose=None, connector=None, data=None, needs=needs, **values):
         values = {**{a: fixed[a] for a in args if a in fixed}, **values}
         if "id" in args and "id" not in values:
             values["id"] = by_kind[id_kind(endpoint)]
-        return Case(endpoint, method, url_for(endpoint, **values), needs, data or {}, agent,
+        return Case(endpoint, method, url_for(endpoint, **values), needs, data or {}, whose,
                     connector)  # fmt: skip
 
     if endpoint == "oauth.start":
@@ -271,6 +271,8 @@ def cases_of(rule, method, world, url_for) -> list[Case]:
             *(case(whose, world.per_agent, {"agent_id": world.agents[whose]},
                    connector_id=world.per_agent) for whose in WHOSE),
         ]  # fmt: skip
+    if endpoint.startswith("tools."):  # also as the review for an agent it changed for
+        return [case(), case(agent=world.agents["unowned"])]
     if id_kind(endpoint) != "agent" or "id" not in args:
         return [case()]
     if "key_id" in args:
