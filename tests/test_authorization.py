@@ -18,29 +18,21 @@ from urllib.parse import parse_qs, urlsplit
 
 import click
 import pytest
+from flask import url_for
 from sqlalchemy import func, select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mcpadmin import roles
-from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
 from mcpadmin.models import (
-    AdminUser,
-    Agent,
-    AgentConnection,
     AuditEvent,
-    CatalogItem,
-    Connector,
-    ItemKind,
     Role,
-    Tool,
-    utcnow,
 )
 from mcpadmin.roles import Access
-from mcpadmin.services import agent_keys, webhooks
 from mcpadmin.services.audit import Action
 
 from .conftest import PASSWORD, Browser
+from .roles_helpers import WHOSE, build_world
 
 PUBLIC, SIGNED_IN, READ = Access.PUBLIC, Access.SIGNED_IN, Access.READ
 OPERATE, ADMINISTER = Access.OPERATE, Access.ADMINISTER
@@ -147,12 +139,15 @@ EXPECTED_CLI = {
 SHELL_ONLY = {"db", "routes", "run", "shell"}
 
 ROLES = [Role.OWNER, Role.OPERATOR, Role.AUDITOR, Role.MEMBER]
-WHOSE = ("own", "other", "unowned")  # the member's agent, member2's, nobody's
-# No server listens there: syncs, Connect and webhook deliveries fail at once.
-DEAD_URL = "http://127.0.0.1:1/mcp"
 # Asked last, in this order: they delete what later requests would use, or end the session.
-LAST = ("agents.revoke_key", "agents.delete_selected", "agents.delete", "connectors.delete",
-        "attention.delete_webhook", "people.deactivate")  # fmt: skip
+LAST = (
+    "agents.revoke_key",
+    "agents.delete_selected",
+    "agents.delete",
+    "connectors.delete",
+    "attention.delete_webhook",
+    "people.deactivate",
+)
 ENDS_SESSION = ("auth.logout", "auth.logout_everywhere")
 
 
@@ -160,72 +155,16 @@ def kind(method: str) -> str:
     return "get" if method in roles.READ_METHODS else "post"
 
 
-# The objects every request names ------------------------------------------------------------
-
-
-@dataclass
-class World:
-    shared: int  # a shared bearer connector, not available to members
-    per_agent: int  # a per-agent OAuth connector available to members
-    tool: int  # the shared connector's tool
-    prompt: int  # the shared connector's prompt
-    agents: dict  # whose -> agent id
-    names: dict  # whose -> agent name
-    keys: dict  # whose -> the id of that agent's key
-    webhook: int
-    person: int  # member2, for the People routes
-
-    def available(self, connector_id) -> bool:
-        return connector_id == self.per_agent
-
-
-def build_world(app) -> World:
-    """Two connectors with a tool and a prompt; an agent of the member's, one of member2's and
-    one of nobody's, each with a key and connections whose tools and prompts changed since they
-    were enabled (so their cards offer every action); a webhook."""
-    with app.app_context():
-        people = {p.username: p for p in db.session.scalars(select(AdminUser))}
-        shared = Connector(name="Shared", url=DEAD_URL, auth_type="bearer",
-                           secret_enc=seal("shared-secret"), status="connected",
-                           last_synced_at=utcnow())  # fmt: skip
-        per_agent = Connector(name="Own accounts", url=DEAD_URL + "/own", auth_type="oauth",
-                              credential_mode="per_agent", members_may_use=True)  # fmt: skip
-        tool = Tool(connector=shared, name="search", description="Finds things.",
-                    input_schema={"type": "object"}, definition_hash="1" * 64)  # fmt: skip
-        Tool(connector=per_agent, name="lookup", input_schema={"type": "object"},
-             definition_hash="2" * 64)  # fmt: skip
-        prompt = CatalogItem(connector=shared, kind=ItemKind.PROMPT, key="summarise",
-                             definition={"name": "summarise"}, definition_hash="3" * 64)  # fmt: skip
-        CatalogItem(connector=per_agent, kind=ItemKind.PROMPT, key="explain",
-                    definition={"name": "explain"}, definition_hash="4" * 64)  # fmt: skip
-        owners = {"own": people["member"].id, "other": people["member2"].id, "unowned": None}
-        agents = {whose: Agent(name=f"Agent {whose}", owner_id=owners[whose]) for whose in WHOSE}
-        for whose, agent in agents.items():
-            connector, name, item = (
-                (shared, "search", "summarise") if whose == "unowned"
-                else (per_agent, "lookup", "explain")
-            )  # fmt: skip
-            AgentConnection(agent=agent, connector=connector, status="connected",
-                            access_token_enc=seal("token") if connector.per_agent else None,
-                            last_synced_at=utcnow(), enabled_tools=[name], changed_tools=[name],
-                            enabled_prompts=[item], changed_prompts=[item])  # fmt: skip
-        keys = {whose: agent_keys.create(agent, "laptop")[0] for whose, agent in agents.items()}
-        webhook, _ = webhooks.create("http://127.0.0.1:1/hook", "generic")
-        db.session.add_all([shared, per_agent, *agents.values()])
-        db.session.commit()
-        return World(
-            shared=shared.id, per_agent=per_agent.id, tool=tool.id, prompt=prompt.id,
-            agents={whose: a.id for whose, a in agents.items()},
-            names={whose: a.name for whose, a in agents.items()},
-            keys={whose: k.id for whose, k in keys.items()},
-            webhook=webhook.id, person=people["member2"].id,
-        )  # fmt: skip
-
-
 # What each route's ``id`` names, by endpoint or by blueprint.
-ID_KINDS = {"agents": "agent", "console": "agent", "records.agent_usage": "agent",
-            "connectors": "connector", "records.connector_usage": "connector",
-            "attention": "webhook", "people": "person"}  # fmt: skip
+ID_KINDS = {
+    "agents": "agent",
+    "console": "agent",
+    "records.agent_usage": "agent",
+    "connectors": "connector",
+    "records.connector_usage": "connector",
+    "attention": "webhook",
+    "people": "person",
+}
 
 
 def id_kind(endpoint: str) -> str | None:
@@ -242,35 +181,49 @@ class Case:
     url: str
     needs: Access
     data: dict = field(default_factory=dict)
-    agent: str | None = None  # "own", "other" or "unowned"
+    whose: str | None = None  # "own", "other" or "unowned": whose agent
     connector: int | None = None
 
     def __str__(self):
         return f"{self.method} {self.url} ({self.endpoint})"
 
 
-def cases_of(rule, method, world, url_for) -> list[Case]:
+def cases_of(rule, method, world) -> list[Case]:
     """The requests asking ``rule`` with ``method``: once per kind of agent where it names an
     agent, with the connector available to members and the one that is not."""
     endpoint, args = rule.endpoint, rule.arguments
     needs = EXPECTED[endpoint][kind(method)]
-    fixed = {"fmt": "csv", "token": "not-a-token", "filename": "app.css", "tool_id": world.tool,
-             "item_id": world.prompt, "connector_id": world.shared}  # fmt: skip
+    fixed = {
+        "fmt": "csv",
+        "token": "not-a-token",
+        "filename": "app.css",
+        "tool_id": world.tool,
+        "item_id": world.prompt,
+        "connector_id": world.shared,
+    }
     by_kind = {"connector": world.shared, "webhook": world.webhook, "person": world.person}
 
     def case(whose=None, connector=None, data=None, needs=needs, **values):
         values = {**{a: fixed[a] for a in args if a in fixed}, **values}
         if "id" in args and "id" not in values:
             values["id"] = by_kind[id_kind(endpoint)]
-        return Case(endpoint, method, url_for(endpoint, **values), needs, data or {}, whose,
-                    connector)  # fmt: skip
+        return Case(
+            endpoint, method, url_for(endpoint, **values), needs, data or {}, whose, connector
+        )
 
     if endpoint == "oauth.start":
         return [
             case(connector_id=world.shared, needs=CONNECT_SHARED),
-            *(case(whose, world.per_agent, {"agent_id": world.agents[whose]},
-                   connector_id=world.per_agent) for whose in WHOSE),
-        ]  # fmt: skip
+            *(
+                case(
+                    whose,
+                    world.per_agent,
+                    {"agent_id": world.agents[whose]},
+                    connector_id=world.per_agent,
+                )
+                for whose in WHOSE
+            ),
+        ]
     if endpoint.startswith("tools."):  # also as the review for an agent it changed for
         return [case(), case(agent=world.agents["unowned"])]
     if id_kind(endpoint) != "agent" or "id" not in args:
@@ -278,8 +231,12 @@ def cases_of(rule, method, world, url_for) -> list[Case]:
     if "key_id" in args:
         return [case(w, id=world.agents[w], key_id=world.keys[w]) for w in WHOSE]
     if "connector_id" in args:
-        pairs = [("own", world.per_agent), ("own", world.shared), ("other", world.per_agent),
-                 ("unowned", world.shared)]  # fmt: skip
+        pairs = [
+            ("own", world.per_agent),
+            ("own", world.shared),
+            ("other", world.per_agent),
+            ("unowned", world.shared),
+        ]
         return [case(w, c, id=world.agents[w], connector_id=c) for w, c in pairs]
     return [case(w, id=world.agents[w]) for w in WHOSE]
 
@@ -290,29 +247,27 @@ def all_cases(app, world) -> list[Case]:
     order = {endpoint: i for i, endpoint in enumerate((*LAST, *ENDS_SESSION), start=1)}
     found = []
     with app.test_request_context():
-        from flask import url_for
-
         for rule in app.url_map.iter_rules():
             if rule.endpoint == "static" or rule.endpoint not in EXPECTED:
                 continue  # test_every_route_has_the_rule_of_the_matrix fails for it
             for method in sorted(rule.methods & {"GET", "POST"}):
-                found += cases_of(rule, method, world, url_for)
+                found += cases_of(rule, method, world)
     return sorted(found, key=lambda c: (c.method == "POST", order.get(c.endpoint, 0)))
 
 
 # Who may ---------------------------------------------------------------------------------
 
 
-def allowed(role: str, needs: Access, agent: str | None, connector: int | None, world) -> bool:
-    """Whether ``role`` may make a request needing ``needs`` with the member's (or another)
-    agent and a connector: the matrix, then a member's reach."""
+def allowed(role: str, needs: Access, whose: str | None, connector: int | None, world) -> bool:
+    """Whether ``role`` may make a request needing ``needs`` on ``whose`` agent (None: no
+    agent) with a connector: the matrix, then a member's reach."""
     if needs is PUBLIC:
         return True
     if role is None or needs not in roles.GRANTS[role]:
         return False
     if role != Role.MEMBER:
         return True
-    return agent in (None, "own") and (connector is None or world.available(connector))
+    return whose in (None, "own") and (connector is None or world.available(connector))
 
 
 def refused_events(app) -> int:
@@ -329,7 +284,7 @@ def walk(app, sign_in, role, world) -> tuple[list[str], list]:
     for case in all_cases(app, world):
         if case.endpoint in ENDS_SESSION and role:
             browser = sign_in(role)  # each sign-out with a session of its own
-        expect = allowed(role, case.needs, case.agent, case.connector, world)
+        expect = allowed(role, case.needs, case.whose, case.connector, world)
         before = refused_events(app) if role and not expect else None
         if case.method == "GET":
             response = browser.get(case.url)
@@ -363,8 +318,9 @@ def test_each_role_is_refused_and_offered_exactly_what_the_matrix_says(app, sign
     world = build_world(app)
     problems, pages = walk(app, sign_in, role, world)
     if role is not None:  # signed out, every page leads to the sign-in page
-        problems += sorted({p for case, page in pages
-                            for p in offered_problems(app, role, world, case, page)})  # fmt: skip
+        problems += sorted(
+            {p for case, page in pages for p in offered_problems(app, role, world, case, page)}
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -426,11 +382,14 @@ def offered_problems(app, role, world, case, page) -> list[str]:
             continue
         needs = EXPECTED[endpoint][kind(method)]
         agent_id = values.get("id") if id_kind(endpoint) == "agent" else None
-        agent_id = agent_id or _int(fields.get("agent_id")) or _int(parse_qs(parts.query)
-                                                                     .get("agent", [None])[0])  # fmt: skip
+        agent_id = (
+            agent_id
+            or _int(fields.get("agent_id"))
+            or _int(parse_qs(parts.query).get("agent", [None])[0])
+        )
         if endpoint == "oauth.start" and not fields.get("agent_id"):
             needs = CONNECT_SHARED
-        whose = next((w for w, i in world.agents.items() if i == agent_id), None)
+        whose = world.whose(agent_id)
         uses = endpoint.startswith("agents.") or endpoint == "oauth.start"
         connector = values.get("connector_id") if uses else None
         if not allowed(role, needs, whose, connector, world):
@@ -444,12 +403,8 @@ def sent_elsewhere(app, role, world, case, location) -> list[str]:
     if parts.netloc not in ("", "localhost"):
         return []  # the OAuth provider, say
     endpoint, values = app.url_map.bind("localhost").match(parts.path, "GET")
-    whose = next((w for w, i in world.agents.items() if i == values.get("id")), None)
-    if id_kind(endpoint) == "agent" and allowed(role, EXPECTED[endpoint]["get"], whose, None,
-                                                world):  # fmt: skip
-        return []
-    if id_kind(endpoint) != "agent" and allowed(role, EXPECTED[endpoint]["get"], None, None,
-                                                world):  # fmt: skip
+    whose = world.whose(values.get("id")) if id_kind(endpoint) == "agent" else None
+    if allowed(role, EXPECTED[endpoint]["get"], whose, None, world):
         return []
     return [f"{case} sends {role} to {location} ({endpoint}), which {role} may not open"]
 
@@ -468,18 +423,23 @@ def test_every_route_has_the_rule_of_the_matrix(app):
             if rule.endpoint == "static":
                 continue
             if rule.endpoint not in EXPECTED:
-                problems.append(f"{rule.endpoint} ({rule.rule}) is not in EXPECTED: add it there "
-                                "with the access the issue's matrix gives it")  # fmt: skip
+                problems.append(
+                    f"{rule.endpoint} ({rule.rule}) is not in EXPECTED: add it there "
+                    "with the access the issue's matrix gives it"
+                )
                 continue
             for method in sorted(rule.methods - {"OPTIONS"}):  # Flask answers OPTIONS itself
                 got = roles.required(rule.endpoint, method)
                 want = EXPECTED[rule.endpoint].get(kind(method))
                 if got is None:
-                    problems.append(f"{method} {rule.rule} has no access rule: mark the view "
-                                    "with @allow(...)")  # fmt: skip
+                    problems.append(
+                        f"{method} {rule.rule} has no access rule: mark the view with @allow(...)"
+                    )
                 elif got != want:
-                    problems.append(f"{method} {rule.rule} ({rule.endpoint}) needs {got!r}; "
-                                    f"EXPECTED says {want!r}")  # fmt: skip
+                    problems.append(
+                        f"{method} {rule.rule} ({rule.endpoint}) needs {got!r}; "
+                        f"EXPECTED says {want!r}"
+                    )
     assert not problems, "\n".join(problems)
 
 
@@ -500,11 +460,15 @@ def test_every_shell_command_has_the_rule_of_the_matrix(app):
         got = getattr(command.callback, "access", None)
         want = EXPECTED_CLI.get(words, (None,))[0]
         if want is None:
-            problems.append(f"flask {' '.join(words)} is not in EXPECTED_CLI: add it with the "
-                            "access the matrix gives it, or to SHELL_ONLY")  # fmt: skip
+            problems.append(
+                f"flask {' '.join(words)} is not in EXPECTED_CLI: add it with the "
+                "access the matrix gives it, or to SHELL_ONLY"
+            )
         elif got != want:
-            problems.append(f"flask {' '.join(words)} needs {got!r}; EXPECTED_CLI says {want!r} "
-                            "(roles.cli_rule gives it --as)")  # fmt: skip
+            problems.append(
+                f"flask {' '.join(words)} needs {got!r}; EXPECTED_CLI says {want!r} "
+                "(roles.cli_rule gives it --as)"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -520,16 +484,17 @@ def test_each_role_runs_exactly_the_shell_commands_the_matrix_allows(app, people
             targets = ("own", "other") if "{agent}" in arguments else (None,)
             for whose in targets:
                 args = [a.replace("{agent}", world.names.get(whose, "")) for a in arguments]
-                result = runner.invoke(args=[*words, "--as", role, *args],
-                                       input=f"{PASSWORD}\n")  # fmt: skip
+                result = runner.invoke(args=[*words, "--as", role, *args], input=f"{PASSWORD}\n")
                 said = result.output
                 may = allowed(role, needs, whose, None, world)
-                refused = result.exit_code != 0 and ("may not run this command" in said
-                                                     or "belongs to someone else" in said)  # fmt: skip
+                refused = result.exit_code != 0 and (
+                    "may not run this command" in said or "belongs to someone else" in said
+                )
                 shown = f"flask {' '.join([*words, '--as', role, *args])}"
                 if may and (refused or not isinstance(result.exception, (type(None), SystemExit))):
                     problems.append(f"{shown}: refused or failed: {said.strip()[-200:]}")
                 elif not may and not refused:
-                    problems.append(f"{shown}: not refused ({result.exit_code}): "
-                                    f"{said.strip()[-200:]}")  # fmt: skip
+                    problems.append(
+                        f"{shown}: not refused ({result.exit_code}): {said.strip()[-200:]}"
+                    )
     assert not problems, "\n".join(problems)
