@@ -175,14 +175,27 @@ def test_member_runs_their_own_agent_which_others_cannot_see_and_an_auditor_read
     ]
     assert key not in Path(download.value.path()).read_text()
 
+    # ... finds the member's agent by its owner ...
+    page.goto(base + "/agents/")
+    page.get_by_label("Owner").select_option(label="member")
+    page.get_by_role("button", name="Filter").click()
+    expect(
+        page.get_by_role("row", name=re.compile("Laptop bot")).get_by_text("member")
+    ).to_be_visible()
+    assert axe_violations(page) == []
+    shoot(page, "agents-owner-filter")
+    page.get_by_label("Owner").select_option(label="Me")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("No agents match")).to_be_visible()
+
     # ... sees nothing that would change the connector or the agent ...
     with app.app_context():
         connector_id = db.session.scalar(select(Connector.id))
     page.goto(f"{base}/connectors/{connector_id}")
     expect(page.get_by_text("Members may use this connector")).to_be_visible()
-    assert changes_offered(page) == []
     assert axe_violations(page) == []
     shoot(page, "auditor-connector")
+    assert changes_offered(page) == []
     page.goto(agent_url)
     expect(page.get_by_role("heading", name="Laptop bot")).to_be_visible()
     assert changes_offered(page) == []
