@@ -512,7 +512,7 @@ def _card_response(agent, connector, secret_form=None):
     body = render_template(
         "agents/_card_response.html",
         agent=agent,
-        card=service.card(connector, connection),
+        card=service.card(connector, connection, members_only=not _sees_all_agents()),
         secret_form=secret_form or SecretForm(formdata=None),
     )
     return body, 200, {"Vary": "HX-Request"}

@@ -193,6 +193,13 @@ def test_a_member_sees_only_the_status_of_a_shared_credential(sign_in, world):
     assert "shared-secret-1a2b" not in page
 
 
+def test_a_members_card_answer_shows_only_the_status_of_a_shared_credential(sign_in, world):
+    url = f"/agents/{world['mine']}/connectors/{world['open']}/tools"
+    answer = sign_in("member").hx_post(url, data={"select": "all"}).get_data(as_text=True)
+    assert "Tools Mine may use (2 of 2)" in answer and "badge-error" in answer
+    assert "shared account suspended" not in answer
+
+
 @pytest.mark.parametrize(
     "path",
     [

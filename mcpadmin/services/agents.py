@@ -96,13 +96,18 @@ def offered(connector: Connector, connection: AgentConnection | None) -> list[To
     return [t for t in connector.tools if t.name in set(names)]
 
 
-def card(connector: Connector, connection: AgentConnection | None, items=None) -> Card:
-    """``items``: the connector's catalog items, if already loaded (else read from it)."""
+def card(connector: Connector, connection: AgentConnection | None, items=None,
+         members_only: bool = False) -> Card:  # fmt: skip
+    """``items``: the connector's catalog items, if already loaded (else read from it);
+    ``members_only`` (a member's page): of a shared credential, its status alone."""
     items = items_of(connector, items)
+    credential = lifecycle.present(connector, connection)
+    if members_only and not connector.per_agent:
+        credential = credential.status_only()
     return Card(
         connector=connector,
         connection=connection,
-        credential=lifecycle.present(connector, connection),
+        credential=credential,
         tools=offered(connector, connection),
         enabled=set(connection.enabled_tools or []) if connection else set(),
         prompts=items[ItemKind.PROMPT],
@@ -136,11 +141,7 @@ def cards(agent: Agent, members_only: bool = False) -> list[Card]:
     items = defaultdict(list)
     for item in db.session.scalars(select(CatalogItem).order_by(CatalogItem.key)):
         items[item.connector_id].append(item)
-    made = [card(c, connections.get(c.id), items[c.id]) for c in connectors]
-    if members_only:
-        for shared in (m for m in made if not m.connector.per_agent):
-            shared.credential = shared.credential.status_only()
-    return made
+    return [card(c, connections.get(c.id), items[c.id], members_only) for c in connectors]
 
 
 def owner_choices(current: int | None = None) -> list[AdminUser]:
