@@ -49,7 +49,7 @@ EXPECTED = {
     "metrics.scrape": {"get": PUBLIC},
     "oauth.client_metadata": {"get": PUBLIC},
     "people.join": {"get": PUBLIC, "post": PUBLIC},
-    "sso.start": {"get": PUBLIC, "post": PUBLIC},
+    "sso.start": {"post": PUBLIC},
     "sso.callback": {"get": PUBLIC},
     # Anyone signed in.
     "index": {"get": SIGNED_IN},
@@ -108,9 +108,8 @@ EXPECTED = {
     "people.change_role": {"post": ADMINISTER},
     "people.deactivate": {"get": ADMINISTER, "post": ADMINISTER},
     "people.reactivate": {"post": ADMINISTER},
-    # Settings and single sign-on: owners.
+    # Settings (single sign-on among them): owners.
     "settings.index": {"get": ADMINISTER, "post": ADMINISTER},
-    "settings.sso": {"get": ADMINISTER, "post": ADMINISTER},
 }
 # Connect without an agent connects the shared credential: owners and operators only.
 CONNECT_SHARED = OPERATE
