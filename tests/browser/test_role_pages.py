@@ -40,6 +40,8 @@ def test_member_without_agents_is_asked_to_create_the_first(page, live_server, p
     expect(page.get_by_role("link", name="Create your first agent")).to_be_visible()
     shoot(page, "role-member-no-agents")
     assert axe_violations(page) == []
+    page.set_viewport_size({"width": 390, "height": 800})
+    shoot(page, "role-member-no-agents-phone")
 
 
 @pytest.fixture
