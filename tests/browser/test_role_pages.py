@@ -86,11 +86,17 @@ def test_each_role_sees_the_buttons_it_may_use_and_no_other(page, live_server, w
         expect(page.locator(f"#connector-{world.shared}")).to_have_count(0)  # not available
 
     if reads:
+        team = world.agents["unowned"]
         page.goto(base + "/connectors/")
         expect(page.get_by_role("link", name="Add connector")).to_have_count(int(operates))
         expect(page.get_by_role("button", name="Sync selected")).to_have_count(int(operates))
         expect(page.get_by_role("link", name="Edit")).to_have_count(2 if operates else 0)
         shoot(page, f"role-{role}-connectors")
+        page.goto(f"{base}/connectors/{world.shared}/tools/{world.tool}?agent={team}")
+        expect(page.get_by_role("button", name=re.compile("^Mark reviewed"))).to_have_count(
+            int(operates)
+        )
+        shoot(page, f"role-{role}-tool-review")
         page.goto(base + "/attention/webhooks")
         expect(page.get_by_role("button", name="Add webhook")).to_have_count(int(operates))
         expect(page.get_by_role("link", name=re.compile("^Remove"))).to_have_count(int(operates))
