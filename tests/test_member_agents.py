@@ -403,6 +403,11 @@ def test_a_member_cannot_connect_or_disconnect_a_shared_credential(
         assert db.session.get(Connector, oauth_connectors["shared"]).access_token_enc is None
 
 
+def test_a_members_failed_callback_lands_on_their_agents(sign_in, people):
+    response = sign_in("member").get("/oauth/callback?state=forged&code=x")
+    assert response.status_code == 302 and response.headers["Location"] == "/agents/"
+
+
 def test_the_callback_refuses_a_member_who_no_longer_reaches_the_agent(
     app, sign_in, world, oauth_connectors
 ):
