@@ -13,6 +13,7 @@ from mcpadmin.models import AdminUser, Agent, AgentConnection, AgentKey, AuditEv
 from mcpadmin.services import agent_keys
 from mcpadmin.services.audit import Action
 from tests.oauth_helpers import consent, start
+from tests.test_records_pages import counted
 
 SOMEONE_ELSES = "This agent belongs to someone else, so you cannot open or change it."
 TOKEN = "member-token-7d6c5b4a"
@@ -274,6 +275,27 @@ def test_the_owner_filter_offers_everyone_me_no_owner_and_each_owner(sign_in, wo
         "Everyone", "Me", "No owner", "member", "member2"
     ]  # fmt: skip
     assert "Owner</th>" in page
+
+
+@pytest.mark.parametrize("name", ["operator", "member"])
+def test_the_agents_index_costs_the_same_statements_with_more_owners(app, sign_in, world, name):
+    browser = sign_in(name)
+
+    def statements():
+        with counted(app) as seen:
+            assert browser.get("/agents/").status_code == 200
+        return seen[0]
+
+    few = statements()
+    with app.app_context():
+        for n in range(5):
+            person = AdminUser(username=f"dev{n}", password_hash="", role="member")
+            db.session.add(person)
+            db.session.flush()
+            db.session.add(Agent(name=f"Dev {n}", owner_id=person.id))
+        db.session.add(Agent(name="Mine too", owner_id=world["member_id"]))
+        db.session.commit()
+    assert statements() == few
 
 
 def test_no_agent_matching_the_owner_filter_says_so(sign_in, world):
