@@ -75,7 +75,8 @@ def index():
     its connectors' credentials, or those the filters ask for: ``q`` (part of the name),
     ``status`` (a badge one of its connectors shows), ``auth`` (an auth type one of its
     connectors uses), and for roles that see every agent ``owner`` (``find.AgentFilter``).
-    A member's agents show only the connectors available to members. Three statements."""
+    A member's agents show only the connectors available to members. Three statements (a
+    fourth for the owner filter's choices)."""
     everyone = _sees_all_agents()
     chosen = find.AgentFilter.parse(request.args, owners=everyone)
     query = select(Agent).options(joinedload(Agent.owner)).order_by(func.lower(Agent.name))

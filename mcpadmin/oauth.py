@@ -122,12 +122,13 @@ def _check_reach(connector, agent):
 
 def _back(agent_id, connector_id=None) -> str:
     """The page the flow started from: the agent's (if it still exists; at the connector's
-    card, which shows the message, when known), else the index."""
+    card, which shows the message, when known), else the connectors index, or for those who
+    do not see connectors (members) their agents."""
     if agent_id and db.session.get(Agent, agent_id):
         if connector_id:
             return card_url(agent_id, connector_id)
         return url_for("agents.update", id=agent_id)
-    return url_for("connectors.index")
+    return url_for("connectors.index" if permits(g.admin, Access.READ) else "agents.index")
 
 
 def _leave(url):

@@ -13,6 +13,7 @@ from mcpadmin.models import AdminUser, Agent, AgentConnection, AgentKey, AuditEv
 from mcpadmin.services import agent_keys
 from mcpadmin.services.audit import Action
 from tests.oauth_helpers import consent, start
+from tests.test_records_pages import counted
 
 SOMEONE_ELSES = "This agent belongs to someone else, so you cannot open or change it."
 TOKEN = "member-token-7d6c5b4a"
@@ -276,6 +277,27 @@ def test_the_owner_filter_offers_everyone_me_no_owner_and_each_owner(sign_in, wo
     assert "Owner</th>" in page
 
 
+@pytest.mark.parametrize("name", ["operator", "member"])
+def test_the_agents_index_costs_the_same_statements_with_more_owners(app, sign_in, world, name):
+    browser = sign_in(name)
+
+    def statements():
+        with counted(app) as seen:
+            assert browser.get("/agents/").status_code == 200
+        return seen[0]
+
+    few = statements()
+    with app.app_context():
+        for n in range(5):
+            person = AdminUser(username=f"dev{n}", password_hash="", role="member")
+            db.session.add(person)
+            db.session.flush()
+            db.session.add(Agent(name=f"Dev {n}", owner_id=person.id))
+        db.session.add(Agent(name="Mine too", owner_id=world["member_id"]))
+        db.session.commit()
+    assert statements() == few
+
+
 def test_no_agent_matching_the_owner_filter_says_so(sign_in, world):
     page = sign_in("operator").get("/agents/?owner=me").get_data(as_text=True)
     assert "No agents match" in page and "owner: Me" in page
@@ -401,6 +423,11 @@ def test_a_member_cannot_connect_or_disconnect_a_shared_credential(
     assert refusals(app)[0]["path"] == url
     with app.app_context():
         assert db.session.get(Connector, oauth_connectors["shared"]).access_token_enc is None
+
+
+def test_a_members_failed_callback_lands_on_their_agents(sign_in, people):
+    response = sign_in("member").get("/oauth/callback?state=forged&code=x")
+    assert response.status_code == 302 and response.headers["Location"] == "/agents/"
 
 
 def test_the_callback_refuses_a_member_who_no_longer_reaches_the_agent(

@@ -12,7 +12,9 @@ SDK client calling through the gateway:
 
 import csv
 import io
+import json
 import re
+from html import unescape
 from pathlib import Path
 
 import httpx2
@@ -118,7 +120,9 @@ def test_member_runs_their_own_agent_which_others_cannot_see_and_an_auditor_read
     peer.get_by_role("button", name="Connect").click()
     expect(page.get_by_role("heading", name=re.compile("Authorize"))).to_be_visible()
     page.get_by_role("button", name="Approve").click()
-    expect(card(page, "Peer").get_by_text("Connected Laptop bot on Peer: 3 tools available."))
+    connected = "Connected Laptop bot on Peer: 3 tools available."
+    expect(card(page, "Peer").get_by_text(connected)).to_be_visible()
+    page.wait_for_load_state("load")  # htmx posts the tick once it has loaded
     card(page, "Peer").get_by_role("checkbox", name=re.compile("echo")).check()
     expect(page.get_by_text("1 of 3 tools enabled on Peer.")).to_be_visible()
     settle(page)
@@ -201,10 +205,12 @@ def test_member_runs_their_own_agent_which_others_cannot_see_and_an_auditor_read
     assert changes_offered(page) == []
 
     # ... and a forged POST is refused, with a sentence and an audit event.
-    token = re.search(r'"X-CSRFToken": "([^"]+)"', page.content()).group(1)
+    token = json.loads(page.get_attribute("body", "hx-headers"))["X-CSRFToken"]
     forged = page.request.post(f"{agent_url}/keys", form={"csrf_token": token, "label": "mine"})
     assert forged.status == 403
-    assert "Only owners, operators and an agent's own member can change it." in forged.text()
+    assert "Only owners, operators and an agent's own member can change it." in unescape(
+        forged.text()
+    )
     with app.app_context():
         refused = db.session.scalar(
             select(AuditEvent).filter_by(action=Action.ACCESS_REFUSED, admin_name="auditor")
