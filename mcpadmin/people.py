@@ -19,6 +19,7 @@ from flask import (
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import IntegrityError
 from wtforms import IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from .auth import _sign_in
@@ -34,7 +35,8 @@ bp = Blueprint("people", __name__)
 
 
 class InviteForm(FlaskForm):
-    role = SelectField("Role", choices=list(Role.LABELS.items()), default=Role.MEMBER)
+    role = SelectField("Role", choices=[SelectChoice(value, label) for value, label in
+                                        Role.LABELS.items()], default=Role.MEMBER)  # fmt: skip
     email = StringField("Email", validators=[Optional()],
                         description="Optional: who it is for, shown on this page.")  # fmt: skip
     days = IntegerField(
