@@ -114,7 +114,7 @@ def status(row: AgentKey, now: datetime | None = None) -> KeyStatus:
         return KeyStatus.REVOKED
     if not row.usable(now or utcnow()):
         return KeyStatus.EXPIRED
-    owner = row.agent.owner
+    owner = row.agent.owner if row.agent is not None else None
     return KeyStatus.SUSPENDED if owner is not None and not owner.active else KeyStatus.ACTIVE
 
 
