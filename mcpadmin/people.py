@@ -26,7 +26,7 @@ from .auth import _sign_in
 from .errors import render_error
 from .extensions import db
 from .forms import SetupForm
-from .models import AdminUser, Invite, Role, SsoSettings
+from .models import AdminUser, Invite, Role, SsoSettings, utcnow
 from .roles import Access, allow
 from .services import audit, people
 from .services.audit import Action
@@ -169,7 +169,7 @@ def join(token):
     if g.admin:
         return render_template("people/join.html", signed_in=True)
     row = people.find_invite(token, lock=request.method == "POST")
-    if row is None or not people.usable_invite(token):
+    if row is None or not row.usable(utcnow()):
         return render_error(404, "This invite link does not work", people.why_unusable(row))
     settings = db.session.get(SsoSettings, 1)
     sso = settings is not None and settings.enabled and "sso.start" in current_app.view_functions

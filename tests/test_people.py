@@ -362,6 +362,18 @@ def test_with_local_passwords_off_only_an_owner_invite_offers_a_password(app, pe
     assert 'name="password"' in text(Browser(app.test_client()).get(f"/invite/{owner_token}"))
 
 
+def test_with_single_sign_on_the_invite_page_offers_its_button(app, people):
+    if "sso.start" not in app.view_functions:  # before the sign-in blueprint exists
+        app.add_url_rule("/sso/start", "sso.start", lambda: "", methods=["POST"])
+    token = made_invite(app, Role.MEMBER)
+    with app.app_context():
+        db.session.add(SsoSettings(id=1, enabled=True, label="Acme ID", local_passwords=False))
+        db.session.commit()
+    page = text(Browser(app.test_client()).get(f"/invite/{token}"))
+    assert "Sign in with Acme ID" in page and 'name="password"' not in page
+    assert f'name="invite" value="{token}"' in page and 'name="csrf_token"' in page
+
+
 # -- the shell ----------------------------------------------------------------------------------
 
 
@@ -406,7 +418,7 @@ def test_people_set_role_deactivate_and_reactivate(app, runner, people):
 )
 def test_people_commands_refuse_non_owners(app, runner, people, args):
     result = runner.invoke(args=[*args, "--as", "operator"])
-    assert result.exit_code == 1 and "operator is a operator and may not run" in result.output
+    assert result.exit_code == 1 and "may not run this command" in result.output
     with app.app_context():
         assert person("member2").role == Role.MEMBER and person("member2").active
 
