@@ -25,7 +25,7 @@ from wtforms.validators import NumberRange, Optional
 from .auth import _sign_in
 from .errors import render_error
 from .extensions import db
-from .forms import SetupForm
+from .forms import MaxChars, SetupForm, plain_text
 from .models import AdminUser, Invite, Role, SsoSettings, utcnow
 from .roles import Access, allow
 from .services import audit, people
@@ -37,7 +37,8 @@ bp = Blueprint("people", __name__)
 class InviteForm(FlaskForm):
     role = SelectField("Role", choices=[SelectChoice(value, label) for value, label in
                                         Role.LABELS.items()], default=Role.MEMBER)  # fmt: skip
-    email = StringField("Email", validators=[Optional()],
+    email = StringField("Email", validators=[Optional(), MaxChars(320), plain_text],
+                        filters=[lambda v: v.strip() if isinstance(v, str) else v],
                         description="Optional: who it is for, shown on this page.")  # fmt: skip
     days = IntegerField(
         "Valid for (days)",

@@ -191,9 +191,19 @@ def test_an_owner_creates_an_invite_and_sees_its_link_once(app, sign_in):
         assert event.details["role"] == "operator" and link.split("/")[-1] not in str(event.details)
 
 
-def test_an_invite_form_error_is_a_sentence(sign_in):
-    body = text(sign_in("owner").hx_post("/people/invites", data={"role": "member", "days": "90"}))
-    assert "An invite lasts 1 to 30 days." in body and "new-invite-link" not in body
+@pytest.mark.parametrize(
+    ("data", "sentence"),
+    [
+        ({"role": "member", "days": "90"}, "An invite lasts 1 to 30 days."),
+        ({"role": "member", "email": "nobody"}, "Enter an email address such as"),
+        ({"role": "member", "email": "a@b.c" + "x" * 400}, "it can have up to 320"),
+    ],
+)
+def test_an_invite_form_error_is_a_sentence(app, sign_in, data, sentence):
+    body = text(sign_in("owner").hx_post("/people/invites", data=data))
+    assert sentence in body and "new-invite-link" not in body
+    with app.app_context():
+        assert db.session.scalar(select(Invite)) is None
 
 
 def test_an_owner_revokes_an_invite(app, sign_in):
