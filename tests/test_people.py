@@ -231,6 +231,21 @@ def test_a_role_change_is_audited_with_before_after_actor_and_role(app, sign_in)
         assert (event.target_type, event.target_name) == ("admin", "member")
 
 
+def test_the_audit_page_and_exports_show_the_actors_role(app, sign_in):
+    browser = sign_in("owner")
+    with app.app_context():
+        target = person("member").id
+    browser.hx_post(f"/people/{target}/role", data={"role": "auditor"})
+    page = text(browser.get("/audit/"))
+    row = re.search(r'<tr id="event-\d+">(?:(?!</tr>).)*person\.role_changed.*?</tr>', page,
+                    re.S).group(0)  # fmt: skip
+    assert '<span class="muted small actor-role">owner</span>' in row
+    exported = text(browser.get("/audit/export.csv")).splitlines()
+    assert exported[0].startswith("id,at,admin_name,actor_role,")
+    assert any(",owner,owner," in line and "person.role_changed" in line for line in exported)
+    assert '"actor_role": "owner"' in text(browser.get("/audit/export.jsonl"))
+
+
 def test_demoting_the_last_owner_on_the_page_is_a_sentence(app, sign_in):
     browser = sign_in("owner")
     with app.app_context():
