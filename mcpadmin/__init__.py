@@ -62,6 +62,7 @@ def create_app(test_config=None, instance_path=None):
         health,
         metrics,
         oauth,
+        people,
         records,
         tools,
     )
@@ -77,6 +78,7 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(attention.bp)
     app.context_processor(attention.nav_badge)
     app.register_blueprint(tools.bp)
+    app.register_blueprint(people.bp)
     cli.init_app(app)
 
     app.jinja_env.globals["can"] = roles.can
