@@ -197,6 +197,7 @@ def _token_matches(path, token):
 def _sign_in(admin):
     """Open a server-side session for ``admin`` (committed, with its audit event) and put its
     token in the cookie."""
+    admin.last_signed_in_at = utcnow()
     token = sessions.start(admin, utcnow(), current_app.permanent_session_lifetime)
     audit.record(Action.SIGNED_IN, admin, admin_name=admin.username)
     db.session.commit()
