@@ -63,6 +63,8 @@ def create_app(test_config=None, instance_path=None):
         metrics,
         oauth,
         records,
+        settings,
+        sso,
         tools,
     )
 
@@ -77,6 +79,8 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(attention.bp)
     app.context_processor(attention.nav_badge)
     app.register_blueprint(tools.bp)
+    app.register_blueprint(sso.bp)
+    app.register_blueprint(settings.bp)
     cli.init_app(app)
 
     app.jinja_env.globals["can"] = roles.can
