@@ -20,7 +20,8 @@
 //     bare             only the claims OpenID Connect requires, re-signed (the others are
 //                      left to the userinfo endpoint)
 //   POST /__test/redirect-uri {"uri": U}     allows one more redirect URI for the client.
-// Both answer {"ok": true}.
+// Both answer {"ok": true}. The pages load nothing from other hosts (the web font their
+// layout imports is left out).
 // oidc-provider and jose come from .node/clients (scripts/client-deps).
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -129,6 +130,10 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
+  if (typeof ctx.body === "string") {
+    // The development pages import a web font: nothing here leaves this machine.
+    ctx.body = ctx.body.replace(/@import url\(https:\/\/fonts\.googleapis\.com[^)]*\);/, "");
+  }
   const issued = ctx.path === "/token" && ctx.status === 200 ? ctx.body?.id_token : undefined;
   if (issued) {
     const mode = nextMode;
