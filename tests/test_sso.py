@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 from mcpadmin.extensions import db
 from mcpadmin.models import AdminUser, Invite, OidcPending, Role, SsoSettings, utcnow
 from mcpadmin.protocol import oidc
+from mcpadmin.services import sso
 from tests.conftest import PASSWORD
-from tests.peers.oidc_fixtures import CLIENT_ID, CLIENT_SECRET
+from tests.peers.oidc_fixtures import CLIENT_ID, CLIENT_SECRET, SSO
 from tests.test_audit import events, one, trail_text
 
 
@@ -244,11 +245,12 @@ def test_an_unverified_email_is_refused_when_domains_are_set(app, client, oidc_p
     refused(app, answer, "The provider says your email address uma@example.com is not verified")
 
 
-def test_sso_start_needs_the_csrf_token(client, use_sso):
+def test_sso_start_needs_the_csrf_token(app, client, use_sso):
     use_sso()
     answer = client.post("/sso/start", data={"next": "/"}, csrf=False)
     assert answer.status_code == 403
-    assert "Sign in with" not in answer.headers.get("Location", "")
+    with app.app_context():
+        assert db.session.scalar(select(OidcPending)) is None
 
 
 def test_sso_start_while_sso_is_off_says_so(client):
@@ -424,6 +426,22 @@ def test_the_authorization_url_carries_pkce_state_and_nonce():
         "scope": "openid email", "state": "s", "nonce": "n", "code_challenge": "x",
         "code_challenge_method": "S256",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("held", "role"),
+    [
+        (["engineering", "mcp-operators", "mcp-owners"], "owner"),  # the strongest wins
+        ("mcp-auditors", "auditor"),  # a single value as a string
+        (["engineering"], None),
+        ({"mcp-owners": True}, None),  # not a list of values: no role from it
+        (7, None),
+        (None, None),
+    ],
+)
+def test_the_strongest_role_whose_values_the_claim_holds_is_chosen(held, role):
+    settings = SsoSettings(role_claim="groups", role_map=SSO["role_map"])
+    assert sso.mapped_role(settings, {"groups": held}) == role
 
 
 def _sha256(token):

@@ -34,6 +34,7 @@ STRONGEST_FIRST = Role.ALL
 # Roles an owner may give every unmatched first sign-in (never owner: that is a mapping's).
 DEFAULT_ROLES = (Role.MEMBER, Role.AUDITOR, Role.OPERATOR)
 USERNAME_MAX = 80
+SUBJECT_MAX = 255  # AdminUser.oidc_subject
 
 
 class SsoError(Exception):
@@ -173,7 +174,12 @@ def mapped_role(settings: SsoSettings, claims: dict) -> str | None:
     if not settings.role_claim:
         return None
     held = claims.get(settings.role_claim)
-    values = {held} if isinstance(held, str) else {v for v in held or [] if isinstance(v, str)}
+    if isinstance(held, str):
+        values = {held}
+    elif isinstance(held, list):
+        values = {value for value in held if isinstance(value, str)}
+    else:
+        values = set()
     role_map = settings.role_map or {}
     for role in STRONGEST_FIRST:
         if values & set(role_map.get(role) or []):
@@ -277,8 +283,12 @@ def _with_userinfo(settings, claims, http, metadata, tokens, invite) -> dict:
 
 def _admit(settings, claims, pending, now) -> SignedIn:
     """Find or create the person ``claims`` describe, once every rule lets them in."""
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    email = claims.get("email")
+    email = email if isinstance(email, str) and "@" in email and len(email) <= 320 else None
     who = _text(claims.get("preferred_username")) or email or _text(claims["sub"])
+    if len(claims["sub"]) > SUBJECT_MAX:
+        raise SsoError("The provider identifies you by a subject longer than mcpadmin keeps "
+                       f"({SUBJECT_MAX} characters); it cannot sign you in.", who)  # fmt: skip
     _check_email(settings, email, claims.get("email_verified"), who)
     invite = pending.invite
     if invite is not None and not invite.usable(now):
