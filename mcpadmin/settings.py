@@ -30,7 +30,7 @@ def index():
     stored = sso.current()
     row = stored or sso.blank_settings()
     form = SsoSettingsForm(data=_form_data(row) if request.method == "GET" else None)
-    form.has_secret = row.client_secret_enc is not None
+    form.has_secret = secret_state(row.client_secret_enc) == "set"  # unreadable: enter it again
     if not form.validate_on_submit():
         return _page(form, row), 400 if form.is_submitted() else 200
     if form.enabled.data:
