@@ -193,6 +193,14 @@ def test_a_callback_used_twice_is_refused(app, client, oidc_provider, use_sso):
     assert len(events(app, "auth.signed_in")) == 1
 
 
+def test_an_answer_naming_another_issuer_is_refused(app, client, oidc_provider, use_sso):
+    use_sso()
+    callback = oidc_provider.sign_in(start(client), "alice")
+    forged = callback.replace("iss=http", "iss=https", 1)  # RFC 9207: iss must be the issuer
+    assert forged != callback
+    refused(app, come_back(client, forged), "The sign-in answer came from another provider")
+
+
 def test_an_unknown_state_is_refused(app, client, use_sso):
     use_sso()
     answer = client.get("/sso/callback?code=abc&state=made-up", follow_redirects=True)
