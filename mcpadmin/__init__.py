@@ -64,6 +64,8 @@ def create_app(test_config=None, instance_path=None):
         oauth,
         people,
         records,
+        settings,
+        sso,
         tools,
     )
 
@@ -79,6 +81,8 @@ def create_app(test_config=None, instance_path=None):
     app.context_processor(attention.nav_badge)
     app.register_blueprint(tools.bp)
     app.register_blueprint(people.bp)
+    app.register_blueprint(sso.bp)
+    app.register_blueprint(settings.bp)
     cli.init_app(app)
 
     app.jinja_env.globals["can"] = roles.can

@@ -22,7 +22,7 @@ from wtforms import IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
-from .auth import _sign_in
+from .auth import sign_in
 from .errors import render_error
 from .extensions import db
 from .forms import MaxChars, SetupForm, plain_text
@@ -198,7 +198,7 @@ def join(token):
         taken = f"The username {form.username.data!r} is taken."
         form.username.errors.append(taken if isinstance(exc, IntegrityError) else str(exc))
         return render_template("people/join.html", form=form, **context), 422
-    _sign_in(person)
+    sign_in(person, {"via": "invite"})
     flash(f"Welcome, {person.username}: you joined as {_a(person.role)}.", "success")
     return redirect(url_for("index"))
 
