@@ -3,6 +3,7 @@ comes back. Both are public (nobody is signed in yet); a refusal is the login pa
 sentence, and an audit event."""
 
 from flask import Blueprint, flash, redirect, request, url_for
+from sqlalchemy.exc import IntegrityError
 
 from .auth import safe_next, sign_in
 from .extensions import db
@@ -44,7 +45,13 @@ def callback():
         flash(str(exc), "error")
         return redirect(url_for("auth.login"))
     person = signed_in.person
-    sign_in(person, {"via": "sso"})
+    try:
+        sign_in(person, {"via": "sso"})
+    except IntegrityError:  # the same first sign-in finished twice at once: one of them won
+        db.session.rollback()
+        flash("This account was being created by another sign-in at the same moment. Sign in "
+              "again.", "error")  # fmt: skip
+        return redirect(url_for("auth.login"))
     welcome = "Welcome" if signed_in.joined else "Signed in as"
     flash(f"{welcome} {person.username}.", "success")
     return redirect(safe_next(signed_in.next_url))

@@ -454,3 +454,21 @@ def test_the_strongest_role_whose_values_the_claim_holds_is_chosen(held, role):
 
 def _sha256(token):
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_two_first_sign_ins_of_one_account_at_once_end_with_a_sentence(app, client, monkeypatch):
+    """The same first sign-in finishing twice at once: the loser's insert breaks a unique index
+    at commit, and the person reads a sentence instead of a 500."""
+    with app.app_context():
+        db.session.add(AdminUser(username="alice", password_hash="", role=Role.MEMBER))
+        db.session.commit()
+
+    def finish(args, now=None):
+        twin = AdminUser(username="alice", password_hash="", role=Role.MEMBER)
+        db.session.add(twin)
+        return sso.SignedIn(twin, joined=True, next_url=None)
+
+    monkeypatch.setattr(sso, "finish", finish)
+    answer = client.get("/sso/callback?code=c&state=s", follow_redirects=True)
+    assert answer.status_code == 200
+    assert b"being created by another sign-in at the same moment" in answer.data
