@@ -62,7 +62,10 @@ def create_app(test_config=None, instance_path=None):
         health,
         metrics,
         oauth,
+        people,
         records,
+        settings,
+        sso,
         tools,
     )
 
@@ -77,6 +80,9 @@ def create_app(test_config=None, instance_path=None):
     app.register_blueprint(attention.bp)
     app.context_processor(attention.nav_badge)
     app.register_blueprint(tools.bp)
+    app.register_blueprint(people.bp)
+    app.register_blueprint(sso.bp)
+    app.register_blueprint(settings.bp)
     cli.init_app(app)
 
     app.jinja_env.globals["can"] = roles.can

@@ -26,7 +26,7 @@ from .filters import plural
 from .forms import LoginForm, SetupForm
 from .models import utcnow
 from .roles import Access, allow
-from .services import admins, audit, sessions, throttle
+from .services import admins, audit, sessions, sso, throttle
 from .services.audit import Action
 
 bp = Blueprint("auth", __name__)
@@ -109,7 +109,7 @@ def login():
         flash("No admin account exists yet: use the setup link printed in the server log.", "info")
     form = LoginForm()
     if not form.validate_on_submit():
-        return render_template("auth/login.html", form=form)
+        return _login_page(form)
     now, cfg = utcnow(), current_app.config
     keys = throttle.limits(
         request.remote_addr,
@@ -122,15 +122,22 @@ def login():
     if refused_until:
         minutes = max(1, round((refused_until - now).total_seconds() / 60))
         flash(f"Too many failed sign-ins. Try again in {plural(minutes, 'minute')}.", "error")
-        return render_template("auth/login.html", form=form), 429
+        return _login_page(form), 429
     admin = admins.authenticate(form.username.data, form.password.data)
     if admin is None:
         audit.record(Action.SIGN_IN_FAILED, admin_name=form.username.data)
         db.session.commit()
         flash("Wrong username or password.", "error")
-        return render_template("auth/login.html", form=form), 401
+        return _login_page(form), 401
+    if not sso.local_password_allowed(admin):
+        reason = "Local passwords are for owners only; everyone else signs in with single sign-on."
+        audit.record(Action.SIGN_IN_FAILED, admin, {"reason": reason}, admin_name=admin.username)
+        db.session.commit()
+        label = sso.button_label()
+        flash(f"{reason} Use “Sign in with {label}”." if label else reason, "error")
+        return _login_page(form), 403
     throttle.give_back(keys)
-    _sign_in(admin)
+    sign_in(admin)
     flash(f"Signed in as {admin.username}.", "success")
     return redirect(safe_next(request.args.get("next")))
 
@@ -180,7 +187,7 @@ def setup(token):
     audit.record(Action.ADMIN_CREATED, admin, {"via": "setup link"}, admin_name=admin.username)
     db.session.commit()
     discard_setup_token(current_app.instance_path)
-    _sign_in(admin)
+    sign_in(admin)
     flash(f"Admin account {admin.username} created. Welcome!", "success")
     return redirect(url_for("connectors.index"))
 
@@ -194,11 +201,26 @@ def _token_matches(path, token):
     return hmac.compare_digest(expected.encode(), token.encode())
 
 
-def _sign_in(admin):
-    """Open a server-side session for ``admin`` (committed, with its audit event) and put its
-    token in the cookie."""
-    token = sessions.start(admin, utcnow(), current_app.permanent_session_lifetime)
-    audit.record(Action.SIGNED_IN, admin, admin_name=admin.username)
+def _login_page(form):
+    """The sign-in page: the password form, and the single sign-on button when it is on."""
+    settings = sso.configured()
+    return render_template(
+        "auth/login.html",
+        form=form,
+        sso_label=sso.button_label(),
+        owners_only=settings is not None and not settings.local_passwords,
+        next_url=safe_next(request.args.get("next")),
+    )
+
+
+def sign_in(admin, details: dict | None = None):
+    """Open a server-side session for ``admin`` (committed, with its audit event and the time
+    of this sign-in) and put its token in the cookie. ``details``: how, for the audit trail
+    (``{"via": "sso"}``)."""
+    now = utcnow()
+    token = sessions.start(admin, now, current_app.permanent_session_lifetime)
+    admin.last_signed_in_at = now
+    audit.record(Action.SIGNED_IN, admin, details, admin_name=admin.username)
     db.session.commit()
     session.clear()
     session[SESSION_TOKEN_KEY] = token

@@ -1,11 +1,12 @@
 """Shell commands: ``flask create-admin``, ``flask set-password``, ``flask rotate-keys``,
-``flask sync-tools``, ``flask prune-logs``, ``flask agent-key`` and ``flask notify``. Thin
+``flask sync-tools``, ``flask prune-logs``, ``flask agent-key``, ``flask notify`` and
+``flask people``. Thin
 wrappers over services; what changes is recorded in the audit trail as the shell's doing."""
 
 import sys
 
 import click
-from flask import current_app
+from flask import current_app, g
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
@@ -14,7 +15,7 @@ from .extensions import db
 from .filters import isotime, plural
 from .models import Agent, Role
 from .roles import Access, cli_agent_in_reach, cli_rule
-from .services import admins, agent_keys, audit, fanout, keys, retention, webhooks
+from .services import admins, agent_keys, audit, fanout, keys, people, retention, webhooks
 from .services.audit import Action
 
 
@@ -243,6 +244,128 @@ def _agent(name: str) -> Agent:
     return agent
 
 
+@click.group("people")
+def people_group():
+    """List people, invite someone, change a role, deactivate or reactivate a person."""
+
+
+@people_group.command("list")
+@with_appcontext
+@cli_rule(Access.READ)
+def list_people_command():
+    """Everyone (name, email, role, how they sign in, last sign-in, status, agents owned),
+    then the pending invites (never their links)."""
+    counts = people.agent_counts()
+    click.echo("\t".join(("NAME", "EMAIL", "ROLE", "SIGNS IN WITH", "LAST SIGN-IN", "STATUS",
+                          "AGENTS")))  # fmt: skip
+    for person in people.everyone():
+        cells = (
+            person.username,
+            person.email or "-",
+            person.role,
+            people.sign_in_kind(person),
+            isotime(person.last_signed_in_at) or "never",
+            "active" if person.active else "deactivated",
+            str(counts.get(person.id, 0)),
+        )
+        click.echo("\t".join(cells))
+    invites = people.pending_invites()
+    click.echo(f"\n{plural(len(invites), 'pending invite')}.")
+    for row in invites:
+        whom = row.email or "anyone with the link"
+        click.echo(f"  {row.role} for {whom}, expires {isotime(row.expires_at)}, "
+                   f"created by {row.created_by or 'shell'}")  # fmt: skip
+
+
+@people_group.command("invite")
+@click.option("--role", type=click.Choice(Role.ALL), required=True, help="The role they join with.")
+@click.option("--email", help="Who it is for (shown on the People page).")
+@click.option("--days", type=int, default=people.DEFAULT_INVITE_DAYS, show_default=True,
+              help=f"Days the link works (1 to {people.MAX_INVITE_DAYS}).")  # fmt: skip
+@with_appcontext
+@cli_rule(Access.ADMINISTER)
+def invite_command(role, email, days):
+    """Create an invite and print its link, this once: it is not stored and not shown again."""
+    try:
+        row, token = people.invite(role, email, days, _actor_name())
+    except people.PeopleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.flush()
+    audit.record(Action.PERSON_INVITED, None, people.described(row))
+    db.session.commit()
+    click.echo(f"Invite for {Role.LABELS[role].lower()} created; it works once, until "
+               f"{isotime(row.expires_at)}. Send this link:", err=True)  # fmt: skip
+    click.echo(people.link(token))
+
+
+@people_group.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(Role.ALL))
+@with_appcontext
+@cli_rule(Access.ADMINISTER)
+def set_role_command(name, role):
+    """Give NAME another role (the last active owner stays an owner)."""
+    try:
+        person = people.find_person(name)
+        before = person.role
+        people.change_role(person, role)
+    except people.PeopleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if person.role == before:
+        click.echo(f"{person.username} already is {before}.")
+        return
+    audit.record(Action.ROLE_CHANGED, person, {"role": [before, person.role]})
+    db.session.commit()
+    click.echo(f"{person.username} is now {person.role} (was {before}).")
+
+
+@people_group.command("deactivate")
+@click.argument("name")
+@with_appcontext
+@cli_rule(Access.ADMINISTER)
+def deactivate_command(name):
+    """Deactivate NAME: signed out everywhere now, and their agents' keys are refused until
+    they are reactivated (the agents and keys stay)."""
+    try:
+        person = people.find_person(name)
+        was_active = person.active
+        people.deactivate(person, g.get("admin"))
+    except people.PeopleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not was_active:
+        click.echo(f"{person.username} was already deactivated.")
+        return
+    audit.record(Action.PERSON_DEACTIVATED, person)
+    db.session.commit()
+    click.echo(f"{person.username} deactivated: signed out everywhere; their agents' keys are "
+               "refused until they are reactivated.")  # fmt: skip
+
+
+@people_group.command("reactivate")
+@click.argument("name")
+@with_appcontext
+@cli_rule(Access.ADMINISTER)
+def reactivate_command(name):
+    """Let NAME sign in again; their agents' keys work again."""
+    try:
+        person = people.find_person(name)
+    except people.PeopleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if person.active:
+        click.echo(f"{person.username} is active already.")
+        return
+    people.reactivate(person)
+    audit.record(Action.PERSON_REACTIVATED, person)
+    db.session.commit()
+    click.echo(f"{person.username} is active again.")
+
+
+def _actor_name() -> str:
+    """Who runs the command: the ``--as`` person, else the shell."""
+    person = g.get("admin")
+    return person.username if person is not None else audit.SHELL
+
+
 def init_app(app):
     app.cli.add_command(create_admin_command)
     app.cli.add_command(set_password_command)
@@ -251,3 +374,4 @@ def init_app(app):
     app.cli.add_command(prune_logs_command)
     app.cli.add_command(agent_key_group)
     app.cli.add_command(notify_command)
+    app.cli.add_command(people_group)

@@ -1,5 +1,6 @@
 """Flask-WTF forms. Secret fields are PasswordFields: they never render a stored value."""
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 
 from flask_wtf import FlaskForm
@@ -16,7 +17,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from .filters import bidi_controls
-from .models import AUTH_TYPES, CREDENTIAL_MODES
+from .models import AUTH_TYPES, CREDENTIAL_MODES, Role
 from .protocol.urls import (
     InvalidURL,
     check_client_credential,
@@ -278,3 +279,98 @@ class SecretForm(FlaskForm):
         validators=[DataRequired(), Length(max=8192), _header_secret],
         filters=[_strip],
     )
+
+
+# Single sign-on settings (the Settings page) ------------------------------------------------
+
+LOCAL_PASSWORDS = {"everyone": "Everyone", "owners": "Owners only (break-glass)"}
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _lines(text: str | None) -> list[str]:
+    """The non-empty lines of ``text``, stripped, each once, in order."""
+    return list(dict.fromkeys(line.strip() for line in (text or "").splitlines() if line.strip()))
+
+
+class SsoSettingsForm(FlaskForm):
+    """The ``SsoSettings`` row as a form. The client secret is write-only: blank keeps the
+    stored one. Claim values and domains are one per line (a group name may hold spaces)."""
+
+    enabled = BooleanField("Let people sign in with the identity provider")
+    issuer = StringField(
+        "Issuer URL", validators=[Optional(), Length(max=2048), _http_url], filters=[_strip],
+        description="As the provider spells it, e.g. https://login.example.com/realms/acme",
+    )  # fmt: skip
+    client_id = StringField(
+        "Client ID", validators=[Optional(), Length(max=500), plain_text], filters=[_strip]
+    )
+    client_secret = PasswordField(
+        "Client secret", validators=[Optional(), Length(max=4096), _client_credential]
+    )
+    label = StringField(
+        "Button label", validators=[Optional(), *NAME], filters=[_strip],
+        description="The sign-in page shows “Sign in with <label>”, e.g. Okta",
+    )  # fmt: skip
+    scopes = StringField(
+        "Scopes", validators=[Optional(), Length(max=500)], filters=[_strip],
+        description="Space-separated; openid is required",
+    )  # fmt: skip
+    allowed_domains = TextAreaField(
+        "Allowed email domains", validators=[Optional(), Length(max=5000)],
+        description="One per line, e.g. example.com. Empty: any domain the provider vouches for.",
+    )  # fmt: skip
+    role_claim = StringField(
+        "Role claim", validators=[Optional(), MaxChars(), plain_text], filters=[_strip],
+        description="The ID token claim listing the person's groups or roles, e.g. groups",
+    )  # fmt: skip
+    owner_values = TextAreaField("Owner", validators=[Optional(), Length(max=5000)])
+    operator_values = TextAreaField("Operator", validators=[Optional(), Length(max=5000)])
+    auditor_values = TextAreaField("Auditor", validators=[Optional(), Length(max=5000)])
+    member_values = TextAreaField("Member", validators=[Optional(), Length(max=5000)])
+    default_role = SelectField(
+        "First sign-in without a matching value",
+        choices=[SelectChoice("", "Refused (an invite is needed)"),
+                 SelectChoice(Role.MEMBER, "Member"), SelectChoice(Role.AUDITOR, "Auditor"),
+                 SelectChoice(Role.OPERATOR, "Operator")],
+        default="",
+    )  # fmt: skip
+    local_passwords = RadioField(
+        "Local passwords", choices=_choices(LOCAL_PASSWORDS), default="everyone"
+    )
+    # Whether a secret is stored (set by the view): enabling needs one.
+    has_secret = False
+
+    def role_values(self) -> dict[str, list[str]]:
+        """The claim values entered for each role (roles with none left out)."""
+        fields = {role: getattr(self, f"{role}_values").data for role in Role.ALL}
+        return {role: _lines(text) for role, text in fields.items() if _lines(text)}
+
+    def domains(self) -> list[str]:
+        return [d.lower().lstrip("@") for d in _lines(self.allowed_domains.data)]
+
+    def validate(self, extra_validators=None):
+        """Field checks, then what depends on other fields: an enabled provider needs its
+        issuer, client ID and secret; scopes hold openid; domains are domain names; claim
+        values need a claim; owners-only local passwords need single sign-on on."""
+        valid = super().validate(extra_validators)
+        problems = []
+        if self.enabled.data:
+            required = ((self.issuer, "Enter the provider's issuer URL."),
+                        (self.client_id, "Enter the client ID."),
+                        (self.client_secret, "Enter the client secret."))  # fmt: skip
+            stored = {self.client_secret.name: self.has_secret}
+            problems += [(f, why) for f, why in required if not (f.data or stored.get(f.name))]
+        if self.scopes.data and "openid" not in self.scopes.data.split():
+            problems.append((self.scopes, "The scopes must include openid."))
+        bad = [d for d in self.domains() if not _DOMAIN.match(d)]
+        if bad:
+            problems.append((self.allowed_domains, f"{bad[0][:100]!r} is not a domain name, "
+                                                   "such as example.com."))  # fmt: skip
+        if self.role_values() and not self.role_claim.data:
+            problems.append((self.role_claim, "Name the claim that carries these values."))
+        if self.local_passwords.data == "owners" and not self.enabled.data:
+            problems.append((self.local_passwords, "Turn single sign-on on first: otherwise "
+                             "only owners could sign in at all."))  # fmt: skip
+        for field, sentence in problems:
+            field.errors = [*field.errors, sentence]
+        return valid and not problems

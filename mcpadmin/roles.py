@@ -198,7 +198,7 @@ def cli_rule(access: Access):
                 if person is None:
                     raise click.ClickException(f"No person named {acting_as!r}.")
                 if not permits(person, access):
-                    state = "deactivated" if not person.active else f"a {person.role}"
+                    state = "deactivated" if not person.active else f"{_article(person.role)}"
                     raise click.ClickException(
                         f"{person.username} is {state} and may not run this command."
                     )
@@ -209,6 +209,10 @@ def cli_rule(access: Access):
         return run
 
     return wrap
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def cli_agent_in_reach(agent: Agent):

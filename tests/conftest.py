@@ -31,6 +31,7 @@ settings.load_profile("suite")
 pytest_plugins = [
     "tests.peers.oauth_fixtures",
     "tests.peers.mcp_fixtures",
+    "tests.peers.oidc_fixtures",
     "tests.gateway_helpers",
     "tests.outbound_clients",
 ]

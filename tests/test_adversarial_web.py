@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from mcpadmin.extensions import db
 from mcpadmin.models import Agent, Connector, Tool
+from mcpadmin.roles import Access, allow
 from mcpadmin.security import content_security_policy, origin_of
 from tests.conftest import PASSWORD, Browser
 
@@ -52,7 +53,7 @@ def test_login_next_to_another_site_lands_on_a_local_page(client, admin, target)
         "/login?next=" + quote(target, safe="%/:@"), data={"username": admin, "password": PASSWORD}
     )
     assert answer.status_code == 302
-    assert answer.headers["Location"] == "/connectors/"
+    assert answer.headers["Location"] == "/"
 
 
 def test_login_next_to_a_local_page_is_honoured(client, admin):
@@ -166,7 +167,7 @@ def test_500_page_is_readable_and_sends_the_security_headers(app, admin):
     def boom():
         raise RuntimeError("secret detail")
 
-    app.add_url_rule("/boom", "boom", boom)
+    app.add_url_rule("/boom", "boom", allow(Access.SIGNED_IN)(boom))
     app.config["PROPAGATE_EXCEPTIONS"] = False
     browser = Browser(app.test_client())
     browser.get("/login")

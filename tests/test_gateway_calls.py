@@ -10,23 +10,27 @@ import anyio
 import pytest
 import requests
 from mcp.shared.exceptions import MCPError
+from sqlalchemy import select
 
 from mcpadmin.crypto import seal
 from mcpadmin.extensions import db
-from mcpadmin.models import Agent, AgentConnection, Connector, Tool
+from mcpadmin.models import AdminUser, Agent, AgentConnection, Connector, Role, Tool
 from mcpadmin.protocol import mcp
-from mcpadmin.services import calls
-from tests.gateway_helpers import agent_with_tools, run_async, synced_connector
+from mcpadmin.services import calls, people
+from tests.gateway_helpers import agent_with_tools, run_async, serving, synced_connector
 from tests.oauth_helpers import add_connector as add_oauth_connector
 from tests.oauth_helpers import connect
 from tests.peers import start
 from tests.peers.mcp_fixtures import LEGACY_PYTHON, _start, _stop
 from tests.test_gateway import sdk_client
-from tests.test_gateway_wire import modern_body, modern_headers
+from tests.test_gateway_wire import legacy_headers, modern_body, modern_headers
 from tests.test_upstream_calls import wait_for
 
 TOKEN = "gateway-peer-token-0123456789"  # noqa: S105 (the bearer peer's test credential)
 MODES = ["auto", "legacy"]
+INITIALIZE = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+              "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                         "clientInfo": {"name": "test", "version": "1"}}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -339,3 +343,52 @@ def test_a_capability_the_agent_did_not_declare_is_its_own_32021(app, served, co
     reply = requests.post(url, json=body, headers=headers, timeout=30)
     assert reply.status_code == 400
     assert reply.json()["error"]["code"] == -32021
+
+
+def test_a_deactivated_members_key_stops_working_at_once(app, bearer_tools, password_hash):
+    """Deactivating an agent's owner refuses its key at the very next request (a call on an
+    open SDK client, a new client's initialize: 401) and cuts a stream held with it;
+    reactivating the owner makes the same key work again."""
+    with app.app_context():
+        mia = AdminUser(username="mia", password_hash=password_hash, role=Role.MEMBER)
+        db.session.add(mia)
+        connector = synced_connector(bearer_tools.url, "Weather", auth_type="bearer",
+                                     secret_enc=seal(TOKEN))  # fmt: skip
+        agent, key = agent_with_tools([connector], name="Mia's agent")
+        agent.owner_id = mia.id
+        db.session.commit()
+        agent_id = agent.id
+
+    def owner_active(on: bool):
+        with app.app_context():
+            person = db.session.scalar(select(AdminUser).where(AdminUser.username == "mia"))
+            people.reactivate(person) if on else people.deactivate(person, None)
+            db.session.commit()
+
+    async def calls_then_deactivates(url):
+        async with sdk_client(url, key) as client:
+            before = await client.call_tool("weather__weather", {"city": "Oslo"})
+            await anyio.to_thread.run_sync(owner_active, False)
+            with pytest.raises(MCPError, match="Unauthorized") as refused:
+                await client.call_tool("weather__weather", {"city": "Oslo"})
+            return before, refused.value
+
+    async def calls(url):
+        async with sdk_client(url, key) as client:
+            return await client.call_tool("weather__weather", {"city": "Rome"})
+
+    with serving(app, stream_seconds=600) as server:
+        url = f"{server.url}/agents/{agent_id}/mcp"
+        headers = legacy_headers(key)
+        session = requests.post(url, json=INITIALIZE, headers=headers, timeout=10)
+        headers["Mcp-Session-Id"] = session.headers["Mcp-Session-Id"]
+        with requests.get(url, headers=headers, stream=True, timeout=(5, 10)) as held:
+            chunks = held.iter_content(None)
+            assert held.status_code == 200 and next(chunks)
+            before, refused = run(lambda: calls_then_deactivates(url))
+            b"".join(chunks)  # the stream ends; its 10 s read timeout would fail the test
+        assert not before.is_error and "owner is deactivated" in str(refused)
+        assert requests.post(url, json=INITIALIZE, headers=legacy_headers(key),
+                             timeout=10).status_code == 401  # fmt: skip
+        owner_active(True)
+        assert run(lambda: calls(url)).structured_content["city"] == "Rome"

@@ -60,9 +60,10 @@ def raw_ciphertexts(app) -> dict:
     with app.app_context():
         for model, names in keys.encrypted_columns():
             table = model.__tablename__
+            key = model.__mapper__.primary_key[0].name
             for name in names:
                 rows = db.session.execute(
-                    text(f"SELECT id, {name} FROM {table} WHERE {name} IS NOT NULL")  # noqa: S608
+                    text(f"SELECT {key}, {name} FROM {table} WHERE {name} IS NOT NULL")  # noqa: S608
                 )
                 found.update({(table, name, row_id): value for row_id, value in rows})
     return found

@@ -509,7 +509,8 @@ def unauthorized(request: Request) -> Answer:
     if presented:  # [RFC 6750 §3.1]: no error code when no credential was sent
         realm += ', error="invalid_token", error_description="unknown, expired or revoked key"'
     text = ("Unauthorized: send this agent's key as Authorization: Bearer <key>; the key is "
-            "missing, unknown, expired or revoked.")  # fmt: skip
+            "missing, unknown, expired or revoked, or the agent's owner is "
+            "deactivated.")  # fmt: skip
     headers = {"WWW-Authenticate": realm, **({"Retry-After": str(wait)} if wait else {})}
     return Answer(401, server.error(None, server.INVALID_REQUEST, text), headers)
 

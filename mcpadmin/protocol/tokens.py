@@ -47,17 +47,21 @@ class Tokens:
     refresh_token: str | None
     expires_in: int | None
     scope: str | None
+    # OpenID Connect's ID token (Core §3.1.3.3), when the scope asked for ``openid``.
+    id_token: str | None = None
 
 
 def exchange_code(http: Http, endpoint: str, client: ClientAuth, *, code: str, verifier: str,
-                  redirect_uri: str, resource: str) -> Tokens:  # fmt: skip
+                  redirect_uri: str, resource: str | None) -> Tokens:  # fmt: skip
     """Redeem an authorization code with its PKCE verifier (RFC 7636 §4.5) and the resource
-    (RFC 8707 §2.2).
+    (RFC 8707 §2.2; None for a sign-in, which asks for no resource).
 
     :raise TokenError:
     """
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "code_verifier": verifier, "resource": resource}  # fmt: skip
+            "code_verifier": verifier}  # fmt: skip
+    if resource is not None:
+        form["resource"] = resource
     return _token_request(http, endpoint, client, form)
 
 
@@ -115,11 +119,13 @@ def _token_request(http, endpoint, client, form) -> Tokens:
     expires_in = body.get("expires_in")
     refresh_token = body.get("refresh_token")
     scope = body.get("scope")
+    id_token = body.get("id_token")
     return Tokens(
         access_token=body["access_token"],
         refresh_token=refresh_token if isinstance(refresh_token, str) else None,
         expires_in=_seconds(expires_in),
         scope=scope if isinstance(scope, str) else None,
+        id_token=id_token if isinstance(id_token, str) else None,
     )
 
 

@@ -48,6 +48,8 @@ class KeyStatus(StrEnum):
     ACTIVE = "active"
     EXPIRED = "expired"
     REVOKED = "revoked"
+    # The agent's owner is deactivated: refused until the owner is reactivated.
+    SUSPENDED = "suspended"
 
 
 def _hmac_key() -> bytes:
@@ -106,10 +108,14 @@ def needs_touch(row: AgentKey, now: datetime) -> bool:
 
 
 def status(row: AgentKey, now: datetime | None = None) -> KeyStatus:
-    """Revoked wins over expired: a revocation is the operator's deliberate act."""
+    """Revoked wins over expired: a revocation is the operator's deliberate act. A key that
+    would work is suspended while its agent's owner is deactivated (the gateway refuses it)."""
     if row.revoked_at is not None:
         return KeyStatus.REVOKED
-    return KeyStatus.ACTIVE if row.usable(now or utcnow()) else KeyStatus.EXPIRED
+    if not row.usable(now or utcnow()):
+        return KeyStatus.EXPIRED
+    owner = row.agent.owner if row.agent is not None else None
+    return KeyStatus.SUSPENDED if owner is not None and not owner.active else KeyStatus.ACTIVE
 
 
 def active(agent: Agent, now: datetime | None = None) -> list[AgentKey]:

@@ -22,8 +22,8 @@ CALL_COLUMNS = (
     "total_ms", "upstream_ms", "request_bytes", "response_bytes", "error", "arguments",
 )  # fmt: skip
 AUDIT_COLUMNS = (
-    "id", "at", "admin_name", "address", "action", "target_type", "target_id", "target_name",
-    "details",
+    "id", "at", "admin_name", "actor_role", "address", "action", "target_type", "target_id",
+    "target_name", "details",
 )  # fmt: skip
 COLUMNS = {CallRecord: CALL_COLUMNS, AuditEvent: AUDIT_COLUMNS}
 

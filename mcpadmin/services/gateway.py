@@ -23,6 +23,7 @@ from sqlalchemy.orm import contains_eager, joinedload
 
 from ..extensions import db
 from ..models import (
+    AdminUser,
     Agent,
     AgentConnection,
     AgentKey,
@@ -84,11 +85,15 @@ class Caller:
 # The hot path's statements, built once (building one costs more than running it on SQLite).
 _VERSION_ONLY = select(CatalogState.version).where(CatalogState.id == 1)
 _VERSION = _VERSION_ONLY.scalar_subquery()
+# The agent's owner is outer-joined: an agent may have none, and a deactivated owner's
+# agents' keys are refused (``owner_active`` False) until the owner is reactivated.
 _KEY = (
     select(AgentKey.id, AgentKey.agent_id, AgentKey.key_hmac, AgentKey.expires_at,
            AgentKey.revoked_at, AgentKey.last_used_at, AgentKey.label, Agent.name,
-           Agent.keep_tool_names, _VERSION.label("catalog_version"))
+           Agent.keep_tool_names, _VERSION.label("catalog_version"),
+           AdminUser.active.label("owner_active"))
     .join(Agent, Agent.id == AgentKey.agent_id)
+    .outerjoin(AdminUser, AdminUser.id == Agent.owner_id)
     .where(AgentKey.lookup == bindparam("lookup"))
 )  # fmt: skip
 _KEY_AND_SESSION = _KEY.add_columns(
@@ -105,9 +110,9 @@ _KEY_AND_SESSION = _KEY.add_columns(
 
 def authenticate(agent_id: int, presented: str | None, session_id: str | None, now: datetime):
     """The caller, or None when the key is missing, malformed, unknown, someone else's
-    (another agent's URL), expired or revoked. One query (the key, its agent, the named
-    session and the catalog version), of plain columns: the hot path builds no ORM objects
-    here.
+    (another agent's URL), expired or revoked, or its agent's owner is deactivated. One query
+    (the key, its agent and owner, the named session and the catalog version), of plain
+    columns: the hot path builds no ORM objects here.
     """
     lookup = agent_keys.lookup_of(presented or "")
     if lookup is None:
@@ -121,6 +126,8 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
     key = AgentKey(key_hmac=row.key_hmac, expires_at=row.expires_at,
                    revoked_at=row.revoked_at) if row else None  # fmt: skip
     if not agent_keys.matches(key, presented) or not key.usable(now) or row.agent_id != agent_id:
+        return None
+    if row.owner_active is False:  # no owner (None) is fine
         return None
     session = None
     if session_id and row.id_sha256 is not None:
@@ -417,9 +424,13 @@ class WatchState:
 
 
 # Statements of the watcher's look, built once; ids go in chunks (bound parameters are capped).
-_KEYS = select(AgentKey.id, AgentKey.expires_at, AgentKey.revoked_at).where(
-    AgentKey.id.in_(bindparam("ids", expanding=True))
-)
+_KEYS = (
+    select(AgentKey.id, AgentKey.expires_at, AgentKey.revoked_at,
+           AdminUser.active.label("owner_active"))
+    .join(Agent, Agent.id == AgentKey.agent_id)
+    .outerjoin(AdminUser, AdminUser.id == Agent.owner_id)
+    .where(AgentKey.id.in_(bindparam("ids", expanding=True)))
+)  # fmt: skip
 _SESSIONS = select(GatewaySession.id_sha256).where(
     GatewaySession.id_sha256.in_(bindparam("ids", expanding=True))
 )
@@ -443,6 +454,7 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
     """For the held streams of a process: the catalog version, which of ``key_ids`` are still
     usable, which of ``session_digests`` still exist, and, when the version is not
     ``seen_version``, the fingerprint of each of ``agents`` (id → ``AgentView``) catalog.
+    A key is usable while unexpired, unrevoked, and its agent's owner (if any) active.
     A few statements whatever the number of streams: one for the version, one per 500 keys,
     two per 500 sessions (they exist; their resource subscriptions), and two for the
     catalogs this process has not built at that version."""
@@ -451,7 +463,8 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
     usable = set()
     for ids in _chunks(sorted(key_ids)):
         for row in db.session.execute(_KEYS, {"ids": ids}):
-            if AgentKey(expires_at=row.expires_at, revoked_at=row.revoked_at).usable(now):
+            key = AgentKey(expires_at=row.expires_at, revoked_at=row.revoked_at)
+            if key.usable(now) and row.owner_active is not False:
                 usable.add(row.id)
     live = set()
     subscriptions: dict = {}
