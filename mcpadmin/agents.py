@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from . import flashes, records, roles
+from . import flashes, records
 from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, SecretForm
@@ -30,7 +30,16 @@ from .models import (
     ItemKind,
     utcnow,
 )
-from .roles import ALL_AGENTS, Access, agent_in_reach, allow, connector_in_reach, permits
+from .roles import (
+    ALL_AGENTS,
+    Access,
+    agent_in_reach,
+    agents_in_reach,
+    allow,
+    connector_in_reach,
+    permits,
+    refusal,
+)
 from .services import (
     agent_keys,
     audit,
@@ -80,10 +89,10 @@ def index():
     everyone = _sees_all_agents()
     chosen = find.AgentFilter.parse(request.args, owners=everyone)
     query = select(Agent).options(joinedload(Agent.owner)).order_by(func.lower(Agent.name))
-    agents = db.session.scalars(roles.agents_in_reach(query)).all()
-    connections = roles.agents_in_reach(
-        select(AgentConnection).join(AgentConnection.agent)
-    ).options(joinedload(AgentConnection.connector))
+    agents = db.session.scalars(agents_in_reach(query)).all()
+    connections = agents_in_reach(select(AgentConnection).join(AgentConnection.agent)).options(
+        joinedload(AgentConnection.connector)
+    )
     found = db.session.scalars(connections).all()
     used = find.agents_connectors(c for c in found if everyone or c.connector.members_may_use)
     kept = [
@@ -131,7 +140,7 @@ def _chosen_owner(form, agent=None) -> tuple[bool, int | None]:
     if "owner_id" not in form:
         owner_id = agent.owner_id if agent else g.admin.id
         if request.form.get("owner_id", str(owner_id)) != str(owner_id):
-            abort(roles.refusal("Only owners and operators can give an agent to someone else."))
+            abort(refusal("Only owners and operators can give an agent to someone else."))
         return True, owner_id
     picked = form.owner_id.data
     if picked is not None and picked not in {value for value, _ in form.owner_id.choices}:

@@ -29,7 +29,7 @@ def start(connector_id):
     ``agent_id`` in the form, for that agent's own account."""
     connector = db.get_or_404(Connector, connector_id)
     agent_id = request.form.get("agent_id", type=int)
-    agent = agent_in_reach(agent_id) if agent_id else None
+    agent = db.get_or_404(Agent, agent_id) if agent_id else None
     _check_reach(connector, agent)
     try:
         url = connect.start(connector, agent, g.admin.id)
