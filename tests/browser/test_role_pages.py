@@ -58,8 +58,9 @@ def test_each_role_sees_the_buttons_it_may_use_and_no_other(page, live_server, w
     changes = Access.AGENT_CHANGE in grants
     sign_in_as(page, base, role)
     expect(page.locator(".who")).to_have_text(re.compile(rf"{role}\s+{Role.LABELS[role]}"))
-    readers_pages = ["Connectors", "Agents", "Calls", "Audit", "Attention"]
-    assert nav_links(page) == (readers_pages if reads else ["Agents"])
+    readers_pages = ["Connectors", "Agents", "Calls", "Audit", "Attention", "People"]
+    owners_pages = ["Settings"] if Access.ADMINISTER in grants else []
+    assert nav_links(page) == (readers_pages if reads else ["Agents"]) + owners_pages
 
     page.goto(base + "/agents/")
     expect(page.get_by_role("link", name="Add agent")).to_have_count(int(changes))
