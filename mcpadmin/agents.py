@@ -4,6 +4,11 @@ connector), delete; creating and revoking agent keys.
 Card and key actions answer an htmx request with their partial plus the flash area out of
 band, and a plain form post with a redirect — except creating a key, whose answer is the one
 place the key is ever shown (a page, not a redirect: it is stored nowhere to show later).
+
+Every route names its agent through ``roles.agent_in_reach`` (a member reaches only their
+own agents: another's is refused 403, audited) and a connector through
+``roles.connector_in_reach`` (a member only those made available to members). Members see
+only those connectors' cards, and of a shared credential its status alone.
 """
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -15,8 +20,26 @@ from . import flashes, records
 from .extensions import db
 from .filters import plural
 from .forms import AgentForm, AgentKeyForm, SecretForm
-from .models import ALL_RESOURCES, Agent, AgentConnection, AgentKey, Connector, ItemKind, utcnow
-from .roles import Access, allow
+from .models import (
+    ALL_RESOURCES,
+    AdminUser,
+    Agent,
+    AgentConnection,
+    AgentKey,
+    Connector,
+    ItemKind,
+    utcnow,
+)
+from .roles import (
+    ALL_AGENTS,
+    Access,
+    agent_in_reach,
+    agents_in_reach,
+    allow,
+    connector_in_reach,
+    permits,
+    refusal,
+)
 from .services import (
     agent_keys,
     audit,
@@ -37,19 +60,18 @@ bp = Blueprint("agents", __name__, url_prefix="/agents")
 AUDITED = ("name", "description", "keep_tool_names")
 
 
-def get_agent(id) -> Agent:
-    """:raise 404: no agent with this id."""
-    return db.get_or_404(Agent, id)
-
-
 def get_pair(id, connector_id) -> tuple[Agent, Connector]:
-    """:raise 404: no such agent or connector."""
-    return get_agent(id), db.get_or_404(Connector, connector_id)
+    """:raise 404: no such agent or connector. :raise 403: someone else's agent, or a
+    connector not available to members, for a member (audited)."""
+    agent, connector = agent_in_reach(id), db.get_or_404(Connector, connector_id)
+    connector_in_reach(connector)
+    return agent, connector
 
 
 def get_key(id, key_id) -> tuple[Agent, AgentKey]:
-    """:raise 404: no such agent, or the key is not one of its keys."""
-    agent, key = get_agent(id), db.get_or_404(AgentKey, key_id)
+    """:raise 404: no such agent, or the key is not one of its keys. :raise 403: someone
+    else's agent, for a member (audited)."""
+    agent, key = agent_in_reach(id), db.get_or_404(AgentKey, key_id)
     if key.agent_id != agent.id:
         abort(404)
     return agent, key
@@ -58,30 +80,87 @@ def get_key(id, key_id) -> tuple[Agent, AgentKey]:
 @bp.get("/")
 @allow(Access.AGENT_READ)
 def index():
-    """Every agent in name order with its connectors' credentials, or those the filters ask
-    for: ``q`` (part of the name), ``status`` (a badge one of its connectors shows), ``auth``
-    (an auth type one of its connectors uses). Two statements."""
-    chosen = find.IndexFilter.parse(request.args)
-    agents = db.session.scalars(select(Agent).order_by(func.lower(Agent.name))).all()
-    connections = select(AgentConnection).options(joinedload(AgentConnection.connector))
-    used = find.agents_connectors(db.session.scalars(connections).all())
+    """Every agent the signed-in person reaches (``roles.agents_in_reach``) in name order with
+    its connectors' credentials, or those the filters ask for: ``q`` (part of the name),
+    ``status`` (a badge one of its connectors shows), ``auth`` (an auth type one of its
+    connectors uses), and for roles that see every agent ``owner`` (``find.AgentFilter``).
+    A member's agents show only the connectors available to members. Three statements (a
+    fourth for the owner filter's choices)."""
+    everyone = _sees_all_agents()
+    chosen = find.AgentFilter.parse(request.args, owners=everyone)
+    query = select(Agent).options(joinedload(Agent.owner)).order_by(func.lower(Agent.name))
+    agents = db.session.scalars(agents_in_reach(query)).all()
+    connections = agents_in_reach(select(AgentConnection).join(AgentConnection.agent)).options(
+        joinedload(AgentConnection.connector)
+    )
+    found = db.session.scalars(connections).all()
+    used = find.agents_connectors(c for c in found if everyone or c.connector.members_may_use)
+    kept = [
+        a
+        for a in agents
+        if chosen.keeps(a.name, used[a.id]) and chosen.keeps_owner(a.owner_id, g.admin.id)
+    ]
     return render_template(
         "agents/index.html",
-        agents=[a for a in agents if chosen.keeps(a.name, used[a.id])],
+        agents=kept,
         used=used,
         chosen=chosen,
         total=len(agents),
         statuses=find.status_choices(per_agent=False),
+        owners=find.owner_choices(service.owners_of_agents()) if everyone else None,
     )
+
+
+def _sees_all_agents() -> bool:
+    """Whether the signed-in person reaches every agent (not a member)."""
+    return g.admin.role in ALL_AGENTS
+
+
+def _agent_form(agent=None, **kwargs) -> AgentForm:
+    """The agent form; with the Owner field (choices filled) for owners and operators, who
+    may give an agent to someone else, without it for anyone else. A new agent's owner is
+    who creates it unless the field says otherwise."""
+    form = AgentForm(obj=agent, owner_id=None if agent else g.admin.id, **kwargs)
+    if not permits(g.admin, Access.OPERATE):
+        del form.owner_id
+        return form
+    people = service.owner_choices(agent.owner_id if agent else g.admin.id)
+    form.owner_id.choices = [("", "No owner")] + [
+        (p.id, p.shown_name if p.active else f"{p.shown_name} (deactivated)") for p in people
+    ]
+    return form
+
+
+def _chosen_owner(form, agent=None) -> tuple[bool, int | None]:
+    """``(valid, owner id)``: the Owner field's choice (a person not offered gets an error
+    under it), or without the field who creates the agent, or its owner as it is.
+
+    :raise 403: a post without the field (a member's) that names another owner (audited).
+    """
+    if "owner_id" not in form:
+        owner_id = agent.owner_id if agent else g.admin.id
+        if request.form.get("owner_id", str(owner_id)) != str(owner_id):
+            abort(refusal("Only owners and operators can give an agent to someone else."))
+        return True, owner_id
+    picked = form.owner_id.data
+    if picked is not None and picked not in {value for value, _ in form.owner_id.choices}:
+        form.owner_id.errors.append("Choose an active person as the owner, or No owner.")
+        return False, None
+    return True, picked
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @allow(Access.AGENT_CHANGE)
 def create():
-    form = AgentForm()
-    if not _valid(form, None):
+    """The new agent belongs to who creates it; owners and operators may pick another
+    active person on the form."""
+    form = _agent_form()
+    valid = _valid(form, None)
+    owner_ok, owner_id = _chosen_owner(form)
+    if not (valid and owner_ok):
         return render_template("agents/new.html", form=form), 422 if form.errors else 200
-    agent = Agent(name=form.name.data, description=form.description.data or None)
+    agent = Agent(name=form.name.data, description=form.description.data or None,
+                  owner_id=owner_id)  # fmt: skip
     before = audit.snapshot(Agent(), AUDITED)
     db.session.add(agent)
     if not _commit(form, Action.AGENT_CREATED, agent, before):
@@ -93,20 +172,35 @@ def create():
 @bp.route("/<int:id>", methods=["GET", "POST"])
 @allow(get=Access.AGENT_READ, post=Access.AGENT_CHANGE)
 def update(id):
-    """The agent page: its details form and one card per connector."""
-    agent = get_agent(id)
-    form = AgentForm(obj=agent)
+    """The agent page: its details form and one card per connector. Owners and operators
+    may give the agent to another person (``agent.reassigned``, with the owners' names
+    before and after); its per-agent credentials stay with the agent."""
+    agent = agent_in_reach(id)
+    form = _agent_form(agent)
     status = 200
     if request.method == "POST":
-        if _valid(form, agent.id):
+        valid = _valid(form, agent.id)
+        owner_ok, owner_id = _chosen_owner(form, agent)
+        if valid and owner_ok:
             before = audit.snapshot(agent, AUDITED)
             agent.name, agent.description = form.name.data, form.description.data or None
             agent.keep_tool_names = form.keep_tool_names.data
+            _reassign(agent, owner_id)
             if _commit(form, Action.AGENT_UPDATED, agent, before):
                 flash(f"Agent {agent.name} saved.", "success")
                 return redirect(url_for("agents.update", id=agent.id))
         status = 422
     return _agent_page(agent, form, flashed=request.args.get("card", type=int)), status
+
+
+def _reassign(agent, owner_id):
+    """Give the agent to ``owner_id`` (None: nobody), audited when it changes."""
+    if owner_id == agent.owner_id:
+        return
+    people = [db.session.get(AdminUser, i) if i else None for i in (agent.owner_id, owner_id)]
+    names = [p.username if p else None for p in people]
+    agent.owner_id = owner_id
+    audit.record(Action.AGENT_REASSIGNED, agent, {"owner": names})
 
 
 def card_url(agent_id, connector_id) -> str:
@@ -122,8 +216,8 @@ def _agent_page(agent, form=None, key_form=None, new_key=None, flashed=None):
     return render_template(
         "agents/edit.html",
         agent=agent,
-        form=form or AgentForm(obj=agent, formdata=None),
-        cards=service.cards(agent),
+        form=form or _agent_form(agent, formdata=None),
+        cards=service.cards(agent, members_only=not _sees_all_agents()),
         secret_form=SecretForm(formdata=None),
         flashed=flashed,
         **_keys_context(agent, key_form, new_key),
@@ -149,7 +243,7 @@ def _keys_context(agent, key_form=None, new_key=None):
 def delete(id):
     """GET asks for confirmation; POST deletes the agent and its connections, then revokes
     its OAuth tokens at the provider where the grant offers revocation."""
-    agent = get_agent(id)
+    agent = agent_in_reach(id)
     if request.method == "GET":
         return render_template(
             "agents/delete.html",
@@ -372,7 +466,7 @@ def disconnect(id, connector_id):
 def create_key(id):
     """Create a key for the agent and show it, this once: an htmx request gets the keys
     partial with the key's panel, a plain post the whole page with it."""
-    agent = get_agent(id)
+    agent = agent_in_reach(id)
     form = AgentKeyForm()
     new_key = None
     if form.validate_on_submit():
@@ -428,7 +522,7 @@ def _card_response(agent, connector, secret_form=None):
     body = render_template(
         "agents/_card_response.html",
         agent=agent,
-        card=service.card(connector, connection),
+        card=service.card(connector, connection, members_only=not _sees_all_agents()),
         secret_form=secret_form or SecretForm(formdata=None),
     )
     return body, 200, {"Vary": "HX-Request"}
@@ -463,10 +557,15 @@ def _commit(form, action, agent, before):
 def delete_selected():
     """GET asks to confirm deleting the agents ticked on the index (``ids``), naming each;
     POST deletes them as ``delete`` deletes one, then revokes their OAuth grants at the
-    provider where the grant offers revocation. No agent ticked: back to the index."""
+    provider where the grant offers revocation. No agent ticked: back to the index.
+
+    :raise 403: one of them is someone else's, for a member (audited; nothing deleted).
+    """
     ids = request.values.getlist("ids", type=int)
     query = select(Agent).where(Agent.id.in_(ids)).order_by(func.lower(Agent.name))
     agents = db.session.scalars(query).all() if ids else []
+    for agent in agents:
+        agent_in_reach(agent.id)
     if not agents:
         flash("Tick the agents to delete first.", "error")
         return redirect(url_for("agents.index"))
@@ -504,9 +603,9 @@ def seen(id):
     """The section "What this agent's client sees" (the agent page refreshes it with htmx
     after a card changes).
 
-    :raise 404: no such agent.
+    :raise 404: no such agent. :raise 403: someone else's, for a member (audited).
     """
-    return render_template("agents/_seen.html", agent=get_agent(id))
+    return render_template("agents/_seen.html", agent=agent_in_reach(id))
 
 
 @bp.context_processor

@@ -23,7 +23,7 @@ bp = Blueprint("connectors", __name__, url_prefix="/connectors")
 # (recorded as set / changed / cleared only).
 SECRET_FIELDS = ("secret_enc", "oauth_client_id_enc", "oauth_client_secret_enc",
                  "access_token_enc", "refresh_token_enc")  # fmt: skip
-AUDITED = (*service.SETTINGS, *SECRET_FIELDS)
+AUDITED = (*service.SETTINGS, "members_may_use", *SECRET_FIELDS)
 
 
 def get_connector(id) -> Connector:

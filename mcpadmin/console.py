@@ -10,8 +10,8 @@ answered 422 with one sentence per field.
 from flask import Blueprint, g, render_template, request
 
 from .extensions import db
-from .models import Agent
-from .roles import Access, allow
+from .models import Connector
+from .roles import Access, agent_in_reach, allow, connector_in_reach
 from .services import console, trycall
 from .services.gateway import unknown_tool
 
@@ -23,12 +23,15 @@ bp = Blueprint("console", __name__, url_prefix="/agents")
 def call(id):
     """GET ``?tool=<name>``: the tool's form; POST: call it.
 
-    :raise 404: no such agent.
+    :raise 404: no such agent. :raise 403: for a member, someone else's agent, or a tool of a
+        connector not available to members (audited).
     """
-    agent = db.get_or_404(Agent, id)
+    agent = agent_in_reach(id)
     catalog = trycall.catalog(agent)
     name = request.values.get("tool", "")
     entry = catalog.entries.get(name)
+    if entry is not None:
+        connector_in_reach(db.session.get(Connector, entry.connection.connector_id))
     form = console.form_for(entry.tool.input_schema if entry else {"type": "object"})
     context = {"agent": agent, "catalog": catalog, "name": name, "entry": entry, "form": form}
     if request.method == "GET":

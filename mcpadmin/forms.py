@@ -160,6 +160,11 @@ class ConnectorForm(FlaskForm):
         "Client secret", validators=[Optional(), Length(max=4096), _client_credential]
     )
     clear_oauth_client = BooleanField("Remove the stored client ID and secret")
+    members_may_use = BooleanField(
+        "Available to members",
+        description="Members may give their own agents this connector's tools (and connect "
+        "their own account where it is per agent). They never see a shared credential.",
+    )
     log_arguments = BooleanField(
         "Keep call arguments in the call log",
         description="Each call's arguments are stored with its row, values under names that "
@@ -197,6 +202,13 @@ class ConnectorForm(FlaskForm):
         return valid
 
 
+def _person_id(value) -> int | None:
+    """A person's id from the Owner field ("": no owner).
+
+    :raise ValueError: not a number (WTForms says the choice is invalid)."""
+    return int(value) if value not in ("", None) else None
+
+
 class AgentForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), *NAME], filters=[_strip])
     description = TextAreaField("Description", validators=[Optional(), MaxChars(2000)])
@@ -204,6 +216,12 @@ class AgentForm(FlaskForm):
         "Keep each tool's own name where no other tool has it (the endpoint otherwise names "
         "tools <connector>__<tool>)"
     )
+    # Offered to owners and operators only: the view removes it for others and fills the
+    # choices (a person's id, or "" for no owner), and checks the choice.
+    owner_id = SelectField(
+        "Owner", choices=[], coerce=_person_id, validate_choice=False,
+        description="Who runs this agent. Its per-agent credentials stay with the agent.",
+    )  # fmt: skip
 
 
 # How long a new agent key lasts: days, "" for never, "date" for the date field.

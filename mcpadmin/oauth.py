@@ -1,5 +1,11 @@
 """OAuth Connect: start the flow (shared from the connectors index, per agent from the agent
-page), the provider's callback, disconnect, and mcpadmin's client ID metadata document."""
+page), the provider's callback, disconnect, and mcpadmin's client ID metadata document.
+
+Who may: an agent's own account, whoever reaches the agent and the connector
+(``roles.agent_in_reach``, ``roles.connector_in_reach``); the shared credential, owners and
+operators. The callback checks again, before anything is stored: the person finishing must
+still reach what the flow was started for.
+"""
 
 from flask import Blueprint, abort, flash, g, jsonify, redirect, request, url_for
 
@@ -9,7 +15,7 @@ from .extensions import db
 from .filters import plural
 from .models import Agent, Connector
 from .protocol.registration import metadata_document
-from .roles import Access, allow
+from .roles import Access, agent_in_reach, allow, connector_in_reach, permits, refusal
 from .services import audit, clients, connect
 from .services import connectors as connectors_service
 
@@ -24,6 +30,7 @@ def start(connector_id):
     connector = db.get_or_404(Connector, connector_id)
     agent_id = request.form.get("agent_id", type=int)
     agent = db.get_or_404(Agent, agent_id) if agent_id else None
+    _check_reach(connector, agent)
     try:
         url = connect.start(connector, agent, g.admin.id)
     except connect.ConnectError as exc:
@@ -38,9 +45,13 @@ def start(connector_id):
 @allow(Access.SIGNED_IN)
 def callback():
     """Where the provider sends the browser back: check, redeem, store, sync, return to the
-    page the flow started from (the agent page when it carried an agent) with a message."""
+    page the flow started from (the agent page when it carried an agent) with a message.
+
+    :raise 403: the person no longer reaches the agent or connector, or (shared) no longer
+        operates (audited; nothing stored, the pending authorization used up).
+    """
     try:
-        finished = connect.finish(request.args, g.admin.id)
+        finished = connect.finish(request.args, g.admin.id, check=_check_reach)
     except connect.ConnectError as exc:
         db.session.commit()  # the pending authorization stays used up
         flash(str(exc), "error")
@@ -69,7 +80,7 @@ def callback():
 
 
 @bp.post("/disconnect/<int:connector_id>")
-@allow(Access.AGENT_CHANGE)
+@allow(Access.OPERATE)
 def disconnect(connector_id):
     """Revoke (where the provider offers it) and delete the shared OAuth tokens; the client
     registration and the tool list stay."""
@@ -99,14 +110,25 @@ def client_metadata():
     return response
 
 
+def _check_reach(connector, agent):
+    """Refuse (403, audited) unless the signed-in person may connect ``agent``'s own account
+    on ``connector`` or, without an agent, the connector's shared credential."""
+    if agent is not None:
+        agent_in_reach(agent.id)
+        connector_in_reach(connector)
+    elif not permits(g.admin, Access.OPERATE):
+        abort(refusal("Only owners and operators can connect a shared credential."))
+
+
 def _back(agent_id, connector_id=None) -> str:
     """The page the flow started from: the agent's (if it still exists; at the connector's
-    card, which shows the message, when known), else the index."""
+    card, which shows the message, when known), else the connectors index, or for those who
+    do not see connectors (members) their agents."""
     if agent_id and db.session.get(Agent, agent_id):
         if connector_id:
             return card_url(agent_id, connector_id)
         return url_for("agents.update", id=agent_id)
-    return url_for("connectors.index")
+    return url_for("connectors.index" if permits(g.admin, Access.READ) else "agents.index")
 
 
 def _leave(url):

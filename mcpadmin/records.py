@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from . import charts
 from .extensions import db
 from .models import Agent, AuditEvent, CallRecord, Connector
-from .roles import Access, allow
+from .roles import Access, agent_in_reach, allow
 from .services import audit as audit_actions
 from .services import exports, records, usage
 from .services.records import KIND_WORDS, OUTCOME_WORDS, FilterError
@@ -138,9 +138,9 @@ def usage_slot(agent: Agent | None = None, connector: Connector | None = None) -
 def agent_usage(id):
     """The agent's last 14 days of calls and its last failures (the agent page loads it).
 
-    :raise 404: no such agent.
+    :raise 404: no such agent. :raise 403: someone else's, for a member (audited).
     """
-    agent = db.get_or_404(Agent, id)
+    agent = agent_in_reach(id)
     return _usage(agent.name, {"agent_id": agent.id}, usage_slot(agent=agent))
 
 

@@ -25,7 +25,7 @@ import functools
 from enum import StrEnum
 
 import click
-from flask import abort, current_app, g, request
+from flask import abort, current_app, g, make_response, request
 from sqlalchemy import func, select
 
 from .errors import render_error
@@ -156,7 +156,8 @@ def refusal(sentence: str):
     if person is not None:
         current_app.logger.warning("refused %s %s to %s (%s)", request.method, request.path,
                                    person.username, person.role)  # fmt: skip
-    return render_error(403, "Not allowed", sentence)
+    # A response, not a (body, status) pair: ``abort()`` takes only a response or a code.
+    return make_response(render_error(403, "Not allowed", sentence))
 
 
 def _sentence(access: Access) -> str:

@@ -4,12 +4,21 @@ resources. The caller commits."""
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
 
 from ..crypto import seal
 from ..extensions import db
-from ..models import ALL_RESOURCES, Agent, AgentConnection, CatalogItem, Connector, ItemKind, Tool
+from ..models import (
+    ALL_RESOURCES,
+    AdminUser,
+    Agent,
+    AgentConnection,
+    CatalogItem,
+    Connector,
+    ItemKind,
+    Tool,
+)
 from . import lifecycle, tokens
 
 
@@ -87,13 +96,18 @@ def offered(connector: Connector, connection: AgentConnection | None) -> list[To
     return [t for t in connector.tools if t.name in set(names)]
 
 
-def card(connector: Connector, connection: AgentConnection | None, items=None) -> Card:
-    """``items``: the connector's catalog items, if already loaded (else read from it)."""
+def card(connector: Connector, connection: AgentConnection | None, items=None,
+         members_only: bool = False) -> Card:  # fmt: skip
+    """``items``: the connector's catalog items, if already loaded (else read from it);
+    ``members_only`` (a member's page): of a shared credential, its status alone."""
     items = items_of(connector, items)
+    credential = lifecycle.present(connector, connection)
+    if members_only and not connector.per_agent:
+        credential = credential.status_only()
     return Card(
         connector=connector,
         connection=connection,
-        credential=lifecycle.present(connector, connection),
+        credential=credential,
         tools=offered(connector, connection),
         enabled=set(connection.enabled_tools or []) if connection else set(),
         prompts=items[ItemKind.PROMPT],
@@ -112,10 +126,14 @@ def items_of(connector: Connector, items=None) -> dict[str, list[CatalogItem]]:
     return found
 
 
-def cards(agent: Agent) -> list[Card]:
-    """One card per connector, in name order, in a fixed number of queries."""
+def cards(agent: Agent, members_only: bool = False) -> list[Card]:
+    """One card per connector, in name order, in a fixed number of queries. ``members_only``
+    (a member's page): only the connectors made available to members, and of a shared
+    credential its status alone."""
     # joinedload, not selectinload: that one batches 500 ids per query, so the count would grow.
     query = select(Connector).options(joinedload(Connector.tools))
+    if members_only:
+        query = query.where(Connector.members_may_use)
     connectors = db.session.scalars(query.order_by(func.lower(Connector.name))).unique().all()
     connections = {c.connector_id: c for c in agent.connections}
     # Every connector's items in one more statement: joined beside the tools, each connector
@@ -123,7 +141,21 @@ def cards(agent: Agent) -> list[Card]:
     items = defaultdict(list)
     for item in db.session.scalars(select(CatalogItem).order_by(CatalogItem.key)):
         items[item.connector_id].append(item)
-    return [card(c, connections.get(c.id), items[c.id]) for c in connectors]
+    return [card(c, connections.get(c.id), items[c.id], members_only) for c in connectors]
+
+
+def owner_choices(current: int | None = None) -> list[AdminUser]:
+    """Who may own an agent, in name order: every active person, and ``current`` (the
+    agent's owner, a person's id) even when deactivated, so a save keeps it."""
+    query = select(AdminUser).where(or_(AdminUser.active, AdminUser.id == current))
+    return db.session.scalars(query.order_by(func.lower(AdminUser.username))).all()
+
+
+def owners_of_agents() -> list[AdminUser]:
+    """The people who own at least one agent, in name order (the index's owner filter)."""
+    owned = select(Agent.owner_id).where(Agent.owner_id.is_not(None))
+    query = select(AdminUser).where(AdminUser.id.in_(owned))
+    return db.session.scalars(query.order_by(func.lower(AdminUser.username))).all()
 
 
 def save_secret(agent: Agent, connector: Connector, plaintext: str) -> AgentConnection:

@@ -107,8 +107,10 @@ def start(connector: Connector, agent: Agent | None, admin_id: int, retried=Fals
     return authorize + ("&" if "?" in authorize else "?") + urlencode(params)
 
 
-def finish(args: dict, admin_id: int) -> Finished:
-    """Check the provider's answer, redeem the code and store the tokens.
+def finish(args: dict, admin_id: int, check=None) -> Finished:
+    """Check the provider's answer, redeem the code and store the tokens. ``check(connector,
+    agent)``, when given, is called once the pending authorization is used up and before
+    anything is asked or stored: it raises to refuse (the caller's access rules).
 
     The tokens are stored with the grant they were issued under (``grants.Grant``), the
     flow's metadata becomes the connector's, and other holders whose grant came from another
@@ -138,6 +140,8 @@ def finish(args: dict, admin_id: int) -> Finished:
     # Single use: whoever deletes the row owns the flow; a replay finds nothing to delete.
     if db.session.execute(delete(PendingAuthorization).filter_by(id=pending.id)).rowcount != 1:
         raise ConnectError("This sign-in link was already used: Connect again.", agent_id)
+    if check is not None:
+        check(connector, agent)
 
     _check_issuer(args.get("iss"), pending, agent_id)
     if pending.expected_connector != _snapshot(connector):

@@ -104,8 +104,9 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
 
     ``data`` holds every name in ``SETTINGS`` plus ``secret``, ``clear_secret``,
     ``oauth_client_id``, ``oauth_client_secret``, ``clear_oauth_client`` and ``moved_secrets``
-    (see ``moved_secret_question``, asked first), and ``log_arguments`` (the call log keeps
-    the arguments of calls, redacted); a blank secret keeps the stored one.
+    (see ``moved_secret_question``, asked first), ``log_arguments`` (the call log keeps
+    the arguments of calls, redacted) and ``members_may_use`` (members may give their agents
+    its tools); a blank secret keeps the stored one.
     """
     saved = Saved()
     notices = saved.notices
@@ -121,6 +122,7 @@ def apply_settings(connector: Connector, data: dict) -> Saved:
     for name in SETTINGS:
         setattr(connector, name, data.get(name) or None)
     connector.log_arguments = bool(data.get("log_arguments"))
+    connector.members_may_use = bool(data.get("members_may_use"))
     if connector.auth_type == "none":
         connector.credential_mode = "shared"
     if connector.auth_type != "api_key_header":

@@ -57,6 +57,48 @@ class IndexFilter:
         )
 
 
+# ``AgentFilter.owner``: the signed-in person's agents, and agents nobody owns.
+ME, NO_OWNER = "me", "none"
+
+
+@dataclass(frozen=True)
+class AgentFilter(IndexFilter):
+    """The agents index's filters, with ``owner``: "" (everyone), ``ME``, ``NO_OWNER``, or a
+    person's id (as text). Only roles that see every agent are offered it."""
+
+    owner: str = ""
+
+    @classmethod
+    def parse(cls, args: Mapping, owners: bool = True) -> "AgentFilter":
+        """``owners``: whether the page offers the owner filter (else it counts as unset)."""
+        owner = (args.get("owner") or "").strip()
+        valid = owner in (ME, NO_OWNER) or (owner.isdigit() and owner.isascii())
+        base = IndexFilter.parse(args)
+        return cls(base.name, base.status, base.auth, owner if owners and valid else "")
+
+    def __bool__(self):
+        return super().__bool__() or bool(self.owner)
+
+    @property
+    def values(self) -> dict:
+        return {**super().values, **({"owner": self.owner} if self.owner else {})}
+
+    def keeps_owner(self, owner_id: int | None, my_id: int) -> bool:
+        """Whether an agent owned by ``owner_id`` is one asked for (``my_id``: who asks)."""
+        if self.owner == ME:
+            return owner_id == my_id
+        if self.owner == NO_OWNER:
+            return owner_id is None
+        return not self.owner or str(owner_id) == self.owner
+
+
+def owner_choices(people: Iterable) -> dict[str, str]:
+    """The owner filter's choices, value → words: everyone, me, no owner, then each of
+    ``people`` (those who own agents: ``AdminUser`` rows)."""
+    named = {str(p.id): p.shown_name + ("" if p.active else " (deactivated)") for p in people}
+    return {"": "Everyone", ME: "Me", NO_OWNER: "No owner", **named}
+
+
 def status_choices(per_agent: bool = True) -> dict[str, str]:
     """The badges a status filter offers, value → words (``per_agent``: with the one a
     per-agent connector shows as a whole)."""

@@ -135,7 +135,8 @@ class Presentation:
     badge: str
     message: str | None = None  # one sentence under the badge
     actions: list[Action] = field(default_factory=list)
-    credential: str = "missing"  # "not_needed", "missing", "set" or "unreadable"
+    # "not_needed", "missing", "set" or "unreadable"; "hidden" in ``status_only``.
+    credential: str = "missing"
 
     @property
     def ready(self) -> bool:
@@ -144,6 +145,11 @@ class Presentation:
 
     def can(self, action: str) -> bool:
         return Action(action) in self.actions
+
+    def status_only(self) -> "Presentation":
+        """The badge alone: no message, no action, nothing said about the credential (what a
+        member is shown of a shared credential, which is never theirs to see or change)."""
+        return Presentation(self.shown, self.badge, credential="hidden")
 
 
 def stored_value(connector: Connector, place):
