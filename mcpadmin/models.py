@@ -619,8 +619,10 @@ _CATALOG_COLUMNS = {
         "enabled_resources",
         "changed_prompts",
     ),
-    Connector: ("name", "slug", "server_capabilities"),
-    Agent: ("keep_tool_names",),
+    Connector: ("name", "slug", "server_capabilities", "members_may_use"),
+    Agent: ("keep_tool_names", "owner_id"),
+    # A member's agents use only connectors made available to members.
+    AdminUser: ("role",),
 }
 _CATALOG_CHANGED = "mcpadmin.catalog_changed"
 

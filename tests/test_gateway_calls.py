@@ -353,7 +353,7 @@ def test_a_deactivated_members_key_stops_working_at_once(app, bearer_tools, pass
         mia = AdminUser(username="mia", password_hash=password_hash, role=Role.MEMBER)
         db.session.add(mia)
         connector = synced_connector(bearer_tools.url, "Weather", auth_type="bearer",
-                                     secret_enc=seal(TOKEN))  # fmt: skip
+                                     secret_enc=seal(TOKEN), members_may_use=True)  # fmt: skip
         agent, key = agent_with_tools([connector], name="Mia's agent")
         agent.owner_id = mia.id
         db.session.commit()
@@ -392,3 +392,56 @@ def test_a_deactivated_members_key_stops_working_at_once(app, bearer_tools, pass
                              timeout=10).status_code == 401  # fmt: skip
         owner_active(True)
         assert run(lambda: calls(url)).structured_content["city"] == "Rome"
+
+
+def test_a_members_agent_loses_a_connector_no_longer_available_to_members(
+    app, bearer_tools, password_hash
+):
+    """An operator unticking "Available to members" takes the connector's tools out of every
+    member's agent at once (listed and called), keeping the member's choices: ticking it again,
+    or handing the agent to an operator, brings them back. Another agent is not touched."""
+    with app.app_context():
+        mia = AdminUser(username="mia", password_hash=password_hash, role=Role.MEMBER)
+        db.session.add(mia)
+        connector = synced_connector(bearer_tools.url, "Weather", auth_type="bearer",
+                                     secret_enc=seal(TOKEN), members_may_use=True)  # fmt: skip
+        agent, key = agent_with_tools(
+            [connector], name="Mia's agent", enabled={"Weather": ["weather"]}
+        )
+        agent.owner_id = mia.id
+        db.session.commit()
+        agent_id, connector_id, mia_id = agent.id, connector.id, mia.id
+
+    def change(model, row_id, **values):
+        with app.app_context():
+            row = db.session.get(model, row_id)
+            for name, value in values.items():
+                setattr(row, name, value)
+            db.session.commit()
+
+    async def names_and_call(url):
+        async with sdk_client(url, key) as client:
+            names = [tool.name for tool in (await client.list_tools()).tools]
+            try:
+                result = await client.call_tool("weather__weather", {"city": "Oslo"})
+            except MCPError as refused:
+                return names, str(refused)
+            return names, "error" if result.is_error else "ok"
+
+    with serving(app) as server:
+        url = f"{server.url}/agents/{agent_id}/mcp"
+        names, result = run(lambda: names_and_call(url))
+        assert (names, result) == (["weather__weather"], "ok")
+        change(Connector, connector_id, members_may_use=False)
+        names, result = run(lambda: names_and_call(url))
+        assert names == [] and "is not one of agent Mia's agent's tools" in result
+        change(AdminUser, mia_id, role=Role.OPERATOR)
+        names, result = run(lambda: names_and_call(url))
+        assert (names, result) == (["weather__weather"], "ok")
+        change(AdminUser, mia_id, role=Role.MEMBER)
+        change(Connector, connector_id, members_may_use=True)
+        names, result = run(lambda: names_and_call(url))
+        assert (names, result) == (["weather__weather"], "ok")
+    with app.app_context():
+        connection = db.session.scalar(select(AgentConnection))
+        assert connection.enabled_tools == ["weather"]

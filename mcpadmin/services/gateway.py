@@ -33,6 +33,7 @@ from ..models import (
     GatewayCancellation,
     GatewaySession,
     ResourceSubscription,
+    Role,
     Tool,
     utcnow,
 )
@@ -284,6 +285,15 @@ class Catalog:
 
 
 # Each enabled tool's naming, checks and definition, with its connection and connector.
+# A member's agent uses only connectors made available to members (ticked choices on others
+# are kept, and come back if the connector is made available again or the agent changes hands).
+_MEMBER_OWNED = (
+    select(AdminUser.id)
+    .join(Agent, Agent.owner_id == AdminUser.id)
+    .where(Agent.id == AgentConnection.agent_id, AdminUser.role == Role.MEMBER)
+    .exists()
+)
+_MEMBERS_MAY_USE = Connector.members_may_use | ~_MEMBER_OWNED
 _CATALOG_ROWS = (
     select(AgentConnection.id, AgentConnection.connector_id, AgentConnection.enabled_tools,
            AgentConnection.changed_tools, Connector.slug, Connector.name.label("connector_name"),
@@ -291,6 +301,7 @@ _CATALOG_ROWS = (
            Tool.output_schema, Tool.annotations)
     .join(Connector, Connector.id == AgentConnection.connector_id)
     .join(Tool, Tool.connector_id == Connector.id)
+    .where(_MEMBERS_MAY_USE)
 )  # fmt: skip
 _CATALOG = _CATALOG_ROWS.where(AgentConnection.agent_id == bindparam("agent_id"))
 # Each prompt, resource and template of the agent's connectors, with the connection's choices.
@@ -301,6 +312,7 @@ _ITEM_ROWS = (
            CatalogItem.definition, CatalogItem.definition_hash)
     .join(Connector, Connector.id == AgentConnection.connector_id)
     .join(CatalogItem, CatalogItem.connector_id == Connector.id)
+    .where(_MEMBERS_MAY_USE)
 )  # fmt: skip
 _ITEMS = _ITEM_ROWS.where(AgentConnection.agent_id == bindparam("agent_id"))
 _TARGET = (
