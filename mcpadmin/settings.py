@@ -85,7 +85,7 @@ def _apply(form, row):
     if form.client_secret.data:  # blank keeps the stored secret
         row.client_secret_enc = seal(form.client_secret.data)
     row.label = form.label.data or None
-    row.scopes = " ".join(dict.fromkeys(form.scopes.data.split())) or sso.DEFAULT_SCOPES
+    row.scopes = " ".join(dict.fromkeys((form.scopes.data or "").split())) or sso.DEFAULT_SCOPES
     row.allowed_domains = form.domains()
     row.role_claim = form.role_claim.data or None
     row.role_map = form.role_values()
