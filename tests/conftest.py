@@ -11,7 +11,7 @@ import re
 
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, text, update
 from werkzeug.security import generate_password_hash
 
 from mcpadmin import create_app
@@ -89,9 +89,9 @@ def app(database_uri, tmp_path):
 
 
 def empty_database(app):
-    """Delete every row a test made (the catalog version's row, made by the migration,
-    stays) and close the app's connections. Call log rows still queued are dropped first, so
-    none is written after the tables are emptied."""
+    """Delete every row a test made (the catalog version's row, made by the migration, stays,
+    its version raised) and close the app's connections. Call log rows still queued are
+    dropped first, so none is written after the tables are emptied."""
     calllog.discard(app)
     with app.app_context():
         db.session.remove()
@@ -99,6 +99,10 @@ def empty_database(app):
             for table in reversed(db.metadata.sorted_tables):
                 if table.name != CatalogState.__tablename__:
                     conn.execute(table.delete())
+            # Raw deletes raise no catalog version, and SQLite reuses the ids they free: a
+            # served app (the session live server) would answer the next test's new agent from
+            # its cache of an old one.
+            conn.execute(update(CatalogState).values(version=CatalogState.version + 1))
         db.engine.dispose()
 
 
