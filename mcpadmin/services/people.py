@@ -14,7 +14,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import AdminUser, Agent, Invite, Role, SsoSettings, utcnow
@@ -114,15 +114,27 @@ def revoke_invite(row: Invite, now: datetime | None = None):
         row.revoked_at = now or utcnow()
 
 
-def redeem(row: Invite, person: AdminUser, now: datetime | None = None):
-    """Mark the invite used by ``person``: the link works no more.
+def redeem(row: Invite, username: str, now: datetime | None = None):
+    """Mark the invite used by ``username``: the link works no more. One guarded statement,
+    so of two sign-ins or joins through one link at once only one succeeds.
 
     :raise PeopleError: it was used, revoked or expired in the meantime.
     """
     now = now or utcnow()
-    if not row.usable(now):
+    used = db.session.execute(
+        update(Invite)
+        .where(
+            Invite.id == row.id,
+            Invite.used_at.is_(None),
+            Invite.revoked_at.is_(None),
+            Invite.expires_at > now,
+        )  # fmt: skip
+        .values(used_at=now, used_by=username)
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
+    if used != 1:
+        db.session.refresh(row)
         raise PeopleError(why_unusable(row, now))
-    row.used_at, row.used_by = now, person.username
 
 
 def local_passwords_allowed(role: str) -> bool:
@@ -148,7 +160,7 @@ def join_with_password(row: Invite, username: str, password: str) -> AdminUser:
         raise PeopleError(str(exc)) from exc
     person.email = row.email
     db.session.flush()
-    redeem(row, person)
+    redeem(row, person.username)
     return person
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from itertools import count
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from ..crypto import UnreadableSecret, seal
 from ..extensions import db
@@ -22,7 +22,7 @@ from ..filters import bidi_controls
 from ..models import AdminUser, Invite, OidcPending, Role, SsoSettings, utcnow
 from ..protocol import oidc, pkce
 from ..protocol import tokens as protocol
-from . import audit, outbound
+from . import audit, outbound, people
 from .audit import Action
 
 CALLBACK_PATH = "/sso/callback"
@@ -98,11 +98,6 @@ def check_provider(issuer: str) -> oidc.ProviderMetadata:
     return oidc.discover(outbound.http(), issuer, _http_loopback())
 
 
-def invite_for(token: str) -> Invite | None:
-    """The invite a link's raw token names (its SHA-256 is stored), else None."""
-    return db.session.scalar(select(Invite).filter_by(token_sha256=_digest(token)))
-
-
 def start(next_url: str | None, invite_token: str | None = None,
           now: datetime | None = None) -> str:  # fmt: skip
     """Record a pending sign-in (the state's SHA-256, the nonce, the sealed PKCE verifier,
@@ -114,8 +109,8 @@ def start(next_url: str | None, invite_token: str | None = None,
     settings = _settings()
     invite = None
     if invite_token:
-        invite = invite_for(invite_token)
-        if invite is None or not invite.usable(now):
+        invite = people.usable_invite(invite_token, now)
+        if invite is None:
             raise SsoError("This invite link was already used, was revoked or has expired. Ask "
                            "an owner for a new one.")  # fmt: skip
     metadata = _discover(settings)
@@ -386,15 +381,11 @@ def _use_invite(invite, username, now):
 
     :raise SsoError: it was used or revoked since this sign-in checked it.
     """
-    used = db.session.execute(
-        update(Invite)
-        .where(Invite.id == invite.id, Invite.used_at.is_(None), Invite.revoked_at.is_(None))
-        .values(used_at=now, used_by=username)
-        .execution_options(synchronize_session="fetch")
-    ).rowcount
-    if used != 1:
-        raise SsoError("This invite link was used by someone else meanwhile. Ask an owner for a "
-                       "new one.", username)  # fmt: skip
+    try:
+        people.redeem(invite, username, now)
+    except people.PeopleError as exc:
+        raise SsoError("This invite link was used by someone else meanwhile. Ask an owner for "
+                       "a new one.", username) from exc  # fmt: skip
 
 
 # -- helpers --------------------------------------------------------------------------------
