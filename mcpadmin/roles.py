@@ -26,7 +26,6 @@ from enum import StrEnum
 
 import click
 from flask import abort, current_app, g, make_response, request
-from sqlalchemy import func, select
 
 from .errors import render_error
 from .extensions import db
@@ -192,13 +191,14 @@ def cli_rule(access: Access):
         @functools.wraps(command)
         def run(*args, acting_as=None, **kwargs):
             if acting_as is not None:
-                person = db.session.scalar(
-                    select(AdminUser).where(func.lower(AdminUser.username) == acting_as.lower())
-                )
-                if person is None:
-                    raise click.ClickException(f"No person named {acting_as!r}.")
+                from .services import people  # as in ``refusal``: roles is imported early
+
+                try:
+                    person = people.find_person(acting_as)
+                except people.PeopleError as exc:
+                    raise click.ClickException(str(exc)) from exc
                 if not permits(person, access):
-                    state = "deactivated" if not person.active else f"{_article(person.role)}"
+                    state = "deactivated" if not person.active else _article(person.role)
                     raise click.ClickException(
                         f"{person.username} is {state} and may not run this command."
                     )
