@@ -126,9 +126,9 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
         row = db.session.execute(_KEY, {"lookup": lookup}).first()
     key = AgentKey(key_hmac=row.key_hmac, expires_at=row.expires_at,
                    revoked_at=row.revoked_at) if row else None  # fmt: skip
-    if not agent_keys.matches(key, presented) or not key.usable(now) or row.agent_id != agent_id:
+    if not agent_keys.matches(key, presented) or row.agent_id != agent_id:
         return None
-    if row.owner_active is False:  # no owner (None) is fine
+    if not _lets_in(key, row.owner_active, now):
         return None
     session = None
     if session_id and row.id_sha256 is not None:
@@ -136,6 +136,12 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
                               row.last_seen_at)  # fmt: skip
     agent = AgentView(row.agent_id, row.name, row.keep_tool_names, row.catalog_version)
     return Caller(row.id, row.last_used_at, agent, session, row.label)
+
+
+def _lets_in(key: AgentKey, owner_active: bool | None, now: datetime) -> bool:
+    """Whether a key still lets its clients in: unexpired, unrevoked, and its agent's owner
+    active (an agent with no owner, ``owner_active`` None, is the operators')."""
+    return key.usable(now) and owner_active is not False
 
 
 def session_digest(session_id: str) -> str:
@@ -466,7 +472,7 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
     """For the held streams of a process: the catalog version, which of ``key_ids`` are still
     usable, which of ``session_digests`` still exist, and, when the version is not
     ``seen_version``, the fingerprint of each of ``agents`` (id → ``AgentView``) catalog.
-    A key is usable while unexpired, unrevoked, and its agent's owner (if any) active.
+    A key is usable as ``_lets_in`` says.
     A few statements whatever the number of streams: one for the version, one per 500 keys,
     two per 500 sessions (they exist; their resource subscriptions), and two for the
     catalogs this process has not built at that version."""
@@ -476,7 +482,7 @@ def watch_state(key_ids, session_digests, agents: dict, seen_version: int | None
     for ids in _chunks(sorted(key_ids)):
         for row in db.session.execute(_KEYS, {"ids": ids}):
             key = AgentKey(expires_at=row.expires_at, revoked_at=row.revoked_at)
-            if key.usable(now) and row.owner_active is not False:
+            if _lets_in(key, row.owner_active, now):
                 usable.add(row.id)
     live = set()
     subscriptions: dict = {}
