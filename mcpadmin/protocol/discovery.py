@@ -152,9 +152,9 @@ def discover(http: Http, server_url: str, allow_http_loopback: bool = False) -> 
         token_endpoint=metadata["token_endpoint"],
         registration_endpoint=metadata.get("registration_endpoint"),
         revocation_endpoint=metadata.get("revocation_endpoint"),
-        scopes_supported=_strings(metadata.get("scopes_supported")),
-        code_challenge_methods_supported=_strings(metadata.get("code_challenge_methods_supported")),
-        token_endpoint_auth_methods_supported=_strings(
+        scopes_supported=strings(metadata.get("scopes_supported")),
+        code_challenge_methods_supported=strings(metadata.get("code_challenge_methods_supported")),
+        token_endpoint_auth_methods_supported=strings(
             metadata.get("token_endpoint_auth_methods_supported")
         ),
         client_id_metadata_document_supported=(
@@ -164,7 +164,7 @@ def discover(http: Http, server_url: str, allow_http_loopback: bool = False) -> 
             metadata.get("authorization_response_iss_parameter_supported") is True
         ),
         challenge_scope=challenge.get("scope") or None,
-        resource_scopes=_strings((resource_doc or {}).get("scopes_supported")),
+        resource_scopes=strings((resource_doc or {}).get("scopes_supported")),
         log=log,
     )
 
@@ -264,5 +264,6 @@ def _check_server(doc, issuer, allow_http_loopback):
     return None
 
 
-def _strings(value) -> list[str]:
+def strings(value) -> list[str]:
+    """The strings of a metadata list (anything else in it, or a value that is no list: none)."""
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []

@@ -23,6 +23,7 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
+from .discovery import strings
 from .endpoints import InsecureEndpoint, check_endpoint
 from .errors import OAuthError
 from .http import Http, HttpError
@@ -326,6 +327,4 @@ def _get_json(http: Http, url: str, what: str):
 
 def _strings(value, default: list[str]) -> list[str]:
     """A metadata list of strings; ``default`` when absent (Discovery §3 defaults)."""
-    if value is None:
-        return default
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    return default if value is None else strings(value)
