@@ -5,6 +5,8 @@ can never be written by accident; reading it gives a ``Sealed`` back, and plaint
 where code calls ``reveal()``. The first configured key encrypts; every key decrypts.
 """
 
+import hashlib
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 from sqlalchemy.types import Text, TypeDecorator
@@ -87,6 +89,13 @@ class Sealed:
         return "<Sealed secret>"
 
     __str__ = __repr__
+
+
+def token_digest(token: str) -> str:
+    """How a random token handed out once (a session cookie, an invite link, an OIDC state,
+    an agent session id) is kept: its SHA-256, in hex. Enough for a 256-bit random token: a
+    database copy gives nothing to present."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def seal(plaintext: str) -> Sealed:

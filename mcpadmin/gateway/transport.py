@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from .. import requestlog, security
+from ..crypto import token_digest
 from ..protocol import server
 from ..protocol.server import RpcFailure
-from ..services import gateway as service
 from . import dispatch, forward, relay, streams
 from .guard import client_address
 
@@ -114,7 +114,7 @@ def _cancelled_here(plane, incoming):
     if message is None or message.method != "notifications/cancelled":
         return
     request_id = message.params.get("requestId")
-    key = (service.session_digest(incoming.session_id), str(request_id)[:200])
+    key = (token_digest(incoming.session_id), str(request_id)[:200])
     running = plane.running.get(key)
     if running is not None:
         running.cancel("Cancelled by the agent.")

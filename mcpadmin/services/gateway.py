@@ -21,6 +21,7 @@ from flask import current_app
 from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import contains_eager, joinedload
 
+from ..crypto import token_digest
 from ..extensions import db
 from ..models import (
     AdminUser,
@@ -120,7 +121,7 @@ def authenticate(agent_id: int, presented: str | None, session_id: str | None, n
         agent_keys.matches(None, presented or "")  # the same work as a wrong key
         return None
     if session_id:
-        values = {"lookup": lookup, "session_sha256": session_digest(session_id)}
+        values = {"lookup": lookup, "session_sha256": token_digest(session_id)}
         row = db.session.execute(_KEY_AND_SESSION, values).first()
     else:
         row = db.session.execute(_KEY, {"lookup": lookup}).first()
@@ -144,10 +145,6 @@ def _lets_in(key: AgentKey, owner_active: bool | None, now: datetime) -> bool:
     return key.usable(now) and owner_active is not False
 
 
-def session_digest(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
-
-
 def open_session(caller: Caller, version: str, client_info, capabilities=None) -> str:
     """A new legacy session for this key; its id (visible ASCII, 256 random bits [25N/http
     §Session Management]). The row keeps only the id's digest, and of the client's declared
@@ -156,7 +153,7 @@ def open_session(caller: Caller, version: str, client_info, capabilities=None) -
     info = client_info if isinstance(client_info, dict) else None
     db.session.add(
         GatewaySession(
-            id_sha256=session_digest(session_id),
+            id_sha256=token_digest(session_id),
             key_id=caller.key_id,
             protocol_version=version,
             client_info=_small(info),

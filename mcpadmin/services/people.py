@@ -9,13 +9,13 @@ people. Deactivating a person ends their sessions at once, and the gateway refus
 agents' keys (``services.gateway``) until they are reactivated; their agents and keys stay.
 """
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from ..crypto import token_digest
 from ..extensions import db
 from ..models import AdminUser, Agent, Invite, Role, SsoSettings, utcnow
 from . import admins, sessions
@@ -29,10 +29,6 @@ INVITE_PATH = "/invite/"
 
 class PeopleError(ValueError):
     """The change cannot be made as asked; the message says why, as a sentence."""
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def invite(role: str, email: str | None, days: int | None,
@@ -51,7 +47,7 @@ def invite(role: str, email: str | None, days: int | None,
     if email is not None and ("@" not in email or len(email) > 320):
         raise PeopleError("Enter an email address such as ada@example.com, or leave it empty.")
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    row = Invite(token_sha256=_digest(token), role=role, email=email, created_by=created_by,
+    row = Invite(token_sha256=token_digest(token), role=role, email=email, created_by=created_by,
                  expires_at=utcnow() + timedelta(days=days))  # fmt: skip
     db.session.add(row)
     return row, token
@@ -73,7 +69,7 @@ def find_invite(token: str | None, lock: bool = False) -> Invite | None:
     hold its row until the caller commits, so two people cannot join through one link."""
     if not isinstance(token, str) or not token or len(token) > 200:
         return None
-    query = select(Invite).where(Invite.token_sha256 == _digest(token))
+    query = select(Invite).where(Invite.token_sha256 == token_digest(token))
     return db.session.scalar(query.with_for_update() if lock else query)
 
 

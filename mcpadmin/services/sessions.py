@@ -2,19 +2,15 @@
 SHA-256. A session lives until it is ended (sign out, sign out everywhere, a password change)
 or until ``lifetime`` after sign-in, whichever comes first. The caller commits."""
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
+from ..crypto import token_digest
 from ..extensions import db
 from ..models import AdminSession, AdminUser
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def start(admin: AdminUser, now: datetime, lifetime: timedelta) -> str:
@@ -22,7 +18,7 @@ def start(admin: AdminUser, now: datetime, lifetime: timedelta) -> str:
     every admin that have outlived ``lifetime`` are removed on the way."""
     db.session.execute(delete(AdminSession).where(AdminSession.created_at <= now - lifetime))
     token = secrets.token_urlsafe(32)
-    db.session.add(AdminSession(token_sha256=_digest(token), admin=admin, created_at=now))
+    db.session.add(AdminSession(token_sha256=token_digest(token), admin=admin, created_at=now))
     return token
 
 
@@ -34,7 +30,8 @@ def admin_for(token: str | None, now: datetime, lifetime: timedelta) -> AdminUse
     row = db.session.scalar(
         select(AdminSession)
         .where(
-            AdminSession.token_sha256 == _digest(token), AdminSession.created_at > now - lifetime
+            AdminSession.token_sha256 == token_digest(token),
+            AdminSession.created_at > now - lifetime,
         )
         .options(joinedload(AdminSession.admin))  # one statement on every page
     )
@@ -44,7 +41,9 @@ def admin_for(token: str | None, now: datetime, lifetime: timedelta) -> AdminUse
 def end(token: str | None):
     """End the session ``token`` names (nothing if there is none)."""
     if isinstance(token, str) and token:
-        db.session.execute(delete(AdminSession).where(AdminSession.token_sha256 == _digest(token)))
+        db.session.execute(
+            delete(AdminSession).where(AdminSession.token_sha256 == token_digest(token))
+        )
 
 
 def end_all(admin_id: int):

@@ -7,7 +7,6 @@ pending sign-in stays used up) and signs the person in. ``local_password_allowed
 whether a person may still sign in with a local password.
 """
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +15,7 @@ from itertools import count
 from flask import current_app
 from sqlalchemy import delete, func, select
 
-from ..crypto import UnreadableSecret, seal
+from ..crypto import UnreadableSecret, seal, token_digest
 from ..extensions import db
 from ..filters import bidi_controls
 from ..models import AdminUser, Invite, OidcPending, Role, SsoSettings, utcnow
@@ -118,7 +117,7 @@ def start(next_url: str | None, invite_token: str | None = None,
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     verifier = pkce.make_verifier()
     db.session.add(OidcPending(
-        state_sha256=_digest(state), nonce=nonce, code_verifier_enc=seal(verifier),
+        state_sha256=token_digest(state), nonce=nonce, code_verifier_enc=seal(verifier),
         invite_id=invite.id if invite else None, next_url=(next_url or "")[:2048] or None,
         created_at=now,
     ))  # fmt: skip
@@ -202,7 +201,7 @@ def _take_pending(state, now) -> _Pending:
     """
     if not isinstance(state, str) or not state:
         raise SsoError("The sign-in answer carries no state. Start the sign-in again.")
-    digest = _digest(state)
+    digest = token_digest(state)
     row = db.session.get(OidcPending, digest)
     if row is None:
         raise SsoError("This sign-in answer is unknown or was already used. Sign in again.")
@@ -408,10 +407,6 @@ def _discover(settings, http=None) -> oidc.ProviderMetadata:
 def _prune(now):
     """Delete pending sign-ins older than ``PENDING_MAX_AGE`` (abandoned at the provider)."""
     db.session.execute(delete(OidcPending).where(OidcPending.created_at < now - PENDING_MAX_AGE))
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _http_loopback() -> bool:
