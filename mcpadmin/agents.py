@@ -31,7 +31,6 @@ from .models import (
     utcnow,
 )
 from .roles import (
-    ALL_AGENTS,
     Access,
     agent_in_reach,
     agents_in_reach,
@@ -39,6 +38,7 @@ from .roles import (
     connector_in_reach,
     permits,
     refusal,
+    sees_every_agent,
 )
 from .services import (
     agent_keys,
@@ -86,7 +86,7 @@ def index():
     connectors uses), and for roles that see every agent ``owner`` (``find.AgentFilter``).
     A member's agents show only the connectors available to members. Three statements (a
     fourth for the owner filter's choices)."""
-    everyone = _sees_all_agents()
+    everyone = sees_every_agent()
     chosen = find.AgentFilter.parse(request.args, owners=everyone)
     query = select(Agent).options(joinedload(Agent.owner)).order_by(func.lower(Agent.name))
     agents = db.session.scalars(agents_in_reach(query)).all()
@@ -109,11 +109,6 @@ def index():
         statuses=find.status_choices(per_agent=False),
         owners=find.owner_choices(service.owners_of_agents()) if everyone else None,
     )
-
-
-def _sees_all_agents() -> bool:
-    """Whether the signed-in person reaches every agent (not a member)."""
-    return g.admin.role in ALL_AGENTS
 
 
 def _agent_form(agent=None, **kwargs) -> AgentForm:
@@ -217,7 +212,7 @@ def _agent_page(agent, form=None, key_form=None, new_key=None, flashed=None):
         "agents/edit.html",
         agent=agent,
         form=form or _agent_form(agent, formdata=None),
-        cards=service.cards(agent, members_only=not _sees_all_agents()),
+        cards=service.cards(agent, members_only=not sees_every_agent()),
         secret_form=SecretForm(formdata=None),
         flashed=flashed,
         **_keys_context(agent, key_form, new_key),
@@ -522,7 +517,7 @@ def _card_response(agent, connector, secret_form=None):
     body = render_template(
         "agents/_card_response.html",
         agent=agent,
-        card=service.card(connector, connection, members_only=not _sees_all_agents()),
+        card=service.card(connector, connection, members_only=not sees_every_agent()),
         secret_form=secret_form or SecretForm(formdata=None),
     )
     return body, 200, {"Vary": "HX-Request"}

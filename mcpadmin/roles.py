@@ -131,14 +131,18 @@ def connector_in_reach(connector: Connector):
 
 def agents_in_reach(query):
     """``query`` (a select of agents) cut to what the signed-in person reaches."""
-    person = g.admin
-    if person.role in ALL_AGENTS:
+    if sees_every_agent():
         return query
-    return query.where(Agent.owner_id == person.id)
+    return query.where(Agent.owner_id == g.admin.id)
+
+
+def sees_every_agent(person: AdminUser | None = None) -> bool:
+    """Whether ``person`` (default: the signed-in one) reaches every agent: not a member."""
+    return (person or g.admin).role in ALL_AGENTS
 
 
 def _reaches(person, agent: Agent) -> bool:
-    return person.role in ALL_AGENTS or agent.owner_id == person.id
+    return sees_every_agent(person) or agent.owner_id == person.id
 
 
 def refusal(sentence: str):
